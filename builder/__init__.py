@@ -1,0 +1,1 @@
+"""mtqa_builder: checkpoint -> ONNX -> explicit precision -> accuracy gate -> TensorRT -> Triton repository."""
