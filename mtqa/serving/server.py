@@ -1,0 +1,318 @@
+"""`TritonServer`: start a real `tritonserver` on a model repository, wait for it, control, stop.
+
+The server runs in its own process group with its output in a log file. Every wait is bounded: a
+python-backend stub that cannot start makes Triton hang instead of exiting, so a start that does
+not become ready in `startup_timeout` seconds is killed (whole group) and reported with the log
+tail. Stopping removes the python backend's shared-memory regions of this server only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mtqa.serving import http_api, shm
+from mtqa.serving.binary import backend_directory, find_tritonserver
+from mtqa.serving.errors import ModelControlError, ServerStartError, ServingError
+from mtqa.serving.ports import free_ports
+from mtqa.serving.security import RestrictedProtocols, TlsConfig
+
+HOST = "127.0.0.1"
+_ERROR_LINE = re.compile(r"^E\d{4} ")
+_PORT_CLASH = ("already in use", "Address in use", "Failed to start")
+_PORT_ATTEMPTS = 3
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Any:
+    """Return a pre-exec hook that makes the server get SIGTERM if our process dies (Linux)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, called after
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class TritonServer:
+    """A local `tritonserver` process serving one model repository.
+
+    Ports given as 0 are picked free (and re-picked if another process takes them first).
+    `models=None` loads every model in the repository, an empty list loads none (explicit model
+    control; use `load`/`unload`); `poll=True` lets Triton poll the repository instead. URLs are
+    `host:port` for tritonclient (`grpc_url`, `http_url`) and a full URL for `metrics_url`.
+    """
+
+    def __init__(
+        self,
+        repo: Path | str,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        metrics_port: int = 0,
+        models: Iterable[str] | None = None,
+        tls: TlsConfig | None = None,
+        restricted: RestrictedProtocols | None = None,
+        startup_timeout: float = 60.0,
+        poll: bool = False,
+        poll_secs: int = 5,
+        log_verbose: int = 0,
+        exit_timeout: int = 10,
+    ) -> None:
+        self.repo = Path(repo).resolve()
+        self.models = None if models is None else list(models)
+        if poll and self.models is not None:
+            raise ServingError("poll mode loads every model in the repository; do not name models")
+        self.tls = tls
+        self.restricted = restricted
+        self.startup_timeout = startup_timeout
+        self.poll = poll
+        self.poll_secs = poll_secs
+        self.log_verbose = log_verbose
+        self.exit_timeout = exit_timeout
+        self._requested = (grpc_port, http_port, metrics_port)
+        self.grpc_port, self.http_port, self.metrics_port = self._requested
+        self.shm_prefix = shm.unique_prefix()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._log_path: Path | None = None
+        self._final_log = ""
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{HOST}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the server (also its process-group id), None when not started."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The server's log file while it runs (removed by `stop`; `log_tail` still works)."""
+        return self._log_path
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> TritonServer:
+        """Start the server and return once it (and every requested model) is ready."""
+        if self._proc is not None:
+            raise ServingError(f"server already started (pid {self.pid})")
+        if not self.repo.is_dir():
+            raise ServerStartError(f"model repository {self.repo} is not a directory")
+        binary = find_tritonserver()
+        auto_ports = 0 in self._requested
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            self._workdir = Path(tempfile.mkdtemp(prefix="mtqa-triton-"))
+            self._log_path = self._workdir / "tritonserver.log"
+            picked = iter(free_ports(3))
+            self.grpc_port, self.http_port, self.metrics_port = (
+                p or next(picked) for p in self._requested
+            )
+            cmd = self._command(binary, backend_directory(binary, self._workdir))
+            with open(self._log_path, "wb") as log:
+                self._proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self._environment(),
+                    start_new_session=True,
+                    preexec_fn=_parent_death_signal(),
+                )
+            try:
+                self._wait_ready()
+                return self
+            except ServerStartError:
+                clash = any(s in self.log_tail(200) for s in _PORT_CLASH)
+                if not (auto_ports and clash and attempt < _PORT_ATTEMPTS):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _command(self, binary: Path, backends: Path) -> list[str]:
+        cmd = [
+            str(binary),
+            f"--model-repository={self.repo}",
+            f"--backend-directory={backends}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--pinned-memory-pool-byte-size=0",
+            "--disable-auto-complete-config",
+            f"--exit-timeout-secs={self.exit_timeout}",
+            f"--log-verbose={self.log_verbose}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+        ]
+        if self.poll:
+            cmd += ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
+        else:
+            cmd.append("--model-control-mode=explicit")
+            names = ["*"] if self.models is None else self.models
+            cmd += [f"--load-model={name}" for name in names]
+        if self.tls is not None:
+            cmd += self.tls.server_args()
+        if self.restricted is not None:
+            cmd += self.restricted.server_args()
+        return cmd
+
+    @staticmethod
+    def _environment() -> dict[str, str]:
+        """The stub finds the venv's packages through the venv's bin first on PATH."""
+        env = dict(os.environ)
+        venv_bin = str(Path(sys.executable).parent)  # not resolved: the venv's own bin
+        env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
+        libdir = sysconfig.get_config_var("LIBDIR")
+        if libdir:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p
+            )
+        # A stub's __pycache__ inside a version folder makes poll mode reload the model.
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.startup_timeout
+        ready_url = f"http://{self.http_url}/v2/health/ready"
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                self._fail(f"tritonserver exited with code {code} during start-up")
+            if http_api.is_ok(ready_url, timeout=1.0):
+                break
+            if time.monotonic() > deadline:
+                self._fail(
+                    f"tritonserver was not ready within {self.startup_timeout:g} s"
+                    " (a python-backend stub that cannot start makes it hang)"
+                )
+            time.sleep(0.1)
+        for name in self.models or []:
+            if not self.model_ready(name):
+                self._fail(f"model {name!r} is not ready after start-up")
+
+    def _fail(self, reason: str) -> None:
+        """Stop everything this start created and raise ServerStartError with the log's cause."""
+        self.stop()
+        lines = self._final_log.splitlines()
+        errors = [line for line in lines if _ERROR_LINE.match(line)][-10:]
+        message = [reason]
+        if errors:
+            message += ["errors:", *errors]
+        message += ["--- tritonserver log (tail) ---", *lines[-25:]]
+        raise ServerStartError("\n".join(message))
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL to the group), remove its shm and work files."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.exit_timeout + 5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()  # reap the leader first, else its zombie keeps the group alive
+        _kill_group(proc.pid)
+        shm.remove_regions(self.shm_prefix)
+        if self._log_path is not None and self._log_path.is_file():
+            self._final_log = self._log_path.read_text(errors="replace")
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._workdir = self._log_path = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of the server log (kept after `stop`)."""
+        if self._log_path is not None and self._log_path.is_file():
+            text = self._log_path.read_text(errors="replace")
+        else:
+            text = self._final_log
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- model control -----------------------------------------------------------------------
+    def _control_headers(self) -> dict[str, str]:
+        return self.restricted.http_headers() if self.restricted is not None else {}
+
+    def _require_running(self) -> None:
+        if not self.running:
+            raise ServingError("server is not running")
+
+    def is_ready(self) -> bool:
+        """True when the server answers /v2/health/ready."""
+        return self.running and http_api.is_ok(f"http://{self.http_url}/v2/health/ready")
+
+    def model_ready(self, name: str) -> bool:
+        """True when model `name` is loaded and ready."""
+        return http_api.is_ok(f"http://{self.http_url}/v2/models/{name}/ready")
+
+    def load(self, name: str) -> None:
+        """Load (or reload, picking up new versions) model `name`; blocks until done."""
+        self._require_running()
+        url = f"http://{self.http_url}/v2/repository/models/{name}/load"
+        http_api.post(url, self._control_headers(), self.startup_timeout, f"load model {name!r}")
+        if not self.model_ready(name):
+            raise ModelControlError(f"model {name!r} is not ready after loading")
+
+    def unload(self, name: str) -> None:
+        """Unload model `name` and wait (bounded) until it no longer answers ready."""
+        self._require_running()
+        url = f"http://{self.http_url}/v2/repository/models/{name}/unload"
+        http_api.post(url, self._control_headers(), self.startup_timeout, f"unload model {name!r}")
+        deadline = time.monotonic() + self.startup_timeout
+        while self.model_ready(name):
+            if time.monotonic() > deadline:
+                raise ModelControlError(
+                    f"model {name!r} still ready {self.startup_timeout:g} s after unload"
+                )
+            time.sleep(0.05)
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        """Triton's repository index: one dict (name, version, state, reason) per model."""
+        self._require_running()
+        url = f"http://{self.http_url}/v2/repository/index"
+        return http_api.post(url, self._control_headers(), 10.0, "repository index") or []
+
+
+def _kill_group(pgid: int, timeout: float = 5.0) -> None:
+    """SIGKILL every process left in group `pgid` (stubs) and wait until none remains."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return  # the group id was reused by someone else's process: not ours to kill
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
