@@ -1,0 +1,343 @@
+"""`AsyncInspectionClient`: the asyncio twin of `InspectionClient` (tritonclient.grpc.aio).
+
+Same options, contract checks, deadlines, failover and retry rules as the sync client; create it
+with `await AsyncInspectionClient.connect(url, ...)` or `async with AsyncInspectionClient(url)`.
+`inspect_many` keeps up to `concurrency` requests in flight on one channel; `max_in_flight`
+records the highest number seen, which is how tests prove requests really overlapped. System
+shared memory is offered by the sync client only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from mtqa_client import protocol
+from mtqa_client.endpoints import EndpointPool
+from mtqa_client.errors import (
+    InspectionError,
+    InvalidInputError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+    from_server_error,
+)
+from mtqa_client.images import ImageLike, ImagesLike, encode_images, is_batch
+from mtqa_client.options import ClientOptions, make_options
+from mtqa_client.results import InspectionResult, TensorResult, Timings, parse_inspect
+from mtqa_client.retry import RetryPolicy, is_retryable
+from mtqa_client.spec import INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec, build_spec, ensemble_steps
+from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
+
+R = TypeVar("R")
+_POLL_S = 0.25
+
+
+class AsyncInspectionClient:
+    """Asyncio client: await `inspect`, `inspect_many` and `infer_tensor`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str = "mtqa_inspect",
+        version: str | int | None = None,
+        net_model: str = "mtqa_net",
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 60.0,
+        retries: int | RetryPolicy = 3,
+        tls: bool | TlsConfig | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        endpoints: Sequence[str] = (),
+        validate_images: bool = True,
+    ) -> None:
+        self.options: ClientOptions = make_options(
+            url,
+            model=model,
+            net_model=net_model,
+            version=version,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retries=retries,
+            tls=tls,
+            headers=headers,
+            max_message_bytes=max_message_bytes,
+            endpoints=endpoints,
+            validate_images=validate_images,
+        )
+        self._pool: EndpointPool[aioclient.InferenceServerClient] | None = None
+        self._spec: ModelSpec | None = None
+        self._net_spec: ModelSpec | None = None
+        self._in_flight = 0
+        self.max_in_flight = 0
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: Any) -> AsyncInspectionClient:
+        """Create a client and connect it (wait for readiness, read and check the model)."""
+        client = cls(url, **kwargs)
+        await client.open()
+        return client
+
+    async def open(self) -> None:
+        """Open channels (inside the running loop), wait for readiness, load the model spec."""
+        if self._pool is not None:
+            return
+        kwargs = self.options.client_kwargs()
+        self._pool = EndpointPool(
+            [(u, aioclient.InferenceServerClient(u, **kwargs)) for u in self.options.urls]
+        )
+        try:
+            await self.wait_until_ready(self.options.connect_timeout_s)
+            self._spec = await self._load_spec(self.options.model, "inspect", self.options.version)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def __aenter__(self) -> AsyncInspectionClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every channel (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            for _, client in pool.items:
+                await client.close()
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The inspect model's spec (after `open`)."""
+        if self._spec is None:
+            raise InspectionError("client is not connected; use `async with` or `await open()`")
+        return self._spec
+
+    def _endpoints(self) -> EndpointPool[aioclient.InferenceServerClient]:
+        if self._pool is None:
+            raise InspectionError("client is closed or not connected")
+        return self._pool
+
+    async def _call(
+        self,
+        fn: Callable[[aioclient.InferenceServerClient], Awaitable[R]],
+        *,
+        model: str,
+        idempotent_read: bool,
+    ) -> R:
+        pool, policy = self._endpoints(), self.options.retry
+        last: InspectionError | None = None
+        for round_index in range(policy.retries + 1):
+            for url, client in pool.order():
+                try:
+                    value = await fn(client)
+                except InferenceServerException as exc:
+                    last = from_server_error(exc, model=model, endpoint=url)
+                    if not is_retryable(last, idempotent_read=idempotent_read):
+                        raise last from None
+                    pool.bench(url)
+                    continue
+                pool.restore(url)
+                return value
+            if round_index < policy.retries:
+                await asyncio.sleep(policy.delay(round_index))
+        assert last is not None
+        raise last
+
+    async def wait_until_ready(self, timeout_s: float | None = None) -> None:
+        """Wait until some endpoint reports server and model ready, or raise after timeout_s."""
+        opts = self.options
+        timeout_s = opts.connect_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        seen: str | None = None
+        while True:
+            for url, client in self._endpoints().items:
+                probe = max(0.1, min(2.0, deadline - time.monotonic()))
+                try:
+                    if not await client.is_server_ready(headers=opts.headers, client_timeout=probe):
+                        continue
+                    seen = url
+                    if await client.is_model_ready(
+                        opts.model, opts.version_str, headers=opts.headers, client_timeout=probe
+                    ):
+                        return
+                except InferenceServerException as exc:
+                    err = from_server_error(exc, model=opts.model, endpoint=url)
+                    if not is_retryable(err, idempotent_read=True):
+                        raise err from None
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(_POLL_S)
+        if seen is None:
+            raise ServerUnavailableError(
+                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
+            )
+        want = f"model {opts.model!r}" + (f" version {opts.version}" if opts.version else "")
+        raise ModelNotReadyError(f"{want} not ready within {timeout_s:g} s", endpoint=seen)
+
+    async def _read(
+        self, fn: Callable[[aioclient.InferenceServerClient], Awaitable[R]], model: str
+    ) -> R:
+        return await self._call(fn, model=model, idempotent_read=True)
+
+    async def _load_spec(self, model: str, kind: str, version: str | None) -> ModelSpec:
+        opts, timeout = self.options, self.options.timeout_s
+        meta = await self._read(
+            lambda c: c.get_model_metadata(
+                model, headers=opts.headers, as_json=True, client_timeout=timeout
+            ),
+            model,
+        )
+        if version and version not in meta.get("versions", []):
+            raise ModelNotReadyError(
+                f"model {model!r} has no version {version}; "
+                f"served versions: {meta.get('versions', [])}",
+                model=model,
+            )
+        config = await self._read(
+            lambda c: c.get_model_config(
+                model, version or "", headers=opts.headers, as_json=True, client_timeout=timeout
+            ),
+            model,
+        )
+        extra = []
+        for step in ensemble_steps(config):
+            try:
+                extra.append(
+                    await self._read(
+                        lambda c, s=step: c.get_model_config(
+                            s, headers=opts.headers, as_json=True, client_timeout=timeout
+                        ),
+                        step,
+                    )
+                )
+            except ModelNotReadyError:
+                continue  # a step model without readable config only loses label names
+        extra_configs = [e.get("config", e) for e in extra]
+        return build_spec(meta, config, kind=kind, extra_configs=extra_configs)
+
+    async def _infer(
+        self, model: str, version: str, inputs: list, outputs: list, timeout_s: float | None
+    ) -> tuple[Any, float]:
+        opts, timeout = self.options, timeout_s or self.options.timeout_s
+
+        async def infer(client: aioclient.InferenceServerClient) -> tuple[Any, float]:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            start = time.perf_counter()
+            try:
+                result = await client.infer(
+                    model,
+                    inputs,
+                    model_version=version,
+                    outputs=outputs,
+                    client_timeout=timeout,
+                    headers=opts.headers,
+                )
+            finally:
+                self._in_flight -= 1
+            return result, (time.perf_counter() - start) * 1000.0
+
+        return await self._call(infer, model=model, idempotent_read=False)
+
+    async def inspect(
+        self, images: ImagesLike, *, timeout_s: float | None = None
+    ) -> InspectionResult | list[InspectionResult]:
+        """Inspect one image (one result) or a list (a list; batches run concurrently)."""
+        encoded = encode_images(images, validate=self.options.validate_images)
+        parts = await asyncio.gather(
+            *(
+                self._inspect_encoded(chunk, timeout_s)
+                for chunk in protocol.chunks(encoded, self.spec.max_batch_size)
+            )
+        )
+        results = [r for part in parts for r in part]
+        return results if is_batch(images) else results[0]
+
+    async def _inspect_encoded(
+        self, chunk: Sequence, timeout_s: float | None
+    ) -> list[InspectionResult]:
+        spec, opts = self.spec, self.options
+        inputs, outputs = protocol.inspect_request(chunk, spec)
+        result, ms = await self._infer(opts.model, opts.version_str, inputs, outputs, timeout_s)
+        version, server = protocol.response_info(result)
+        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size"])
+        return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
+
+    async def inspect_many(
+        self,
+        images: Iterable[ImageLike],
+        *,
+        concurrency: int = 8,
+        batch_size: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[InspectionResult]:
+        """Inspect many images with at most `concurrency` requests in flight; keeps input order."""
+        items = list(images)
+        if not items:
+            raise InvalidInputError("no images given (empty list)")
+        if concurrency < 1:
+            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
+        size = protocol.batch_size_for(len(items), self.spec.max_batch_size, concurrency)
+        if batch_size:
+            size = min(batch_size, self.spec.max_batch_size or batch_size)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def run(group: Sequence[ImageLike]) -> list[InspectionResult]:
+            async with gate:
+                encoded = encode_images(list(group), validate=self.options.validate_images)
+                return await self._inspect_encoded(encoded, timeout_s)
+
+        tasks = [asyncio.ensure_future(run(g)) for g in protocol.chunks(items, size)]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return [r for part in parts for r in part]
+
+    async def net_spec(self) -> ModelSpec:
+        """The raw model's spec, read and checked on first use."""
+        if self._net_spec is None:
+            self._net_spec = await self._load_spec(self.options.net_model, "net", None)
+        return self._net_spec
+
+    async def infer_tensor(
+        self, images: np.ndarray, *, timeout_s: float | None = None
+    ) -> TensorResult:
+        """Run the raw network on float32 [N, 3, S, S] images (chunks run concurrently)."""
+        spec = await self.net_spec()
+        batch = protocol.check_tensor(images, spec)
+
+        async def one(chunk: np.ndarray) -> tuple[dict[str, np.ndarray], float, str, dict]:
+            inputs, outputs = protocol.net_request(np.ascontiguousarray(chunk))
+            result, ms = await self._infer(self.options.net_model, "", inputs, outputs, timeout_s)
+            version, server = protocol.response_info(result)
+            return protocol.read_outputs(result, list(NET_OUTPUTS)), ms, version, server
+
+        parts = await asyncio.gather(*(one(c) for c in protocol.chunks(batch, spec.max_batch_size)))
+        joined = {n: np.concatenate([p[0][n] for p in parts]) for n in NET_OUTPUTS}
+        return TensorResult(
+            **joined,
+            model_name=spec.name,
+            model_version=parts[-1][2],
+            timings=Timings(max(p[1] for p in parts), len(batch), parts[-1][3]),
+        )
+
+    async def statistics(self, model: str | None = None) -> dict[str, Any]:
+        """Triton's inference statistics for `model` (default: the inspect model) as JSON."""
+        name, opts = model or self.options.model, self.options
+        return await self._read(
+            lambda c: c.get_inference_statistics(
+                name, headers=opts.headers, as_json=True, client_timeout=opts.timeout_s
+            ),
+            name,
+        )

@@ -1,0 +1,413 @@
+"""`InspectionClient`: the synchronous gRPC client for mtqa models served by Triton.
+
+It connects eagerly: it waits (up to `connect_timeout_s`) for a replica whose server and model
+are ready, reads the model metadata and config, and checks them against the mtqa contract, so a
+wrong model, version, shape or dtype fails at construction. Every call carries a deadline
+(`timeout_s`), rotates over the endpoints, fails over on a dead replica and retries retryable
+errors with exponential backoff (see `mtqa_client.retry`). Use it as a context manager.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from mtqa_client import protocol, shm
+from mtqa_client.endpoints import EndpointPool
+from mtqa_client.errors import (
+    InspectionError,
+    InvalidInputError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+    from_server_error,
+)
+from mtqa_client.images import ImageLike, ImagesLike, encode_images, is_batch
+from mtqa_client.options import ClientOptions, make_options
+from mtqa_client.results import InspectionResult, TensorResult, Timings, parse_inspect
+from mtqa_client.retry import RetryPolicy, is_retryable
+from mtqa_client.spec import INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec, build_spec, ensemble_steps
+from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
+
+R = TypeVar("R")
+_POLL_S = 0.25
+
+
+class InspectionClient:
+    """Synchronous client: `inspect` images through the ensemble, `infer_tensor` raw batches."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str = "mtqa_inspect",
+        version: str | int | None = None,
+        net_model: str = "mtqa_net",
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 60.0,
+        retries: int | RetryPolicy = 3,
+        tls: bool | TlsConfig | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        endpoints: Sequence[str] = (),
+        shared_memory: bool = False,
+        validate_images: bool = True,
+    ) -> None:
+        self.options: ClientOptions = make_options(
+            url,
+            model=model,
+            net_model=net_model,
+            version=version,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retries=retries,
+            tls=tls,
+            headers=headers,
+            max_message_bytes=max_message_bytes,
+            endpoints=endpoints,
+            validate_images=validate_images,
+        )
+        if shared_memory and len(self.options.urls) > 1:
+            raise InvalidInputError("shared_memory needs a single endpoint on the local host")
+        kwargs = self.options.client_kwargs()
+        self._pool = EndpointPool(
+            [(u, grpcclient.InferenceServerClient(u, **kwargs)) for u in self.options.urls]
+        )
+        self._net_spec: ModelSpec | None = None
+        self._lock = threading.Lock()
+        self._shm = shm.ShmPool(self._shm_register, self._shm_unregister) if shared_memory else None
+        try:
+            self.wait_until_ready(self.options.connect_timeout_s)
+            self.spec: ModelSpec = self._load_spec(
+                self.options.model, "inspect", self.options.version
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> InspectionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release shared memory and close every channel (idempotent)."""
+        if self._shm is not None:
+            self._shm.close()
+        for _, client in self._pool.items:
+            client.close()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _call(
+        self,
+        fn: Callable[[grpcclient.InferenceServerClient], R],
+        *,
+        model: str,
+        idempotent_read: bool,
+    ) -> R:
+        """Run `fn` on an endpoint with failover, deadline and retry (see module docstring)."""
+        policy = self.options.retry
+        last: InspectionError | None = None
+        for round_index in range(policy.retries + 1):
+            for url, client in self._pool.order():
+                try:
+                    value = fn(client)
+                except InferenceServerException as exc:
+                    last = from_server_error(exc, model=model, endpoint=url)
+                    if not is_retryable(last, idempotent_read=idempotent_read):
+                        raise last from None
+                    self._pool.bench(url)
+                    continue
+                self._pool.restore(url)
+                return value
+            if round_index < policy.retries:
+                time.sleep(policy.delay(round_index))
+        assert last is not None
+        raise last
+
+    def wait_until_ready(self, timeout_s: float | None = None) -> None:
+        """Block until some endpoint reports server and model ready, or raise after timeout_s."""
+        timeout_s = self.options.connect_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        opts = self.options
+        server_seen = None
+        while True:
+            for url, client in self._pool.items:
+                probe = max(0.1, min(2.0, deadline - time.monotonic()))
+                try:
+                    if not client.is_server_ready(headers=opts.headers, client_timeout=probe):
+                        continue
+                    server_seen = (url, client)
+                    if client.is_model_ready(
+                        opts.model, opts.version_str, headers=opts.headers, client_timeout=probe
+                    ):
+                        return
+                except InferenceServerException as exc:
+                    err = from_server_error(exc, model=opts.model, endpoint=url)
+                    if not is_retryable(err, idempotent_read=True):
+                        raise err from None
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL_S)
+        if server_seen is None:
+            raise ServerUnavailableError(
+                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
+            )
+        raise ModelNotReadyError(
+            _not_ready_reason(server_seen[1], opts, timeout_s), endpoint=server_seen[0]
+        )
+
+    def _read(self, fn: Callable[[grpcclient.InferenceServerClient], R], model: str) -> R:
+        return self._call(fn, model=model, idempotent_read=True)
+
+    def _load_spec(self, model: str, kind: str, version: str | None) -> ModelSpec:
+        opts = self.options
+        timeout = opts.timeout_s
+        meta = self._read(
+            lambda c: c.get_model_metadata(
+                model, headers=opts.headers, as_json=True, client_timeout=timeout
+            ),
+            model,
+        )
+        if version and version not in meta.get("versions", []):
+            raise ModelNotReadyError(
+                f"model {model!r} has no version {version}; "
+                f"served versions: {meta.get('versions', [])}",
+                model=model,
+            )
+        config = self._read(
+            lambda c: c.get_model_config(
+                model, version or "", headers=opts.headers, as_json=True, client_timeout=timeout
+            ),
+            model,
+        )
+        extra = []
+        for step in ensemble_steps(config):
+            try:
+                extra.append(
+                    self._read(
+                        lambda c, s=step: c.get_model_config(
+                            s, headers=opts.headers, as_json=True, client_timeout=timeout
+                        ),
+                        step,
+                    )
+                )
+            except ModelNotReadyError:
+                continue  # a step model without readable config only loses label names
+        extra_configs = [e.get("config", e) for e in extra]
+        return build_spec(meta, config, kind=kind, extra_configs=extra_configs)
+
+    # -- inference -------------------------------------------------------------------------------
+
+    def inspect(
+        self, images: ImagesLike, *, timeout_s: float | None = None
+    ) -> InspectionResult | list[InspectionResult]:
+        """Inspect one image (returns one result) or a list (returns a list, split into batches)."""
+        encoded = encode_images(images, validate=self.options.validate_images)
+        results: list[InspectionResult] = []
+        for chunk in protocol.chunks(encoded, self.spec.max_batch_size):
+            results.extend(self._inspect_encoded(chunk, timeout_s))
+        return results if is_batch(images) else results[0]
+
+    def _inspect_encoded(self, chunk: Sequence, timeout_s: float | None) -> list[InspectionResult]:
+        opts, spec = self.options, self.spec
+        inputs, outputs = protocol.inspect_request(chunk, spec)
+        timeout = timeout_s or opts.timeout_s
+
+        def infer(client: grpcclient.InferenceServerClient) -> tuple[Any, float]:
+            start = time.perf_counter()
+            result = client.infer(
+                opts.model,
+                inputs,
+                model_version=opts.version_str,
+                outputs=outputs,
+                client_timeout=timeout,
+                headers=opts.headers,
+            )
+            return result, (time.perf_counter() - start) * 1000.0
+
+        result, ms = self._call(infer, model=opts.model, idempotent_read=False)
+        version, server = protocol.response_info(result)
+        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size"])
+        return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
+
+    def inspect_many(
+        self,
+        images: Iterable[ImageLike],
+        *,
+        concurrency: int = 4,
+        batch_size: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[InspectionResult]:
+        """Inspect many images with up to `concurrency` requests in flight; results keep order.
+
+        Images are grouped into requests of `batch_size` (default: small enough to keep all
+        workers busy, never above the model's max_batch_size) and encoded inside the workers, so
+        a long list of paths is read while earlier requests are on the wire.
+        """
+        items = list(images)
+        if not items:
+            raise InvalidInputError("no images given (empty list)")
+        if concurrency < 1:
+            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
+        size = protocol.batch_size_for(len(items), self.spec.max_batch_size, concurrency)
+        if batch_size:
+            size = min(batch_size, self.spec.max_batch_size or batch_size)
+        groups = list(protocol.chunks(items, size))
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="mtqa-inspect")
+        try:
+            futures = [pool.submit(self.inspect, list(g), timeout_s=timeout_s) for g in groups]
+            results: list[InspectionResult] = []
+            for future in futures:
+                results.extend(future.result())
+            return results
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def net_spec(self) -> ModelSpec:
+        """The raw model's spec, read and checked on first use."""
+        with self._lock:
+            if self._net_spec is None:
+                # The version pin applies to the inspect model; the raw model follows its policy.
+                self._net_spec = self._load_spec(self.options.net_model, "net", None)
+            return self._net_spec
+
+    def infer_tensor(self, images: np.ndarray, *, timeout_s: float | None = None) -> TensorResult:
+        """Run the raw network on float32 [N, 3, S, S] (already preprocessed) images."""
+        spec = self.net_spec()
+        batch = protocol.check_tensor(images, spec)
+        parts: list[dict[str, np.ndarray]] = []
+        total_ms, version, server = 0.0, "", {}
+        for chunk in protocol.chunks(batch, spec.max_batch_size):
+            arrays, ms, version, server = self._infer_net(np.ascontiguousarray(chunk), timeout_s)
+            parts.append(arrays)
+            total_ms += ms
+        joined = {n: np.concatenate([p[n] for p in parts]) for n in NET_OUTPUTS}
+        return TensorResult(
+            **joined,
+            model_name=spec.name,
+            model_version=version,
+            timings=Timings(total_ms, len(batch), server),
+        )
+
+    def _infer_net(
+        self, chunk: np.ndarray, timeout_s: float | None
+    ) -> tuple[dict[str, np.ndarray], float, str, dict[str, float]]:
+        opts = self.options
+        timeout = timeout_s or opts.timeout_s
+        inputs, outputs = protocol.net_request(chunk)
+        region = None
+        if self._shm is not None:
+            region, layout = self._shm_prepare(chunk, inputs, outputs)
+
+        def infer(client: grpcclient.InferenceServerClient) -> tuple[Any, float]:
+            start = time.perf_counter()
+            result = client.infer(
+                opts.net_model,
+                inputs,
+                outputs=outputs,
+                client_timeout=timeout,
+                headers=opts.headers,
+            )
+            return result, (time.perf_counter() - start) * 1000.0
+
+        try:
+            result, ms = self._call(infer, model=opts.net_model, idempotent_read=False)
+            version, server = protocol.response_info(result)
+            if region is None:
+                arrays = protocol.read_outputs(result, list(NET_OUTPUTS))
+            else:
+                arrays = {
+                    name: shm.read(region, "FP32", shape, offset)
+                    for name, (shape, offset) in layout.items()
+                }
+        finally:
+            if region is not None:
+                self._shm.release(region)
+        return arrays, ms, version, server
+
+    # -- shared memory -------------------------------------------------------------------------
+
+    def _shm_prepare(
+        self, chunk: np.ndarray, inputs: list, outputs: list
+    ) -> tuple[shm.Region, dict[str, tuple[list[int], int]]]:
+        """Place the input and all outputs in one region; returns it and the output layout."""
+        spec = self.net_spec()
+        n, side = chunk.shape[0], chunk.shape[-1]
+        shapes = {
+            "presence_logits": [n, len(spec.classes)],
+            "seg_logits": [n, len(spec.classes), side, side],
+            "grade_logits": [n, len(spec.grades)],
+        }
+        layout, offset = {}, chunk.nbytes
+        for name, shape in shapes.items():
+            layout[name] = (shape, offset)
+            offset += int(np.prod(shape)) * 4
+        region = self._shm.acquire(offset)
+        shm.write(region, chunk)
+        inputs[0].set_shared_memory(region.name, chunk.nbytes, 0)
+        for out in outputs:
+            shape, off = layout[out.name()]
+            out.set_shared_memory(region.name, int(np.prod(shape)) * 4, off)
+        return region, layout
+
+    def _shm_register(self, name: str, key: str, size: int) -> None:
+        opts = self.options
+        self._read(
+            lambda c: c.register_system_shared_memory(
+                name, key, size, headers=opts.headers, client_timeout=opts.timeout_s
+            ),
+            opts.net_model,
+        )
+
+    def _shm_unregister(self, name: str) -> None:
+        opts = self.options
+        for _, client in self._pool.items:
+            client.unregister_system_shared_memory(name, headers=opts.headers, client_timeout=2.0)
+
+    # -- observability -----------------------------------------------------------------------
+
+    def statistics(self, model: str | None = None) -> dict[str, Any]:
+        """Triton's inference statistics for `model` (default: the inspect model) as JSON."""
+        name = model or self.options.model
+        return self._read(
+            lambda c: c.get_inference_statistics(
+                name,
+                headers=self.options.headers,
+                as_json=True,
+                client_timeout=self.options.timeout_s,
+            ),
+            name,
+        )
+
+
+def _not_ready_reason(
+    client: grpcclient.InferenceServerClient, opts: ClientOptions, timeout_s: float
+) -> str:
+    """Explain why the model is not ready, from the repository index when it can be read."""
+    want = f"model {opts.model!r}" + (f" version {opts.version}" if opts.version else "")
+    try:
+        index = client.get_model_repository_index(
+            headers=opts.headers, as_json=True, client_timeout=2.0
+        ).get("models", [])
+    except InferenceServerException:
+        return f"{want} not ready within {timeout_s:g} s"
+    rows = [m for m in index if m.get("name") == opts.model]
+    if not rows:
+        names = sorted({m.get("name", "?") for m in index})
+        return f"{want} is not in the server's repository; available models: {names}"
+    states = [
+        f"v{m.get('version', '?')}: {m.get('state', '?')} {m.get('reason', '')}".strip()
+        for m in rows
+    ]
+    return f"{want} not ready within {timeout_s:g} s ({'; '.join(states)})"
