@@ -31,6 +31,7 @@ from mtqa.serving.security import RestrictedProtocols, TlsConfig
 
 HOST = "127.0.0.1"
 _ERROR_LINE = re.compile(r"^E\d{4} ")
+_HARMLESS = ("CudaDriverHelper has not been initialized",)  # every start on a CPU-only host
 _PORT_CLASH = ("already in use", "Address in use", "Failed to start")
 _PORT_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
@@ -87,6 +88,8 @@ class TritonServer:
         self._workdir: Path | None = None
         self._log_path: Path | None = None
         self._final_log = ""
+        self._exit_code: int | None = None
+        self._pid: int | None = None
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -103,8 +106,13 @@ class TritonServer:
 
     @property
     def pid(self) -> int | None:
-        """Process id of the server (also its process-group id), None when not started."""
-        return self._proc.pid if self._proc is not None else None
+        """Process (and process-group) id of the latest server process; kept after `stop`."""
+        return self._pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has exited, None while it runs or before start."""
+        return self._proc.poll() if self._proc is not None else self._exit_code
 
     @property
     def log_path(self) -> Path | None:
@@ -121,7 +129,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         """Start the server and return once it (and every requested model) is ready."""
         if self._proc is not None:
-            raise ServingError(f"server already started (pid {self.pid})")
+            raise ServingError(f"server already running (pid {self.pid})")
         if not self.repo.is_dir():
             raise ServerStartError(f"model repository {self.repo} is not a directory")
         binary = find_tritonserver()
@@ -144,6 +152,7 @@ class TritonServer:
                     start_new_session=True,
                     preexec_fn=_parent_death_signal(),
                 )
+            self._pid = self._proc.pid
             try:
                 self._wait_ready()
                 return self
@@ -220,7 +229,11 @@ class TritonServer:
         """Stop everything this start created and raise ServerStartError with the log's cause."""
         self.stop()
         lines = self._final_log.splitlines()
-        errors = [line for line in lines if _ERROR_LINE.match(line)][-10:]
+        errors = [
+            line
+            for line in lines
+            if _ERROR_LINE.match(line) and not any(h in line for h in _HARMLESS)
+        ][-10:]
         message = [reason]
         if errors:
             message += ["errors:", *errors]
@@ -238,7 +251,7 @@ class TritonServer:
                 proc.wait(timeout=self.exit_timeout + 5)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()  # reap the leader first, else its zombie keeps the group alive
+        self._exit_code = proc.wait()  # reap the leader first: its zombie keeps the group alive
         _kill_group(proc.pid)
         shm.remove_regions(self.shm_prefix)
         if self._log_path is not None and self._log_path.is_file():
