@@ -1,0 +1,74 @@
+"""`mtqa train`: train a multi-task network and write a checkpoint directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "train the multi-task network (synthetic data, NEU-Seg or a dataset folder)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="synth", help="synth | neu_seg | PATH to a dataset")
+    parser.add_argument("--config", default="tiny", help="tiny | small | neu | PATH.yaml/.json")
+    parser.add_argument("--out", required=True, type=Path, help="run directory, e.g. runs/tiny")
+    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last/ state (its config.json, then --set)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.arch=soft (repeatable)",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtqa.checkpoint import CheckpointError, read_config
+    from mtqa.config import ConfigError, apply_overrides, named_config
+    from mtqa.data import DatasetError
+    from mtqa.train import TrainError, run_config_from_checkpoint, train
+
+    try:
+        if args.resume:
+            saved = read_config(args.out)
+            cfg = run_config_from_checkpoint(saved)
+            data = saved["data"]["source"]
+        else:
+            cfg, data = named_config(args.config), args.data
+        overrides = list(args.overrides)
+        if args.epochs is not None:
+            overrides.append(f"train.epochs={args.epochs}")
+        if args.seed is not None:
+            overrides.append(f"train.seed={args.seed}")
+        apply_overrides(cfg, overrides)
+        result = train(
+            cfg,
+            data,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            device=args.device,
+        )
+    except (ConfigError, CheckpointError, DatasetError, TrainError) as exc:
+        print(f"mtqa train: error: {exc}", file=sys.stderr)
+        return 2
+    summary = {
+        "run_dir": str(result.run_dir),
+        "best_epoch": result.best_epoch,
+        "best_score": round(result.best_score, 4),
+        "seconds": round(result.seconds, 1),
+        "test": {k: round(v, 4) for k, v in result.test.items()},
+    }
+    print(json.dumps(summary, indent=2))
+    return 0

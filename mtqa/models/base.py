@@ -1,0 +1,50 @@
+"""The tiny base class every multi-task architecture derives from."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtqa.config import ModelConfig
+
+OUTPUT_KEYS = ("presence_logits", "seg_logits", "grade_logits")
+
+
+class MultiTaskNet(nn.Module):
+    """Images `[N,3,S,S]` in, a dict with exactly `OUTPUT_KEYS` out.
+
+    Subclasses implement `_forward_tasks`, returning logits for the active tasks only. Outputs of
+    inactive tasks (single-task study variants) are constant zero logits of the right shape, so
+    the exported graph always has the three contract outputs while making it plain that no head
+    was trained for them (sigmoid 0.5 / uniform softmax).
+    """
+
+    def __init__(self, cfg: ModelConfig, num_classes: int, num_grades: int) -> None:
+        super().__init__()
+        if num_classes < 1 or num_grades < 2:
+            raise ValueError(f"need >= 1 class and >= 2 grades, got {num_classes}, {num_grades}")
+        self.cfg = cfg
+        self.tasks = tuple(cfg.tasks)
+        self.num_classes = num_classes
+        self.num_grades = num_grades
+
+    def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self._forward_tasks(x)
+        n, k, g = x.shape[0], self.num_classes, self.num_grades
+        shapes = {
+            "presence_logits": (n, k),
+            "seg_logits": (n, k, x.shape[-2], x.shape[-1]),
+            "grade_logits": (n, g),
+        }
+        return {key: out[key] if key in out else x.new_zeros(shapes[key]) for key in OUTPUT_KEYS}
+
+    def sharing_penalty(self) -> torch.Tensor:
+        """Soft-sharing regulariser; zero for architectures that share parameters outright."""
+        return torch.zeros((), device=next(self.parameters()).device)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task's loss flows through (what gradient weightings act on)."""
+        return []

@@ -1,0 +1,125 @@
+"""Network building blocks: a ResNet-ish encoder, a light U-Net decoder and the task heads.
+
+Only export-friendly ops are used (Conv, BatchNorm, ReLU, Add, Concat, Resize with
+align_corners=False, GlobalAveragePool, Gemm); every spatial size is static for a given input
+size, so the only dynamic axis after export is the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution (no bias: BatchNorm follows and folds into it at export), BN, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity shortcut (ResNet basic block, constant width)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = conv_bn_relu(width, width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        # Zero-init the last BN so every block starts as identity: stabler early training.
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.bn2(self.conv2(self.conv1(x))))
+
+
+class Encoder(nn.Module):
+    """Stride-2 stem, then one stage per width: a stride-2 conv and `blocks` residual blocks.
+
+    `stages` is public so architectures can run several encoders in lock-step (cross-stitch).
+    `forward` returns the feature maps of the stem and every stage, shallow to deep.
+    """
+
+    def __init__(self, widths: list[int], blocks: list[int], in_channels: int = 3) -> None:
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+        self.stem = conv_bn_relu(in_channels, self.widths[0], stride=2)
+        stages = []
+        c_in = self.widths[0]
+        for width, depth in zip(self.widths, blocks, strict=True):
+            layers = [conv_bn_relu(c_in, width, stride=2)]
+            layers += [BasicBlock(width) for _ in range(int(depth))]
+            stages.append(nn.Sequential(*layers))
+            c_in = width
+        self.stages = nn.ModuleList(stages)
+
+    @property
+    def skip_channels(self) -> list[int]:
+        """Channels of each returned feature map (stem first)."""
+        return [self.widths[0], *self.widths]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.stem(x)]
+        for stage in self.stages:
+            feats.append(stage(feats[-1]))
+        return feats
+
+
+def upsample_to(x: torch.Tensor, ref: torch.Tensor, mode: str) -> torch.Tensor:
+    """Resize `x` to the spatial size of `ref` (static at export time)."""
+    if mode == "nearest":
+        return F.interpolate(x, size=ref.shape[-2:], mode="nearest")
+    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class UNetDecoder(nn.Module):
+    """Light U-Net decoder: from the deepest map up, resize, concat the skip, one conv-BN-ReLU.
+
+    Every decoder level has `width` channels; the last level sits at the stem's resolution
+    (half the input); the segmentation head resizes its logits to the input size.
+    """
+
+    def __init__(self, skip_channels: list[int], width: int, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        deep = skip_channels[-1]
+        self.reduce = conv_bn_relu(deep, width)
+        self.fuse = nn.ModuleList(conv_bn_relu(width + c, width) for c in skip_channels[-2::-1])
+        self.out_channels = width
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = self.reduce(feats[-1])
+        for skip, fuse in zip(feats[-2::-1], self.fuse, strict=True):
+            x = fuse(torch.cat([upsample_to(x, skip, self.mode), skip], dim=1))
+        return x
+
+
+class SegHead(nn.Module):
+    """1x1 conv to K logits, resized to the input resolution."""
+
+    def __init__(self, c_in: int, num_classes: int, mode: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, num_classes, 1)
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return upsample_to(self.conv(x), image, self.mode)
+
+
+class PooledHead(nn.Module):
+    """Global average pool, then a small MLP (Gemm-ReLU-Gemm) to `num_out` logits."""
+
+    def __init__(self, c_in: int, hidden: int, num_out: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(c_in, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))

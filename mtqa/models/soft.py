@@ -1,0 +1,90 @@
+"""Soft parameter sharing: one encoder tower per task, tied by an L2 distance penalty.
+
+Towers have identical encoder shapes, so parameter `i` of one tower corresponds to parameter `i`
+of every other; `sharing_penalty()` sums their squared distances over all tower pairs (Duong et
+al. 2015). Optional cross-stitch units (Misra et al. 2016) mix corresponding feature maps after
+the stem and after every stage with a learned TxT matrix.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+from mtqa.config import ModelConfig
+from mtqa.models.base import MultiTaskNet
+from mtqa.models.blocks import Encoder, PooledHead, SegHead, UNetDecoder
+
+
+class CrossStitch(nn.Module):
+    """Learned linear mix of T same-shaped feature maps, initialised close to identity."""
+
+    def __init__(self, num_towers: int) -> None:
+        super().__init__()
+        off = 0.1 / max(num_towers - 1, 1)
+        init = torch.full((num_towers, num_towers), off)
+        init.fill_diagonal_(0.9)
+        self.alpha = nn.Parameter(init)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [sum(self.alpha[i, j] * f for j, f in enumerate(feats)) for i in range(len(feats))]
+
+
+class SoftSharingNet(MultiTaskNet):
+    """One encoder per active task (the segmentation tower also owns the U-Net decoder)."""
+
+    def __init__(self, cfg: ModelConfig, num_classes: int, num_grades: int) -> None:
+        super().__init__(cfg, num_classes, num_grades)
+        self.towers = nn.ModuleDict({t: Encoder(cfg.widths, cfg.blocks) for t in self.tasks})
+        deep = cfg.widths[-1]
+        self.heads = nn.ModuleDict()
+        if "presence" in self.tasks:
+            self.heads["presence"] = PooledHead(deep, cfg.head_hidden, num_classes, cfg.dropout)
+        if "grade" in self.tasks:
+            self.heads["grade"] = PooledHead(deep, cfg.head_hidden, num_grades, cfg.dropout)
+        if "segmentation" in self.tasks:
+            skips = self.towers["segmentation"].skip_channels
+            self.decoder = UNetDecoder(skips, cfg.decoder_width, cfg.upsample)
+            self.heads["segmentation"] = SegHead(cfg.decoder_width, num_classes, cfg.upsample)
+        use_stitch = cfg.cross_stitch and len(self.tasks) > 1
+        n_units = len(cfg.widths) + 1 if use_stitch else 0
+        self.stitches = nn.ModuleList(CrossStitch(len(self.tasks)) for _ in range(n_units))
+
+    def _tower_features(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """Run all towers level by level so cross-stitch units can mix between levels."""
+        towers = [self.towers[t] for t in self.tasks]
+        current = [tower.stem(x) for tower in towers]
+        levels = [current]
+        for depth in range(len(self.cfg.widths) + 1):
+            if self.stitches:
+                current = self.stitches[depth](current)
+                levels[-1] = current
+            if depth < len(self.cfg.widths):
+                current = [tower.stages[depth](f) for tower, f in zip(towers, current, strict=True)]
+                levels.append(current)
+        return {t: [level[i] for level in levels] for i, t in enumerate(self.tasks)}
+
+    def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self._tower_features(x)
+        out = {}
+        if "presence" in self.heads:
+            out["presence_logits"] = self.heads["presence"](feats["presence"][-1])
+        if "grade" in self.heads:
+            out["grade_logits"] = self.heads["grade"](feats["grade"][-1])
+        if "segmentation" in self.heads:
+            seg_feats = feats["segmentation"]
+            out["seg_logits"] = self.heads["segmentation"](self.decoder(seg_feats), x)
+        return out
+
+    def sharing_penalty(self) -> torch.Tensor:
+        """Sum over tower pairs of squared L2 distances between corresponding parameters."""
+        penalty = super().sharing_penalty()
+        for a, b in itertools.combinations(self.towers.values(), 2):
+            for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+                penalty = penalty + (pa - pb).pow(2).sum()
+        return penalty
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.stitches.parameters())

@@ -1,0 +1,105 @@
+"""Validation pass during training: the figures early stopping and `metrics.csv` use.
+
+Metric definitions are the evaluation component's (`mtqa.evaluate.metrics`): presence macro-F1,
+per-class binary defect IoU (mean over defect classes, images with masks only), grade accuracy.
+The score that selects the best epoch is the mean of presence macro-F1 and defect IoU over the
+active tasks among those two (grade accuracy when it is the only task).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mtqa.evaluate.metrics import SegmentationMeter, grade_metrics, presence_metrics
+from mtqa.evaluate.thresholds import PixelHistogram
+
+AutocastFactory = Callable[[], contextlib.AbstractContextManager]
+
+
+@dataclass
+class ValidationResult:
+    """Flat metrics, the selection score, and (optionally) what threshold selection needs."""
+
+    metrics: dict[str, float]
+    score: float
+    presence_probs: np.ndarray | None = None
+    presence_targets: np.ndarray | None = None
+    histogram: PixelHistogram | None = field(default=None, repr=False)
+
+
+def selection_score(metrics: dict[str, float], tasks: Sequence[str]) -> float:
+    """Mean of presence macro-F1 and defect IoU (the active ones), NaNs counted as 0."""
+    keys = [
+        k
+        for t, k in (("presence", "presence_macro_f1"), ("segmentation", "defect_iou"))
+        if t in tasks
+    ] or ["grade_accuracy"]
+    values = [metrics.get(k, float("nan")) for k in keys]
+    return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    loader: DataLoader,
+    classes: Sequence[str],
+    grades: Sequence[str],
+    tasks: Sequence[str],
+    device: torch.device,
+    autocast: AutocastFactory,
+    channels_last: bool = False,
+    collect: bool = False,
+    thresholds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ValidationResult:
+    """Run the model over `loader` at the given (presence, segmentation) per-class thresholds
+    (0.5 by default); with `collect`, also keep presence probabilities and a pixel-probability
+    histogram for threshold selection."""
+    presence_thr, seg_thr = thresholds if thresholds is not None else (0.5, 0.5)
+    was_training = model.training
+    model.eval()
+    seg = SegmentationMeter(classes, seg_thr)
+    hist = PixelHistogram(len(classes)) if collect else None
+    probs, targets, grade_true, grade_pred = [], [], [], []
+    for batch in loader:
+        x = batch["image"].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            out = model(x)
+        probs.append(torch.sigmoid(out["presence_logits"].float()).cpu().numpy())
+        targets.append(batch["presence"].numpy())
+        grade_pred.append(out["grade_logits"].float().argmax(1).cpu().numpy())
+        grade_true.append(batch["grade"].numpy())
+        keep = batch["has_mask"].bool().numpy().reshape(-1)
+        if keep.any():
+            seg_prob = torch.sigmoid(out["seg_logits"].float()).cpu().numpy()[keep]
+            masks = batch["mask"].numpy()[keep]
+            seg.update(seg_prob, masks)
+            if hist is not None:
+                hist.update(seg_prob, masks)
+    model.train(was_training)
+    p, t = np.concatenate(probs), np.concatenate(targets)
+    metrics = {
+        k: v
+        for k, v in presence_metrics(p, t, classes, presence_thr).items()
+        if k in ("presence_macro_f1", "presence_macro_auroc", "presence_exact_match")
+    }
+    seg_result = seg.result()
+    metrics.update(defect_iou=seg_result["defect_iou"], miou_defects=seg_result["miou_defects"])
+    gm, _ = grade_metrics(np.concatenate(grade_true), np.concatenate(grade_pred), grades)
+    metrics.update(grade_accuracy=gm["grade_accuracy"])
+    return ValidationResult(
+        metrics=metrics,
+        score=selection_score(metrics, tasks),
+        presence_probs=p if collect else None,
+        presence_targets=t if collect else None,
+        histogram=hist,
+    )
