@@ -1,0 +1,180 @@
+"""Loaders that index datasets on disk: indexed-mask format, MVTec-AD folders, CSV labels.
+
+Each loader returns a :class:`SourceIndex` (classes in file order plus records per split) without
+decoding pixels; the dataset classes read images and masks lazily.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mtqa.data.errors import DatasetError
+from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
+
+VAL_FRACTION = 0.1  # share of train moved to val when a dataset ships without a val split
+
+
+def detect(path: Path) -> str:
+    """Name the format of a dataset path: ``indexed``, ``mvtec`` or ``csv``."""
+    if not path.exists():
+        raise DatasetError(f"dataset path does not exist: {path}")
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return "csv"
+        raise DatasetError(f"dataset file {path} is not a .csv of image-level labels")
+    if (path / "images").is_dir():
+        return "indexed"
+    if (path / "train" / "good").is_dir():
+        return "mvtec"
+    raise DatasetError(
+        f"cannot tell the format of {path}: expected images/<split>/ (indexed-mask format), "
+        "train/good/ (MVTec-AD category) or a .csv file"
+    )
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _split_off(records: list[Record], fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministically move ``fraction`` of ``records`` (at least one) into a second list."""
+    order = np.random.default_rng(seed).permutation(len(records))
+    n = max(1, round(fraction * len(records))) if len(records) > 1 else 0
+    picked = set(order[:n].tolist())
+    keep = [r for i, r in enumerate(records) if i not in picked]
+    return keep, [r for i, r in enumerate(records) if i in picked]
+
+
+def read_classes_json(path: Path) -> list[str]:
+    """The ``classes`` list of a classes.json file."""
+    try:
+        classes = json.loads(path.read_text())["classes"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f'{path} must hold {{"classes": [names...]}}: {exc}') from exc
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise DatasetError(f"{path}: 'classes' must be a non-empty list of names")
+    return classes
+
+
+def load_indexed(root: Path, classes: list[str] | None, seed: int = 0) -> SourceIndex:
+    """Index ``images/<split>/<id>.*`` with ``masks/<split>/<id>.png`` (class-index masks).
+
+    Class names come from ``classes.json`` or, when it is absent, from ``classes`` (as for the
+    read-only NEU-Seg folder). Without a val split, a seeded tenth of train becomes val.
+    """
+    cj = root / "classes.json"
+    if cj.exists():
+        file_classes = read_classes_json(cj)
+    elif classes:
+        file_classes = list(classes)
+    else:
+        raise DatasetError(f"{root} has no classes.json; pass the class names (classes=...)")
+    splits: dict[str, list[Record]] = {}
+    for split in SPLITS:
+        folder = root / "images" / split
+        if not folder.is_dir():
+            continue
+        records = []
+        for img in _images_in(folder):
+            mask = root / "masks" / split / f"{img.stem}.png"
+            if not mask.exists():
+                raise DatasetError(f"image {img} has no mask (expected {mask})")
+            if image_size_of(img) != image_size_of(mask):
+                raise DatasetError(
+                    f"mask {mask} size {image_size_of(mask)} differs from image {img} "
+                    f"size {image_size_of(img)} (height, width)"
+                )
+            records.append(Record(id=img.stem, image=img, mask=mask))
+        splits[split] = records
+    info: dict = {}
+    if "train" in splits and "val" not in splits:
+        splits["train"], splits["val"] = _split_off(splits["train"], VAL_FRACTION, seed)
+        info["val_from"] = "train"
+    return SourceIndex("indexed", root, file_classes, splits, info)
+
+
+def load_mvtec(root: Path, seed: int = 0) -> SourceIndex:
+    """Index an MVTec-AD category folder; defect types are the folder names under ``test/``.
+
+    train/good feeds train (minus a seeded tenth for val); each test/<type> folder is split
+    half to val and half to test (seeded), so val holds defects for threshold selection.
+    Masks: ``ground_truth/<type>/<id>_mask.png`` (binary); ``good`` images have empty masks.
+    """
+    test_dir = root / "test"
+    if not test_dir.is_dir():
+        raise DatasetError(f"MVTec folder {root} has no test/ folder")
+    types = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good")
+    good = [Record(id=f"good/{p.stem}", image=p) for p in _images_in(root / "train" / "good")]
+    train, val = _split_off(good, VAL_FRACTION, seed)
+    test: list[Record] = []
+    for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+        records = []
+        for img in _images_in(folder):
+            if folder.name == "good":
+                records.append(Record(id=f"test_good/{img.stem}", image=img))
+                continue
+            mask = root / "ground_truth" / folder.name / f"{img.stem}_mask.png"
+            if not mask.exists():
+                raise DatasetError(f"defect image {img} has no mask (expected {mask})")
+            cls = types.index(folder.name) + 1
+            records.append(
+                Record(id=f"{folder.name}/{img.stem}", image=img, mask=mask, mask_class=cls)
+            )
+        keep, moved = _split_off(records, 0.5, seed + len(test) + 1)
+        test += keep
+        val += moved
+    return SourceIndex("mvtec", root, types, {"train": train, "val": val, "test": test})
+
+
+def load_csv(path: Path, grades: list[str]) -> SourceIndex:
+    """Index a CSV of image-level labels: ``image,split,<class>...`` (0/1), optional ``grade``.
+
+    Image paths are relative to the CSV's folder. There are no masks (``has_mask`` False); a
+    ``grade`` cell (name from ``grades`` or its index) is used as given, else the grade comes from
+    presence through the grade rule.
+    """
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DatasetError(f"cannot read CSV {path}: {exc}") from exc
+    header = list(rows[0].keys()) if rows else []
+    if not {"image", "split"} <= set(header):
+        raise DatasetError(f"CSV {path} needs columns image,split,<class>...; got {header}")
+    classes = [c for c in header if c not in ("image", "split", "grade")]
+    if not classes:
+        raise DatasetError(f"CSV {path} has no class columns after image,split")
+    splits: dict[str, list[Record]] = {}
+    for line, row in enumerate(rows, start=2):
+        where = f"{path} line {line}"
+        if row["split"] not in SPLITS:
+            raise DatasetError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
+        try:
+            presence = tuple(int(row[c]) for c in classes)
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{where}: class columns must be 0 or 1 ({exc})") from exc
+        if any(v not in (0, 1) for v in presence):
+            raise DatasetError(f"{where}: class columns must be 0 or 1, got {presence}")
+        grade = _parse_grade(row.get("grade"), grades, where)
+        image = (path.parent / row["image"]).resolve()
+        if not image.exists():
+            raise DatasetError(f"{where}: image file not found: {image}")
+        rec = Record(
+            id=Path(row["image"]).stem, image=image, has_mask=False, presence=presence, grade=grade
+        )
+        splits.setdefault(row["split"], []).append(rec)
+    return SourceIndex("csv", path, classes, splits)
+
+
+def _parse_grade(cell: str | None, grades: list[str], where: str) -> int | None:
+    if cell is None or cell == "":
+        return None
+    if cell in grades:
+        return grades.index(cell)
+    if cell.isdigit() and int(cell) < len(grades):
+        return int(cell)
+    raise DatasetError(f"{where}: grade {cell!r} is not one of {grades} (or an index)")

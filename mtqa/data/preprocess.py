@@ -1,0 +1,72 @@
+"""Image preprocessing shared verbatim by training and the Triton preprocess model.
+
+This file must stay self-contained (numpy + pillow only, no torch, no mtqa imports): the serving
+builder copies it next to the Triton `mtqa_preprocess` model so that serving and training resize
+(bilinear for images, nearest for masks) and normalise identically.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Return uint8 HxWx3 from a uint8 HxW, HxWx1, HxWx3 or HxWx4 (alpha dropped) array."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return np.ascontiguousarray(image[:, :, :3])
+    raise ValueError(f"expected an HxW or HxWx{{1,3,4}} image, got shape {image.shape}")
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, BMP, ...) into uint8 HxWx3 RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, SyntaxError) as exc:  # PIL raises these for corrupt or unknown formats
+        raise ValueError(f"cannot decode image bytes ({len(data)} bytes): {exc}") from exc
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a uint8 image to size x size RGB with pillow's bilinear filter (no-op if already)."""
+    rgb = to_rgb(image)
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resize a uint8 class-index mask HxW to size x size by nearest neighbour (labels stay)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 HxW mask, got {mask.dtype} {mask.shape}")
+    if mask.shape == (size, size):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+
+
+def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Map uint8 HxWx3 to float32 [3,H,W] as (x/255 - mean) / std per channel."""
+    m = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+    x = rgb.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
+    return np.ascontiguousarray((x - m) / s)
+
+
+def preprocess_image(
+    image: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """Turn a uint8 HxW or HxWx3 image into the model input: float32 [3,size,size], normalised."""
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
+    return normalise(resize_image(image, size), mean, std)
