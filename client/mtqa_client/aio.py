@@ -311,15 +311,21 @@ class AsyncInspectionClient:
         return self._net_spec
 
     async def infer_tensor(
-        self, images: np.ndarray, *, timeout_s: float | None = None
+        self,
+        images: np.ndarray,
+        *,
+        version: str | int | None = None,
+        timeout_s: float | None = None,
     ) -> TensorResult:
         """Run the raw network on float32 [N, 3, S, S] images (chunks run concurrently)."""
+        pinned = "" if version is None else str(version)
         spec = await self.net_spec()
         batch = protocol.check_tensor(images, spec)
 
         async def one(chunk: np.ndarray) -> tuple[dict[str, np.ndarray], float, str, dict]:
             inputs, outputs = protocol.net_request(np.ascontiguousarray(chunk))
-            result, ms = await self._infer(self.options.net_model, "", inputs, outputs, timeout_s)
+            model = self.options.net_model
+            result, ms = await self._infer(model, pinned, inputs, outputs, timeout_s)
             version, server = protocol.response_info(result)
             return protocol.read_outputs(result, list(NET_OUTPUTS)), ms, version, server
 

@@ -282,26 +282,38 @@ class InspectionClient:
                 self._net_spec = self._load_spec(self.options.net_model, "net", None)
             return self._net_spec
 
-    def infer_tensor(self, images: np.ndarray, *, timeout_s: float | None = None) -> TensorResult:
-        """Run the raw network on float32 [N, 3, S, S] (already preprocessed) images."""
+    def infer_tensor(
+        self,
+        images: np.ndarray,
+        *,
+        version: str | int | None = None,
+        timeout_s: float | None = None,
+    ) -> TensorResult:
+        """Run the raw network on float32 [N, 3, S, S] (already preprocessed) images.
+
+        `version` picks a `mtqa_net` version (e.g. one precision variant); default: the server's
+        version policy.
+        """
         spec = self.net_spec()
         batch = protocol.check_tensor(images, spec)
         parts: list[dict[str, np.ndarray]] = []
-        total_ms, version, server = 0.0, "", {}
+        total_ms, served, server = 0.0, "", {}
         for chunk in protocol.chunks(batch, spec.max_batch_size):
-            arrays, ms, version, server = self._infer_net(np.ascontiguousarray(chunk), timeout_s)
+            arrays, ms, served, server = self._infer_net(
+                np.ascontiguousarray(chunk), "" if version is None else str(version), timeout_s
+            )
             parts.append(arrays)
             total_ms += ms
         joined = {n: np.concatenate([p[n] for p in parts]) for n in NET_OUTPUTS}
         return TensorResult(
             **joined,
             model_name=spec.name,
-            model_version=version,
+            model_version=served,
             timings=Timings(total_ms, len(batch), server),
         )
 
     def _infer_net(
-        self, chunk: np.ndarray, timeout_s: float | None
+        self, chunk: np.ndarray, version: str, timeout_s: float | None
     ) -> tuple[dict[str, np.ndarray], float, str, dict[str, float]]:
         opts = self.options
         timeout = timeout_s or opts.timeout_s
@@ -315,6 +327,7 @@ class InspectionClient:
             result = client.infer(
                 opts.net_model,
                 inputs,
+                model_version=version,
                 outputs=outputs,
                 client_timeout=timeout,
                 headers=opts.headers,
@@ -328,7 +341,7 @@ class InspectionClient:
                 arrays = protocol.read_outputs(result, list(NET_OUTPUTS))
             else:
                 arrays = {
-                    name: shm.read(region, "FP32", shape, offset)
+                    name: shm.read(region, np.float32, shape, offset)
                     for name, (shape, offset) in layout.items()
                 }
         finally:

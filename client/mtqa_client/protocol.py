@@ -90,6 +90,8 @@ def response_info(result: Any) -> tuple[str, dict[str, float]]:
     params: Mapping[str, Any] = getattr(response, "parameters", {}) or {}
     for key, param in params.items():
         kind = param.WhichOneof("parameter_choice")
+        if key.startswith("sequence_"):  # request bookkeeping echoed back, not a figure
+            continue
         if kind in ("int64_param", "uint64_param", "double_param"):
             server[key] = float(getattr(param, kind))
     return str(response.model_version), server

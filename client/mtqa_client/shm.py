@@ -82,6 +82,6 @@ def write(region: Region, array: Any) -> None:
     shm.set_shared_memory_region(region.handle, [array])
 
 
-def read(region: Region, datatype: str, shape: list[int], offset: int) -> Any:
+def read(region: Region, dtype: Any, shape: list[int], offset: int) -> Any:
     """Copy a tensor out of a region (so the region can be reused at once)."""
-    return shm.get_contents_as_numpy(region.handle, datatype, shape, offset).copy()
+    return shm.get_contents_as_numpy(region.handle, dtype, shape, offset).copy()

@@ -1,0 +1,84 @@
+"""`mtqa inspect`: send images to a served mtqa model and print what it found.
+
+A thin front end to the SDK (`mtqa_client`): a table (rich) or JSON on stdout, optional overlay
+PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "Inspect images through a running Triton server (table, JSON, overlay PNGs)."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files")
+    parser.add_argument("--url", default="localhost:8001", help="gRPC HOST:PORT of Triton")
+    parser.add_argument("--endpoint", action="append", default=[], help="more replicas")
+    parser.add_argument("--model", default="mtqa_inspect", help="ensemble model name")
+    parser.add_argument("--model-version", default=None, help="pin a model version")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--overlays", type=Path, default=None, metavar="DIR", help="write PNGs")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per-call deadline, seconds")
+    parser.add_argument("--connect-timeout", type=float, default=30.0, help="readiness wait, s")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+
+
+def _table(results: list, classes: tuple[str, ...]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mtqa inspection")
+    table.add_column("image")
+    for name in classes:
+        table.add_column(name, justify="right")
+    table.add_column("grade")
+    table.add_column("regions", justify="right")
+    table.add_column("ms", justify="right")
+    for r in results:
+        cells = [f"{d.probability:.3f}{' *' if d.decision else ''}" for d in r.defects]
+        table.add_row(
+            r.source,
+            *cells,
+            f"{r.grade.name} ({r.grade.probabilities[r.grade.name]:.2f})",
+            str(len(r.regions)),
+            f"{r.timings.round_trip_ms:.1f}",
+        )
+    console = Console(width=max(100, 24 + 12 * len(classes)))
+    console.print(table)
+    if results:
+        r = results[0]
+        console.print(f"model {r.model_name} v{r.model_version}; * = defect decided present")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtqa_client import InspectionClient, InspectionError
+    from mtqa_client.overlay import render_overlay
+
+    try:
+        with InspectionClient(
+            args.url,
+            model=args.model,
+            version=args.model_version,
+            endpoints=args.endpoint,
+            timeout_s=args.timeout,
+            connect_timeout_s=args.connect_timeout,
+        ) as client:
+            paths = [str(p) for p in args.images]
+            results = client.inspect_many(paths, concurrency=args.concurrency)
+            if args.overlays is not None:
+                args.overlays.mkdir(parents=True, exist_ok=True)
+                for path, result in zip(paths, results, strict=True):
+                    out = args.overlays / f"{Path(path).stem}_overlay.png"
+                    render_overlay(path, result).save(out)
+            if args.json:
+                print(json.dumps([r.to_dict() for r in results], indent=2))
+            else:
+                _table(results, client.spec.classes)
+    except InspectionError as exc:
+        print(f"mtqa inspect: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return 0
