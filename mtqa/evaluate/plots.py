@@ -21,6 +21,8 @@ from mtqa.evaluate.evaluation import EvaluationResult
 from mtqa.evaluate.metrics import mask_labels, pixel_labels
 
 DPI = 110
+# Bookkeeping columns of metrics.csv that are not curves worth plotting.
+_NOT_PLOTTED = {"step", "lr", "seconds", "time", "best"}
 # Background transparent, then one distinct colour per defect class (tab10 order).
 _CLASS_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
 
@@ -114,19 +116,24 @@ def read_training_log(path: Path) -> dict[str, list[float]]:
 
 
 def plot_training_curves(metrics_csv: Path, path: Path) -> Path | None:
-    """Losses (left) and validation scores (right) against epoch; None when the log is empty."""
+    """Losses, validation scores and task weights against epoch, one panel each (panels with
+    nothing to show are left out); None when the log has no plottable column."""
     columns = read_training_log(metrics_csv)
-    x_name = next((n for n in ("epoch", "step") if n in columns), None)
-    series = {n: v for n, v in columns.items() if n != x_name and n not in ("step", "lr", "time")}
+    x_name = "epoch" if "epoch" in columns else None
+    series = {n: v for n, v in columns.items() if n not in _NOT_PLOTTED and n != x_name}
     if not series:
         return None
     x = columns[x_name] if x_name else list(range(1, len(next(iter(series.values()))) + 1))
-    losses = {n: v for n, v in series.items() if "loss" in n}
-    scores = {n: v for n, v in series.items() if n not in losses}
-    panels = [(p, t) for p, t in ((losses, "losses"), (scores, "validation metrics")) if p]
-    fig = Figure(figsize=(5.5 * len(panels), 4.2))
+    groups = {
+        "losses": {n: v for n, v in series.items() if "loss" in n},
+        "task weights": {n: v for n, v in series.items() if n.startswith("weight_")},
+    }
+    grouped = {n for g in groups.values() for n in g}
+    groups["validation metrics"] = {n: v for n, v in series.items() if n not in grouped}
+    panels = [(title, panel) for title, panel in groups.items() if panel]
+    fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (panel, title) in zip(axes, panels, strict=True):
+    for ax, (title, panel) in zip(axes, panels, strict=True):
         for name, values in panel.items():
             ax.plot(x, values, marker="o", markersize=3, label=name)
         ax.set(xlabel=x_name or "row", title=title)

@@ -1,0 +1,107 @@
+"""`mtqa evaluate`: score a checkpoint on a split and write metrics, plots and report.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+HELP = "evaluate a checkpoint: metrics.json, confusion matrices, PR/overlay plots, report.md"
+
+HEADLINE = (
+    "presence_macro_f1",
+    "presence_macro_auroc",
+    "miou",
+    "miou_defects",
+    "defect_iou",
+    "grade_accuracy",
+    "grade_qwk",
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, help="run directory (runs/NAME)")
+    parser.add_argument(
+        "--data", help="synth | neu_seg | PATH (default: the data source the run was trained on)"
+    )
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--out", required=True, type=Path, help="folder for the artefacts")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="first choose thresholds on the val split and store them in the checkpoint",
+    )
+    parser.add_argument("--rule", default="max_f1", choices=("max_f1", "target_recall"))
+    parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--limit", type=int, help="cap every split (default: the run's own cap)")
+    parser.add_argument("--samples", type=int, default=4, help="images in overlays.png")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mtqa.checkpoint import CheckpointError, load_checkpoint
+    from mtqa.data import DatasetError
+    from mtqa.evaluate.artefacts import write_artefacts
+    from mtqa.evaluate.calibrate import calibrate_run, checkpoint_split
+    from mtqa.evaluate.evaluation import EvaluationError, run_evaluation, torch_predict_fn
+    from mtqa.evaluate.metrics import MetricInputError
+    from mtqa.evaluate.thresholds import ThresholdError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if args.calibrate:
+            calibrate_run(
+                args.checkpoint,
+                args.data,
+                "val",
+                args.rule,
+                args.target_recall,
+                args.batch_size,
+                args.limit,
+            )
+        checkpoint = load_checkpoint(args.checkpoint)
+        dataset, source = checkpoint_split(checkpoint, args.split, args.data, args.limit)
+        result = run_evaluation(
+            torch_predict_fn(checkpoint.model),
+            dataset,
+            checkpoint.classes,
+            checkpoint.grades,
+            checkpoint.thresholds,
+            batch_size=args.batch_size,
+            keep_samples=args.samples,
+        )
+        info = {
+            "checkpoint": str(args.checkpoint),
+            "data": source,
+            "split": args.split,
+            "thresholds_rule": checkpoint.thresholds.get("rule"),
+            "thresholds_selected_on": checkpoint.thresholds.get("selected_on"),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        files = write_artefacts(
+            result,
+            args.out,
+            info,
+            checkpoint.mean,
+            checkpoint.std,
+            metrics_csv=Path(args.checkpoint) / "metrics.csv",
+        )
+    except (
+        CheckpointError,
+        DatasetError,
+        ThresholdError,
+        EvaluationError,
+        MetricInputError,
+    ) as exc:
+        print(f"mtqa evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    flat = result.flat()
+    summary = {k: flat[k] for k in HEADLINE} | {"n_images": flat["n_images"]}
+    print(json.dumps({"report": str(files["report"]), **summary}, indent=2))
+    return 0

@@ -1,0 +1,104 @@
+"""Datasets matched to a checkpoint, and `calibrate_run`: thresholds chosen on a run's val split.
+
+A checkpoint is always fed the way it was trained: its own classes, image size, grade rule and
+normalisation mean/std (from `config.json`), whatever source the images come from. By default
+the source, seed, synthetic sizes and limit are the run's own, so `split="val"` is exactly the
+validation split the run was selected on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mtqa.evaluate.evaluation import run_evaluation, torch_predict_fn
+from mtqa.evaluate.thresholds import RULES, ThresholdError, save_thresholds, select_thresholds
+
+SPLITS = ("train", "val", "test")
+
+
+def run_source(config: dict[str, Any]) -> str:
+    """The data source a run was trained on (``config.json`` -> ``data.source``)."""
+    source = config.get("data", {}).get("source")
+    if not source:
+        raise ThresholdError("the run's config.json names no data source; pass one explicitly")
+    return str(source)
+
+
+def checkpoint_split(
+    checkpoint: Any, split: str, source: str | None = None, limit: int | None = None
+) -> tuple[Any, str]:
+    """(dataset, source) of ``split`` prepared for ``checkpoint`` (a loaded ``Checkpoint``).
+
+    ``source`` defaults to the run's own; ``limit`` to the run's own cap (tests use one). The
+    dataset's normalisation is set to the checkpoint's, since statistics measured on another
+    source would feed the network inputs it was never trained on.
+    """
+    from mtqa.data import DatasetError, build_datasets
+
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    config = checkpoint.config
+    data_cfg = config.get("data", {})
+    source = source or run_source(config)
+    bundle = build_datasets(
+        source,
+        checkpoint.image_size,
+        seed=int(config.get("train", {}).get("seed", 0)),
+        augment=False,
+        synth_sizes=tuple(data_cfg.get("synth_sizes", (2048, 256, 256))),
+        classes=list(checkpoint.classes),
+        grade_rule=config.get("grade_rule"),
+        limit=limit if limit is not None else data_cfg.get("limit"),
+    )
+    dataset = getattr(bundle, split)
+    if dataset is None:
+        raise DatasetError(f"data source {source!r} has no {split!r} split")
+    if list(bundle.classes) != list(checkpoint.classes):
+        raise DatasetError(
+            f"data source {source!r} yields classes {bundle.classes}, "
+            f"the checkpoint expects {checkpoint.classes}"
+        )
+    dataset.mean, dataset.std = tuple(checkpoint.mean), tuple(checkpoint.std)
+    return dataset, source
+
+
+def calibrate_run(
+    run_dir: str | Path,
+    source: str | None = None,
+    split: str = "val",
+    rule: str = "max_f1",
+    target_recall: float = 0.95,
+    batch_size: int = 32,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Choose presence and segmentation thresholds on ``split`` of the run's data source (or
+    ``source``), write them to ``run_dir/thresholds.json`` and return what was written."""
+    from mtqa.checkpoint import load_checkpoint
+
+    if rule not in RULES:
+        raise ThresholdError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")
+    checkpoint = load_checkpoint(run_dir)
+    dataset, used = checkpoint_split(checkpoint, split, source, limit)
+    result = run_evaluation(
+        torch_predict_fn(checkpoint.model),
+        dataset,
+        checkpoint.classes,
+        checkpoint.grades,
+        batch_size=batch_size,
+    )
+    presence = select_thresholds(
+        result.presence_probs, result.presence_targets, checkpoint.classes, rule, target_recall
+    )
+    segmentation = result.pixel_histogram.select(checkpoint.classes, rule, target_recall)
+    extra: dict[str, Any] = {"source": used, "n_images": int(result.metrics["n_images"])}
+    if rule == "target_recall":
+        extra["target_recall"] = target_recall
+    save_thresholds(run_dir, presence, segmentation, selected_on=split, rule=rule, **extra)
+    return {
+        "presence": presence,
+        "segmentation": segmentation,
+        "selected_on": split,
+        "rule": rule,
+        **extra,
+    }
