@@ -8,6 +8,7 @@ tail. Stopping removes the python backend's shared-memory regions of this server
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import ctypes
 import os
@@ -133,6 +134,10 @@ class TritonServer:
         if not self.repo.is_dir():
             raise ServerStartError(f"model repository {self.repo} is not a directory")
         binary = find_tritonserver()
+        if self.poll:
+            # The stub runs isolated (ignores PYTHONDONTWRITEBYTECODE) and writes __pycache__ into
+            # version folders, which poll mode sees as a change and reloads: compile up front.
+            compileall.compile_dir(self.repo, quiet=2)
         auto_ports = 0 in self._requested
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             self._workdir = Path(tempfile.mkdtemp(prefix="mtqa-triton-"))
@@ -201,8 +206,6 @@ class TritonServer:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(
                 p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p
             )
-        # A stub's __pycache__ inside a version folder makes poll mode reload the model.
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
     def _wait_ready(self) -> None:

@@ -1,0 +1,99 @@
+"""`mtqa serve` as a user runs it: real server, addresses printed, SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from fixtures.serving import DOUBLE_SOURCE, assert_cleaned_up, stray_processes, write_python_model
+
+from mtqa.serving import TritonServer
+
+pytestmark = pytest.mark.server
+
+MTQA = [sys.executable, "-m", "mtqa.cli", "serve"]
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> dict[str, str]:
+    """Read the command's output until `pattern` matched, returning the lines seen by key."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        parts = line.split()
+        if len(parts) == 2:
+            seen[parts[0]] = parts[1]
+        if re.search(pattern, line):
+            return seen
+    proc.kill()
+    raise AssertionError(f"`mtqa serve` never printed {pattern!r}; saw {seen}")
+
+
+def test_serve_command_runs_until_sigterm(double_repo: Path) -> None:
+    cmd = [*MTQA, "--repo", str(double_repo), "--model", "double"]
+    cmd += ["--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = _read_until(proc, r"^\s+pid\s+\d+", timeout=60)
+        client = grpcclient.InferenceServerClient(seen["grpc"])
+        assert client.is_model_ready("double") and not client.is_model_ready("double_b")
+        assert urllib.request.urlopen(seen["metrics"], timeout=5).status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not stray_processes(int(seen["pid"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key are both required"),
+        (["--restrict-model-control", "nokey"], "expected HEADER=KEY"),
+        (["--poll", "--model", "double"], "poll mode loads every model"),
+        (["--repo", "does-not-exist"], "is not a directory"),
+    ],
+)
+def test_serve_command_reports_bad_input(
+    args: list[str], message: str, double_repo: Path, tmp_path: Path
+) -> None:
+    cmd = [*MTQA, "--repo", str(double_repo), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_poll_mode_picks_up_a_new_version(tmp_path: Path) -> None:
+    write_python_model(tmp_path, "double", DOUBLE_SOURCE)
+    with TritonServer(tmp_path, poll=True, poll_secs=1) as server:
+        pid = server.pid
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inp = grpcclient.InferInput("x", [1, 4], "FP32")
+        inp.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
+        assert client.infer("double", [inp]).as_numpy("y")[0, 0] == 2
+        time.sleep(2.5)  # two polls: the stub's bytecode must not look like a repository change
+        log = server.log_tail(500)
+        assert log.count("loading: double:1") == 1 and "unloaded" not in log, "spurious reload"
+        version2 = tmp_path / "double" / "2"
+        version2.mkdir()
+        source = (tmp_path / "double" / "1" / "model.py").read_text()
+        (version2 / "model.py").write_text(source.replace("x * 2", "x * 3"))
+        deadline = time.monotonic() + 30
+        while client.infer("double", [inp]).as_numpy("y")[0, 0] != 3:
+            assert time.monotonic() < deadline, "poll mode did not serve version 2 within 30 s"
+            time.sleep(0.2)
+    assert_cleaned_up(server, pid)
+    assert not os.path.exists(f"/proc/{pid}")
