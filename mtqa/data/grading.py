@@ -31,7 +31,7 @@ DEFAULT_GRADE_RULE: dict = {
     "major_weight": 2.0,
     "reject_weight": 3.0,
     "major_area": 0.02,
-    "reject_area": 0.08,
+    "reject_area": 0.06,
 }
 
 _NUMBERS = (

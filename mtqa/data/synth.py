@@ -25,7 +25,7 @@ DEFECT_TYPES: tuple[str, ...] = ("scratch", "crack", "stain", "deformation")
 MATERIALS: tuple[str, ...] = ("brushed_metal", "matte_plastic", "fabric", "wood", "painted_panel")
 
 # Peak luminance change (0..1 units) of each defect type at severity 1.
-_CONTRAST = {"scratch": 0.35, "crack": 0.5, "stain": 0.55, "deformation": 0.3}
+_CONTRAST = {"scratch": 0.35, "crack": 0.5, "stain": 0.55, "deformation": 0.4}
 # Texture amplitude of each material; the visibility threshold grows with it.
 _ROUGHNESS = {
     "brushed_metal": 0.05,
@@ -35,8 +35,6 @@ _ROUGHNESS = {
     "painted_panel": 0.015,
 }
 _STAIN_GAIN = 1.4  # stains are tinted copies of the local luminance, brightened by this factor
-# Smooth, low-frequency changes (dents) are harder to see than edges: they need this much more.
-_SMOOTH_VISIBILITY = 2.0
 _STAIN_COLOURS = np.array(
     [[0.25, 0.17, 0.08], [0.08, 0.08, 0.08], [0.55, 0.3, 0.1], [0.35, 0.4, 0.2]], dtype=np.float32
 )
@@ -309,8 +307,11 @@ class SynthGenerator:
         amp = sev * _CONTRAST["deformation"] * (1 if rng.random() < 0.5 else -1)
         delta = amp * (0.8 * shade - 0.5 * height)
         strength = abs(amp) * np.maximum(0.8 * np.abs(shade), 0.5 * height)
-        visible = strength >= _SMOOTH_VISIBILITY * tau
-        return box, delta.astype(np.float32), visible
+        # A visible dent is labelled over its footprint (height >= 0.4 of the peak), not only
+        # where shading happens to cross the threshold: its outline is one smooth region.
+        if strength.max() < tau:
+            return box, delta.astype(np.float32), np.zeros(height.shape, dtype=bool)
+        return box, delta.astype(np.float32), (height >= 0.4) | (strength >= tau)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

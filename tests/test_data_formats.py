@@ -1,0 +1,134 @@
+"""On-disk loaders (indexed-mask, MVTec-AD, CSV), the NEU-Seg preset and shared preprocessing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mtqa.data import (
+    build_datasets,
+    class_stats,
+    iter_raw,
+    load_image,
+    neu_seg_path,
+    preprocess_image,
+)
+from mtqa.data.grading import grade_from_mask, grade_from_presence
+
+
+def test_indexed_dataset_loads_with_consistent_labels(synth_dataset_dir):
+    bundle = build_datasets(str(synth_dataset_dir), 32, augment=False)
+    assert bundle.classes == ["scratch", "crack", "stain", "deformation"]
+    assert bundle.source["kind"] == "indexed"
+    assert bundle.source["sizes"] == {"train": 6, "val": 3, "test": 3}
+    for dataset in (bundle.train, bundle.val, bundle.test):
+        for i in range(len(dataset)):
+            item = dataset[i]
+            assert bool(item["has_mask"])
+            assert torch.equal(item["presence"], item["mask"].flatten(1).amax(1))
+            assert item["mask"].sum(0).max() <= 1  # one class per pixel on disk
+            rule_grade = grade_from_mask(bundle.grade_rule, bundle.classes, item["mask"].numpy())
+            assert int(item["grade"]) == rule_grade
+
+
+def test_disk_set_equals_generator_output(synth_dataset_dir):
+    on_disk = build_datasets(str(synth_dataset_dir), 32, augment=False)
+    _, image, mask, presence = on_disk.val.raw(0)
+    from mtqa.data.synth import SynthConfig, SynthGenerator
+
+    sample = SynthGenerator(SynthConfig(size=32), seed=0).generate(1, 0, 0)
+    assert np.array_equal(image, sample.image)
+    assert np.array_equal(mask, sample.index_mask)
+    assert np.array_equal(presence, np.isin(np.arange(1, 5), sample.index_mask))
+
+
+def test_preprocess_matches_dataset_image(synth_dataset_dir, tmp_path):
+    bundle = build_datasets(str(synth_dataset_dir), 24, augment=False)  # 32 px files -> resized
+    record = bundle.train.records[0]
+    expected = preprocess_image(load_image(record.image), 24, bundle.mean, bundle.std)
+    assert expected.shape == (3, 24, 24) and expected.dtype == np.float32
+    assert np.array_equal(bundle.train[0]["image"].numpy(), expected)
+    # Grayscale input is repeated to RGB identically.
+    gray = np.asarray(Image.open(record.image).convert("L"))
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    out = preprocess_image(gray, 24, bundle.mean, bundle.std)
+    assert np.array_equal(out, preprocess_image(rgb, 24, bundle.mean, bundle.std))
+
+
+def test_class_subset_remaps_mask_indices(synth_dataset_dir):
+    full = build_datasets(str(synth_dataset_dir), 32, augment=False)
+    sub = build_datasets(str(synth_dataset_dir), 32, augment=False, classes=["stain", "scratch"])
+    for i in range(len(full.train)):
+        a, b = full.train[i], sub.train[i]
+        assert torch.equal(b["mask"][0], a["mask"][2]) and torch.equal(b["mask"][1], a["mask"][0])
+
+
+def test_mvtec_folder_loads(dataset_factory):
+    root = dataset_factory("mvtec")
+    bundle = build_datasets(str(root), 16, augment=False)
+    assert bundle.classes == ["crack", "hole"] and bundle.source["kind"] == "mvtec"
+    ids = {
+        s: [d.records[i].id for i in range(len(d))]
+        for s, d in (("train", bundle.train), ("val", bundle.val), ("test", bundle.test))
+    }
+    assert sum(len(v) for v in ids.values()) == 12
+    assert all(i.startswith("good/") for i in ids["train"])
+    assert any(not i.startswith(("good/", "test_good/")) for i in ids["val"])  # val has defects
+    assert not set(ids["val"]) & set(ids["test"])
+    again = build_datasets(str(root), 16, augment=False)
+    assert [r.id for r in again.val.records] == ids["val"]  # deterministic split
+    for dataset in (bundle.val, bundle.test):
+        for i in range(len(dataset)):
+            item, rid = dataset[i], dataset.records[i].id
+            assert bool(item["has_mask"])
+            defect = rid.split("/")[0]
+            expected = [float(defect == c) for c in bundle.classes]
+            assert item["presence"].tolist() == expected
+
+
+def test_csv_labels_load_without_masks(dataset_factory):
+    path = dataset_factory("csv", grade=True)
+    bundle = build_datasets(str(path), 16, augment=False)
+    assert bundle.classes == ["dent", "rust"] and bundle.source["kind"] == "csv"
+    assert bundle.source["sizes"] == {"train": 4, "val": 2, "test": 2}
+    first = bundle.train[0]
+    assert not bool(first["has_mask"]) and first["mask"].sum() == 0
+    assert first["presence"].tolist() == [0.0, 1.0]
+    assert int(first["grade"]) == 2  # explicit grade column ("major")
+    second = bundle.train[1]
+    expected = grade_from_presence(bundle.grade_rule, bundle.classes, second["presence"].numpy())
+    assert int(second["grade"]) == expected
+    assert first["image"].shape == (3, 16, 16)
+
+
+def test_class_stats_and_iter_raw(synth_dataset_dir):
+    bundle = build_datasets(str(synth_dataset_dir), 32, augment=False)
+    stats = class_stats(bundle.train, bundle.classes, max_items=None)
+    presence = np.stack([bundle.train[i]["presence"].numpy() for i in range(len(bundle.train))])
+    assert np.allclose(stats.presence_rate, presence.mean(0))
+    assert stats.masked_items == len(bundle.train)
+    weights = stats.pos_weight()
+    assert weights.shape == (4,) and (weights > 0).all()
+    raw = list(iter_raw(str(synth_dataset_dir), "test"))
+    assert len(raw) == 3 and raw[0][1].dtype == np.uint8 and raw[0][1].shape == (32, 32, 3)
+    assert raw[0][2].shape == (32, 32) and raw[0][3].shape == (4,)
+    synth_raw = next(iter_raw("synth", "val", image_size=40, limit=2))
+    assert synth_raw[1].shape == (40, 40, 3)
+    json.dumps(bundle.source)
+    json.dumps(bundle.grade_rule)
+
+
+@pytest.mark.skipif(not neu_seg_path().is_dir(), reason=f"NEU-Seg not found at {neu_seg_path()}")
+def test_neu_seg_preset_loads_a_handful():
+    bundle = build_datasets("neu_seg", 64, augment=False, limit=4)
+    assert bundle.classes == ["inclusion", "patches", "scratches"]
+    assert bundle.mean[0] == bundle.mean[1] == bundle.mean[2]  # grayscale -> RGB
+    item = bundle.val[0]
+    assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (3, 64, 64)
+    assert item["presence"].sum() >= 1  # every NEU-Seg image holds a defect
+    _, image, mask, _ = bundle.val.raw(0)
+    assert image.shape == (200, 200, 3) and mask.shape == (200, 200) and mask.max() <= 3
