@@ -1,1 +1,1 @@
-"""mtqa_builder: checkpoint -> ONNX -> explicit precision -> accuracy gate -> TensorRT -> Triton repository."""
+"""mtqa_builder: checkpoint -> ONNX -> precision -> gate -> TensorRT -> Triton repository."""

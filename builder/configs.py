@@ -1,0 +1,181 @@
+"""Triton `config.pbtxt` contents built as `ModelConfig` protobufs (never string templates).
+
+One function per model of the repository contract in docs/architecture.md; `to_text` renders a
+config with google.protobuf.text_format, which `mtqa repo check` parses back with the same schema.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+TARGETS = ("local", "ngc-onnx", "ngc-trt")
+NET, PRE, POST, ENSEMBLE = "mtqa_net", "mtqa_preprocess", "mtqa_postprocess", "mtqa_inspect"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Batching, queueing and instance settings shared by the generated configs."""
+
+    max_batch: int = 32
+    queue_delay_us: int = 2000
+    instances: int = 1
+    max_queue_size: int = 256
+    queue_timeout_us: int = 5_000_000
+    intra_op_threads: int = 2
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """Model geometry from the checkpoint: image size S, K classes, G grades."""
+
+    image_size: int
+    classes: int
+    grades: int
+
+    @property
+    def packed_bytes(self) -> int:
+        return math.ceil(self.image_size * self.image_size / 8)
+
+
+def _tensor(kind, name: str, dtype: str, dims: Sequence[int]):
+    return kind(name=name, data_type=mc.DataType.Value(dtype), dims=list(dims))
+
+
+def _inp(name: str, dtype: str, dims: Sequence[int]) -> mc.ModelInput:
+    return _tensor(mc.ModelInput, name, dtype, dims)
+
+
+def _out(name: str, dtype: str, dims: Sequence[int]) -> mc.ModelOutput:
+    return _tensor(mc.ModelOutput, name, dtype, dims)
+
+
+def net_io(shapes: Shapes) -> tuple[list[mc.ModelInput], list[mc.ModelOutput]]:
+    """`mtqa_net` tensors (batch axis excluded)."""
+    s, k, g = shapes.image_size, shapes.classes, shapes.grades
+    return (
+        [_inp("images", "TYPE_FP32", [3, s, s])],
+        [
+            _out("presence_logits", "TYPE_FP32", [k]),
+            _out("seg_logits", "TYPE_FP32", [k, s, s]),
+            _out("grade_logits", "TYPE_FP32", [g]),
+        ],
+    )
+
+
+def result_outputs(shapes: Shapes) -> list[mc.ModelOutput]:
+    """Outputs of `mtqa_postprocess`, which are also the outputs of the ensemble."""
+    k, g = shapes.classes, shapes.grades
+    return [
+        _out("presence_prob", "TYPE_FP32", [k]),
+        _out("presence_decision", "TYPE_BOOL", [k]),
+        _out("grade_prob", "TYPE_FP32", [g]),
+        _out("grade_index", "TYPE_INT32", [1]),
+        _out("masks_packed", "TYPE_UINT8", [k, shapes.packed_bytes]),
+        _out("regions", "TYPE_FP32", [-1, 6]),
+    ]
+
+
+def _batching(cfg: mc.ModelConfig, serving: Serving) -> None:
+    cfg.dynamic_batching.max_queue_delay_microseconds = serving.queue_delay_us
+    policy = cfg.dynamic_batching.default_queue_policy
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = serving.queue_timeout_us
+    policy.allow_timeout_override = True
+    policy.max_queue_size = serving.max_queue_size
+
+
+def _versions(cfg: mc.ModelConfig, versions: Sequence[int]) -> None:
+    cfg.version_policy.specific.versions.extend(sorted(versions))
+
+
+def _python(name: str, serving: Serving, versions: Sequence[int]) -> mc.ModelConfig:
+    cfg = mc.ModelConfig(name=name, backend="python", max_batch_size=serving.max_batch)
+    _versions(cfg, versions)
+    _batching(cfg, serving)
+    cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=serving.instances)
+    return cfg
+
+
+def net_config(
+    target: str,
+    shapes: Shapes,
+    serving: Serving,
+    versions: Sequence[int],
+    cc_model_filenames: dict[str, str] | None = None,
+) -> mc.ModelConfig:
+    """`mtqa_net`: python+ORT locally, onnxruntime_onnx or tensorrt_plan on NGC GPU hosts."""
+    if target == "local":
+        cfg = _python(NET, serving, versions)
+        cfg.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
+    else:
+        platform = {"ngc-onnx": "onnxruntime_onnx", "ngc-trt": "tensorrt_plan"}[target]
+        cfg = mc.ModelConfig(name=NET, platform=platform, max_batch_size=serving.max_batch)
+        _versions(cfg, versions)
+        _batching(cfg, serving)
+        cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=serving.instances)
+        for cc, filename in sorted((cc_model_filenames or {}).items()):
+            cfg.cc_model_filenames[cc] = filename
+    inputs, outputs = net_io(shapes)
+    cfg.input.extend(inputs)
+    cfg.output.extend(outputs)
+    warm = cfg.model_warmup.add(name="zeros_batch1", batch_size=1)
+    warm.inputs["images"].data_type = mc.TYPE_FP32
+    warm.inputs["images"].dims.extend([3, shapes.image_size, shapes.image_size])
+    warm.inputs["images"].zero_data = True
+    return cfg
+
+
+def preprocess_config(shapes: Shapes, serving: Serving, versions: Sequence[int]) -> mc.ModelConfig:
+    """`mtqa_preprocess`: encoded bytes -> `images` and the original (h, w)."""
+    cfg = _python(PRE, serving, versions)
+    cfg.input.append(_inp("image_bytes", "TYPE_STRING", [1]))
+    s = shapes.image_size
+    cfg.output.extend(
+        [_out("images", "TYPE_FP32", [3, s, s]), _out("orig_size", "TYPE_INT32", [2])]
+    )
+    return cfg
+
+
+def postprocess_config(shapes: Shapes, serving: Serving, versions: Sequence[int]) -> mc.ModelConfig:
+    """`mtqa_postprocess`: the three logits and `orig_size` -> the inspection results."""
+    cfg = _python(POST, serving, versions)
+    cfg.input.extend(_inp(o.name, "TYPE_FP32", o.dims) for o in net_io(shapes)[1])
+    cfg.input.append(_inp("orig_size", "TYPE_INT32", [2]))
+    cfg.output.extend(result_outputs(shapes))
+    return cfg
+
+
+def ensemble_config(
+    shapes: Shapes, serving: Serving, versions: Sequence[int], steps: dict[str, int]
+) -> mc.ModelConfig:
+    """`mtqa_inspect`: preprocess -> net -> postprocess, each step pinned to `steps[model]`."""
+    cfg = mc.ModelConfig(name=ENSEMBLE, platform="ensemble", max_batch_size=serving.max_batch)
+    _versions(cfg, versions)
+    cfg.input.append(_inp("image_bytes", "TYPE_STRING", [1]))
+    cfg.output.extend(result_outputs(shapes))
+    logits = ("presence_logits", "seg_logits", "grade_logits")
+    plan = [
+        (PRE, {"image_bytes": "image_bytes"}, {"images": "images", "orig_size": "orig_size"}),
+        (NET, {"images": "images"}, {n: n for n in logits}),
+        (POST, {n: n for n in (*logits, "orig_size")}, {o.name: o.name for o in cfg.output}),
+    ]
+    for model, inputs, outputs in plan:
+        step = cfg.ensemble_scheduling.step.add(model_name=model, model_version=steps[model])
+        step.input_map.update(inputs)
+        step.output_map.update(outputs)
+    return cfg
+
+
+def to_text(cfg: mc.ModelConfig) -> str:
+    """Render a config as protobuf text, the format Triton reads from config.pbtxt."""
+    return text_format.MessageToString(cfg)
+
+
+def parse(text: str) -> mc.ModelConfig:
+    """Parse config.pbtxt text with the ModelConfig schema (raises text_format.ParseError)."""
+    return text_format.Parse(text, mc.ModelConfig())

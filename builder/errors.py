@@ -1,0 +1,27 @@
+"""Typed errors raised by the builder; the CLI turns each into one message line and exit code 2."""
+
+from __future__ import annotations
+
+
+class BuildError(Exception):
+    """Base class for every error the builder reports to the user."""
+
+
+class ExportError(BuildError):
+    """The model could not be exported to ONNX, or the export disagrees with PyTorch."""
+
+
+class CalibrationError(BuildError):
+    """No usable calibration data (INT8 is refused rather than calibrated on nothing)."""
+
+
+class GateError(BuildError):
+    """A precision variant lost more accuracy than its tolerance allows."""
+
+
+class TensorRTUnavailableError(BuildError):
+    """TensorRT or a CUDA GPU is missing on this host, so engines cannot be compiled here."""
+
+
+class RepositoryError(BuildError):
+    """The model repository cannot be written as asked (bad target, missing engines, ...)."""

@@ -1,0 +1,249 @@
+"""Writes a Triton model repository: new numbered versions, config.pbtxt files, manifests.
+
+Layout and tensors follow docs/architecture.md. Each precision variant of `mtqa_net` becomes its own
+version (listed with its precision in `mtqa_net/variants.json`); the ensemble pins the serving one.
+Nothing is ever overwritten: version directories are assembled (and byte-compiled) in a staging
+directory and renamed into place, configs are replaced atomically, the ensemble's config last.
+"""
+
+from __future__ import annotations
+
+import compileall
+import datetime as dt
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtqa_builder import configs
+from mtqa_builder.configs import ENSEMBLE, NET, POST, PRE, Serving, Shapes
+from mtqa_builder.errors import RepositoryError
+from mtqa_builder.hashing import file_sha256
+
+_MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
+VARIANTS_FILE = "variants.json"
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Variant:
+    """One gated precision variant of the network, ready to publish."""
+
+    precision: str
+    onnx_path: Path
+    gate: dict[str, Any]
+    quantization: dict[str, Any] = field(default_factory=dict)
+    # ngc-trt only: compute capability ("9.0") -> engine plan file, and its build manifests.
+    engines: dict[str, Path] = field(default_factory=dict)
+    engine_manifests: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """What the repository needs from the checkpoint."""
+
+    run_dir: Path
+    classes: list[str]
+    grades: list[str]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    thresholds: dict[str, Any]
+    weights_sha256: str
+
+    @property
+    def shapes(self) -> Shapes:
+        return Shapes(self.image_size, len(self.classes), len(self.grades))
+
+
+def numeric_versions(model_dir: Path) -> list[int]:
+    """Existing version numbers of a model directory (non-numeric entries ignored)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _preprocess_source() -> Path:
+    spec = importlib.util.find_spec("mtqa.data.preprocess")
+    if spec is None or spec.origin is None:
+        raise RepositoryError("mtqa.data.preprocess is missing; it is copied into mtqa_preprocess")
+    return Path(spec.origin)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _Publisher:
+    """Stages version directories next to the repository and moves them in at the end."""
+
+    def __init__(self, repo: Path, source: Source, target: str, build: dict[str, Any]) -> None:
+        self.repo, self.source, self.target, self.build = repo, source, target, build
+        self.staging = Path(tempfile.mkdtemp(prefix=".mtqa-staging-", dir=repo.parent))
+        self.staged: list[tuple[Path, Path]] = []
+
+    def version_dir(self, model: str, version: int) -> Path:
+        vdir = self.staging / model / str(version)
+        vdir.mkdir(parents=True)
+        (vdir / "labels.txt").write_text("\n".join(self.source.classes) + "\n")
+        _write_json(vdir / "thresholds.json", self.source.thresholds)
+        self.staged.append((vdir, self.repo / model / str(version)))
+        return vdir
+
+    def seal(self, vdir: Path, model: str, version: int, extra: dict[str, Any]) -> None:
+        """Byte-compile python sources (a later __pycache__ would make Triton reload) and write
+        the manifest with every file's SHA-256."""
+        compileall.compile_dir(str(vdir), quiet=1)
+        files = {
+            str(p.relative_to(vdir)): file_sha256(p)
+            for p in sorted(vdir.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        manifest = {
+            "model": model,
+            "version": version,
+            "target": self.target,
+            "files": files,
+            "checkpoint": {
+                "run_dir": str(self.source.run_dir),
+                "weights_sha256": self.source.weights_sha256,
+            },
+            "classes": self.source.classes,
+            "grades": self.source.grades,
+            "image_size": self.source.image_size,
+            **self.build,
+            **extra,
+        }
+        _write_json(vdir / MANIFEST, manifest)
+
+    def commit(self) -> None:
+        for staged, final in self.staged:
+            if final.exists():  # never overwrite a published version
+                raise RepositoryError(f"{final} appeared during the build; nothing replaced")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(staged), str(final))
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _net_files(vdir: Path, target: str, variant: Variant) -> dict[str, str]:
+    """Place the network files of one variant; returns cc_model_filenames for ngc-trt."""
+    if target == "ngc-trt":
+        if not variant.engines:
+            raise RepositoryError(f"no TensorRT engine for the {variant.precision} variant")
+        if len(variant.engines) == 1:
+            shutil.copyfile(next(iter(variant.engines.values())), vdir / "model.plan")
+            return {}
+        names = {}
+        for cc, plan in sorted(variant.engines.items()):
+            names[cc] = f"model_sm{cc.replace('.', '')}.plan"
+            shutil.copyfile(plan, vdir / names[cc])
+        return names
+    shutil.copyfile(variant.onnx_path, vdir / "model.onnx")
+    if target == "local":
+        shutil.copyfile(_MODELS_DIR / "net_model.py", vdir / "model.py")
+    return {}
+
+
+def publish(
+    repo: Path,
+    target: str,
+    source: Source,
+    variants: list[Variant],
+    serving: Serving,
+    serve: str,
+    build: dict[str, Any],
+) -> dict[str, Any]:
+    """Publish `variants` (already gated) and the pre/post/ensemble models as new versions.
+
+    `serve` names the precision the ensemble uses; `build` is merged into every manifest
+    (calibration hash, tool versions, ...). Returns {model: [versions]} and the serving version.
+    """
+    if target not in configs.TARGETS:
+        raise RepositoryError(f"unknown target {target!r}; expected one of {configs.TARGETS}")
+    precisions = [v.precision for v in variants]
+    if serve not in precisions:
+        raise RepositoryError(f"--serve {serve!r} is not among the built variants {precisions}")
+    repo = Path(repo)
+    repo.mkdir(parents=True, exist_ok=True)
+    shapes = source.shapes
+    pub = _Publisher(repo, source, target, build)
+    try:
+        first_net = (numeric_versions(repo / NET) or [0])[-1] + 1
+        net_versions = {v.precision: first_net + i for i, v in enumerate(variants)}
+        cc_names: dict[str, str] = {}
+        for variant in variants:
+            version = net_versions[variant.precision]
+            vdir = pub.version_dir(NET, version)
+            cc_names = _net_files(vdir, target, variant) or cc_names
+            extra = {
+                "precision": variant.precision,
+                "onnx_sha256": file_sha256(variant.onnx_path),
+                "gate": variant.gate,
+                "quantization": variant.quantization,
+            }
+            if variant.engine_manifests:
+                extra["engines"] = variant.engine_manifests
+            pub.seal(vdir, NET, version, extra)
+        others = {}
+        for model in (PRE, POST, ENSEMBLE):
+            version = (numeric_versions(repo / model) or [0])[-1] + 1
+            others[model] = version
+            vdir = pub.version_dir(model, version)
+            if model == PRE:
+                shutil.copyfile(_MODELS_DIR / "preprocess_model.py", vdir / "model.py")
+                shutil.copyfile(_preprocess_source(), vdir / "preprocess.py")
+                _write_json(
+                    vdir / "preprocess.json",
+                    {"image_size": source.image_size, "mean": source.mean, "std": source.std},
+                )
+            elif model == POST:
+                shutil.copyfile(_MODELS_DIR / "postprocess_model.py", vdir / "model.py")
+                shutil.copyfile(_MODELS_DIR / "postprocess_core.py", vdir / "postprocess_core.py")
+            pub.seal(vdir, model, version, {"serves_precision": serve} if model == ENSEMBLE else {})
+        # Configs are built before anything moves in, so a bad config publishes nothing.
+        texts = {
+            NET: configs.net_config(target, shapes, serving, net_versions.values(), cc_names),
+            PRE: configs.preprocess_config(shapes, serving, [others[PRE]]),
+            POST: configs.postprocess_config(shapes, serving, [others[POST]]),
+            ENSEMBLE: configs.ensemble_config(
+                shapes,
+                serving,
+                [others[ENSEMBLE]],
+                {PRE: others[PRE], NET: net_versions[serve], POST: others[POST]},
+            ),
+        }
+        pub.commit()
+    except BaseException:
+        pub.abort()
+        raise
+    for model, cfg in texts.items():  # ensemble last: it only points at published versions
+        _atomic_text(repo / model / "config.pbtxt", configs.to_text(cfg))
+    _update_variants(repo / NET / VARIANTS_FILE, variants, net_versions, build)
+    return {"versions": {NET: net_versions, **others}, "serving": net_versions[serve]}
+
+
+def _update_variants(path: Path, variants: list[Variant], versions: dict, build: dict) -> None:
+    """Record version -> precision so benchmarks and `mtqa swap` can address each variant."""
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    for variant in variants:
+        table[str(versions[variant.precision])] = {
+            "precision": variant.precision,
+            "gate_passed": bool(variant.gate.get("passed", True)),
+            "built": stamp,
+            "build_id": build.get("build_id"),
+        }
+    _atomic_text(path, json.dumps(table, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,48 @@
+"""Triton python model `mtqa_net` (local target): runs the version's model.onnx on ONNX Runtime.
+
+The bundled CPU tritonserver has only the python backend, so this model stands in for the
+`onnxruntime_onnx` backend used on NGC hosts. Requests gathered by the dynamic batcher are
+concatenated into one ORT call, then split back per request.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+_HERE = Path(__file__).resolve().parent
+
+
+class TritonPythonModel:
+    """One ORT session per instance; thread counts come from the config's parameters."""
+
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(_HERE / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.outputs = [o["name"] for o in config["output"]]
+
+    def execute(self, requests):
+        try:
+            parts = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
+            results = self.session.run(self.outputs, {"images": np.concatenate(parts)})
+        except Exception as exc:  # fail this batch's requests, keep the instance alive
+            error = pb_utils.TritonError(f"mtqa_net inference failed: {exc}")
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        responses, start = [], 0
+        for part in parts:
+            stop = start + len(part)
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(out[start:stop]))
+                for name, out in zip(self.outputs, results, strict=True)
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start = stop
+        return responses

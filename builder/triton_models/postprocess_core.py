@@ -1,0 +1,87 @@
+"""Numeric core of `mtqa_postprocess`: probabilities, threshold decisions, packed masks, regions.
+
+Self-contained (numpy + scipy): copied next to the Triton model and imported by file path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+REGION_COLUMNS = ("class_index", "score", "x0", "y0", "x1", "y1")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.where(
+        x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), 1.0 - 1.0 / (1.0 + np.exp(-np.abs(x)))
+    )
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float32."""
+    z = np.asarray(x, dtype=np.float32)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def threshold_vector(thresholds: dict, key: str, classes: list[str]) -> np.ndarray:
+    """Per-class thresholds in class order from thresholds.json's `key` section (default 0.5)."""
+    table = thresholds.get(key, {})
+    return np.array([float(table.get(c, 0.5)) for c in classes], dtype=np.float32)
+
+
+def regions(seg_prob: np.ndarray, masks: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """Connected defect regions of one image as float32 rows (class, mean prob, x0, y0, x1, y1).
+
+    `seg_prob` and `masks` are [K,S,S]; boxes are scaled from model pixels to the original
+    image (x1/y1 exclusive).
+    """
+    k_classes, s_h, s_w = masks.shape
+    h, w = int(orig_hw[0]), int(orig_hw[1])
+    sx, sy = w / s_w, h / s_h
+    rows = []
+    for k in range(k_classes):
+        labels, count = ndimage.label(masks[k])
+        if count == 0:
+            continue
+        scores = ndimage.mean(seg_prob[k], labels, index=np.arange(1, count + 1))
+        for i, box in enumerate(ndimage.find_objects(labels)):
+            ys, xs = box
+            rows.append([k, scores[i], xs.start * sx, ys.start * sy, xs.stop * sx, ys.stop * sy])
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 6)
+
+
+def postprocess(
+    presence_logits: np.ndarray,
+    seg_logits: np.ndarray,
+    grade_logits: np.ndarray,
+    orig_size: np.ndarray,
+    presence_thr: np.ndarray,
+    seg_thr: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Turn a batch of logits into the ensemble outputs (see docs/architecture.md).
+
+    `regions` is [B, R, 6] with R the largest region count in the batch; shorter lists are padded
+    with rows whose class_index is -1.
+    """
+    presence_prob = sigmoid(presence_logits)
+    seg_prob = sigmoid(seg_logits)
+    masks = seg_prob > seg_thr.reshape(1, -1, 1, 1)
+    batch, k = masks.shape[:2]
+    packed = np.packbits(masks.reshape(batch, k, -1), axis=2, bitorder="big")
+    per_image = [regions(seg_prob[b], masks[b], orig_size[b]) for b in range(batch)]
+    width = max(len(r) for r in per_image)
+    padded = np.full((batch, width, 6), -1.0, dtype=np.float32)
+    for b, r in enumerate(per_image):
+        padded[b, : len(r)] = r
+    grade_prob = softmax(grade_logits)
+    return {
+        "presence_prob": presence_prob.astype(np.float32),
+        "presence_decision": presence_prob > presence_thr.reshape(1, -1),
+        "grade_prob": grade_prob,
+        "grade_index": grade_prob.argmax(axis=1).astype(np.int32).reshape(batch, 1),
+        "masks_packed": packed.astype(np.uint8),
+        "regions": padded,
+    }

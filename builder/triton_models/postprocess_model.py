@@ -1,0 +1,48 @@
+"""Triton python model `mtqa_postprocess`: logits -> probabilities, decisions, masks, regions."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_HERE = Path(__file__).resolve().parent
+_INPUTS = ("presence_logits", "seg_logits", "grade_logits", "orig_size")
+
+
+def _sibling(name):
+    """Import a module that sits next to this file (the backend does not put it on sys.path)."""
+    unique = f"_mtqa_{_HERE.parent.name}_v{_HERE.name}_{name}"
+    spec = importlib.util.spec_from_file_location(unique, _HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TritonPythonModel:
+    """Applies the checkpoint's per-class thresholds (thresholds.json in the version dir)."""
+
+    def initialize(self, args):
+        self.core = _sibling("postprocess_core")
+        classes = (_HERE / "labels.txt").read_text().split("\n")
+        classes = [c for c in classes if c]
+        thresholds = json.loads((_HERE / "thresholds.json").read_text())
+        self.presence_thr = self.core.threshold_vector(thresholds, "presence", classes)
+        self.seg_thr = self.core.threshold_vector(thresholds, "segmentation", classes)
+        self.outputs = [o["name"] for o in json.loads(args["model_config"])["output"]]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                arrays = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in _INPUTS]
+                result = self.core.postprocess(*arrays, self.presence_thr, self.seg_thr)
+                tensors = [
+                    pb_utils.Tensor(n, np.ascontiguousarray(result[n])) for n in self.outputs
+                ]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            except Exception as exc:  # one bad request must not take the instance down
+                error = pb_utils.TritonError(f"postprocess failed: {type(exc).__name__}: {exc}")
+                responses.append(pb_utils.InferenceResponse(error=error))
+        return responses

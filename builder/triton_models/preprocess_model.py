@@ -1,0 +1,59 @@
+"""Triton python model `mtqa_preprocess`: encoded image bytes -> normalised model input.
+
+It imports `preprocess.py`, a verbatim copy of mtqa/data/preprocess.py made at build time, so
+serving decodes, resizes and normalises exactly as training did.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _sibling(name):
+    """Import a module that sits next to this file (the backend does not put it on sys.path)."""
+    unique = f"_mtqa_{_HERE.parent.name}_v{_HERE.name}_{name}"
+    spec = importlib.util.spec_from_file_location(unique, _HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TritonPythonModel:
+    """Decodes each request's images; undecodable bytes fail that request only."""
+
+    def initialize(self, args):
+        self.pre = _sibling("preprocess")
+        params = json.loads((_HERE / "preprocess.json").read_text())
+        self.size, self.mean, self.std = params["image_size"], params["mean"], params["std"]
+
+    def _one(self, data):
+        if isinstance(data, np.ndarray):  # Triton may hand BYTES elements as 0-d object arrays
+            data = data.item()
+        rgb = self.pre.decode_image(bytes(data))
+        return self.pre.preprocess_image(rgb, self.size, self.mean, self.std), rgb.shape[:2]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                raw = pb_utils.get_input_tensor_by_name(request, "image_bytes").as_numpy()
+                done = [self._one(item) for item in raw.reshape(raw.shape[0], -1)[:, 0]]
+                images = np.stack([d[0] for d in done]).astype(np.float32)
+                sizes = np.asarray([d[1] for d in done], dtype=np.int32).reshape(-1, 2)
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        output_tensors=[
+                            pb_utils.Tensor("images", images),
+                            pb_utils.Tensor("orig_size", sizes),
+                        ]
+                    )
+                )
+            except Exception as exc:  # bad bytes -> an error response, never a dead instance
+                error = pb_utils.TritonError(f"cannot preprocess image: {exc}")
+                responses.append(pb_utils.InferenceResponse(error=error))
+        return responses

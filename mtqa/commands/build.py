@@ -1,0 +1,83 @@
+"""`mtqa build`: checkpoint -> gated precision variants -> Triton model repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+HELP = "Export, quantize, gate and publish a checkpoint into a Triton model repository."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `mtqa build`."""
+    parser.add_argument("--checkpoint", type=Path, required=True, help="run directory")
+    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument(
+        "--precision", default="fp32", help="comma list of fp32,fp16,int8 (default fp32)"
+    )
+    parser.add_argument(
+        "--calib", help="INT8 calibration images: synth, neu_seg or a dataset/image folder"
+    )
+    parser.add_argument("--calib-count", type=int, default=64)
+    parser.add_argument("--target", default="local", choices=["local", "ngc-onnx", "ngc-trt"])
+    parser.add_argument("--engines", type=Path, help="prebuilt TensorRT plans (ngc-trt)")
+    parser.add_argument("--serve", help="precision the ensemble serves (default: the first)")
+    parser.add_argument("--tolerance", type=float, default=1.0, help="max drop per head, points")
+    parser.add_argument("--val-data", help="gate data (default: the checkpoint's data source)")
+    parser.add_argument("--val-limit", type=int, help="cap on validation images for the gate")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--queue-delay-us", type=int, default=2000)
+    parser.add_argument("--max-queue-size", type=int, default=256)
+    parser.add_argument("--queue-timeout-us", type=int, default=5_000_000)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--work-dir", type=Path, help="keep intermediate ONNX files here")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build; typed errors become one `error:` line and exit code 2."""
+    from mtqa_builder.configs import Serving
+    from mtqa_builder.errors import BuildError
+    from mtqa_builder.pipeline import BuildOptions, build
+
+    if min(args.max_batch, args.instances, args.max_queue_size) < 1:
+        print("error: --max-batch, --instances and --max-queue-size must be >= 1")
+        return 2
+    threads = max(1, (os.cpu_count() or 1) // args.instances)
+    opts = BuildOptions(
+        checkpoint=args.checkpoint,
+        repo=args.repo,
+        precisions=[p.strip() for p in args.precision.split(",") if p.strip()],
+        target=args.target,
+        calib=args.calib,
+        calib_count=args.calib_count,
+        serving=Serving(
+            max_batch=args.max_batch,
+            queue_delay_us=args.queue_delay_us,
+            instances=args.instances,
+            max_queue_size=args.max_queue_size,
+            queue_timeout_us=args.queue_timeout_us,
+            intra_op_threads=threads,
+        ),
+        serve=args.serve,
+        tolerance=args.tolerance,
+        val_data=args.val_data,
+        val_limit=args.val_limit,
+        engines=args.engines,
+        work_dir=args.work_dir,
+    )
+    try:
+        result = build(opts, log=(lambda _m: None) if args.json else print)
+    except BuildError as exc:
+        print(f"error: {exc}")
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(
+            f"published to {args.repo}: {result['versions']} (ensemble serves mtqa_net "
+            f"v{result['serving']})"
+        )
+    return 0
