@@ -97,3 +97,13 @@ def test_class_subset_and_unknown_class():
     assert bundle.classes == ["crack", "stain"] and bundle.train[0]["mask"].shape[0] == 2
     with pytest.raises(ValueError, match="unknown class"):
         build_datasets("synth", 32, synth_sizes=(4, 2, 2), classes=["rust"])
+
+
+def test_normalisation_can_be_reassigned():
+    bundle = build_datasets("synth", 32, synth_sizes=(4, 2, 2), augment=False)
+    before = bundle.val[0]["image"]
+    bundle.val.mean, bundle.val.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    after = bundle.val[0]["image"]
+    m = torch.tensor(bundle.mean).view(3, 1, 1)
+    s = torch.tensor(bundle.std).view(3, 1, 1)
+    assert torch.allclose(before * s + m, after, atol=1e-5)

@@ -5,10 +5,12 @@ float32 [K,S,S] multi-hot, ``has_mask`` bool, ``presence`` float32 [K] (``mask.a
 when a mask exists), ``grade`` int64 (grade rule on the mask, or on presence), ``id`` str.
 Both expose ``raw(i)`` (original-size uint8 image, class-index mask, presence) and
 ``set_epoch(e)``, which re-seeds augmentation and, for synthetic train, the images themselves.
+``mean`` and ``std`` are plain attributes: evaluation may set them to a checkpoint's values.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +26,7 @@ from mtqa.data.synth import SynthGenerator
 RawSample = tuple[str, np.ndarray, np.ndarray | None, np.ndarray]
 
 
-class _Base(Dataset):
+class _Base(Dataset, ABC):
     """Shared item assembly: normalise, build targets, grade, augment."""
 
     def __init__(
@@ -41,7 +43,7 @@ class _Base(Dataset):
         self.image_size = image_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.grade_rule = grade_rule
-        self.augmenter = Augmenter(mean, std) if augment else None
+        self.augmenter = Augmenter() if augment else None
         self.seed = seed
         self.epoch = 0
 
@@ -49,12 +51,13 @@ class _Base(Dataset):
         """Re-seed per-epoch randomness (call before each epoch; workers copy it on start)."""
         self.epoch = int(epoch)
 
+    @abstractmethod
     def raw(self, index: int) -> RawSample:
         """(id, uint8 HxWx3 image at original size, class-index mask or None, presence [K])."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _targets(self, index: int) -> tuple[str, np.ndarray, np.ndarray, bool, np.ndarray, int]:
-        raise NotImplementedError
+        """(id, normalised image [3,S,S], multi-hot mask [K,S,S], has_mask, presence, grade)."""
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
@@ -62,7 +65,7 @@ class _Base(Dataset):
         item_id, image, mask, has_mask, presence, grade = self._targets(index)
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, 0xA6, self.epoch, index])
-            image, mask = self.augmenter(image, mask, rng)
+            image, mask = self.augmenter(image, mask, rng, self.mean, self.std)
         return {
             "image": torch.from_numpy(image),
             "mask": torch.from_numpy(mask.astype(np.float32)),
