@@ -1,0 +1,183 @@
+"""Static checks of docker/ (no Docker engine or cluster here): images, ports, probes, metrics, HPA.
+
+Every tritonserver flag used in the images and manifests must exist in the bundled server's
+`--help`; ports must equal the launcher's defaults; image tags the NGC release in builder/versions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mtqa_builder import versions
+
+from mtqa.serving import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT, TritonServer
+from mtqa.serving.binary import find_tritonserver
+from mtqa.serving.ports import free_ports
+
+DOCKER = Path(__file__).resolve().parents[1] / "docker"
+K8S = DOCKER / "k8s"
+PORTS = {"http": DEFAULT_HTTP_PORT, "grpc": DEFAULT_GRPC_PORT, "metrics": DEFAULT_METRICS_PORT}
+SERVER_IMAGE = f"mtqa-triton-server:{versions.NGC_RELEASE}"
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _k8s(name: str) -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+    assert len(docs) == 1, f"{name} should hold one object"
+    return docs[0]
+
+
+def _from_image(dockerfile: Path) -> str:
+    """The FROM image with the ARG defaults substituted."""
+    text = dockerfile.read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    image = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+
+
+def _json_instruction(dockerfile: Path, name: str) -> list[str]:
+    """A JSON-form instruction (CMD, ENTRYPOINT), joining `\\` continuation lines."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    return json.loads(re.search(rf"^{name} (\[.*\])$", text, re.M).group(1))
+
+
+@pytest.fixture(scope="module")
+def server_help() -> str:
+    done = subprocess.run(
+        [str(find_tritonserver()), "--help"], capture_output=True, text=True, timeout=60
+    )
+    return done.stdout + done.stderr
+
+
+def _assert_known_flags(command: list[str], server_help: str) -> None:
+    assert command[0] == "tritonserver"
+    for arg in command[1:]:
+        flag = arg.split("=", 1)[0]
+        assert re.search(rf"^\s+{re.escape(flag)}(\s|$)", server_help, re.M), (
+            f"{flag} is not a tritonserver 2.51 flag"
+        )
+
+
+def _flag(command: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in command if a.startswith(f"--{name}="))
+
+
+def _assert_serving_command(command: list[str], server_help: str) -> None:
+    _assert_known_flags(command, server_help)
+    assert _flag(command, "model-repository") == "/models"
+    for kind, port in PORTS.items():
+        assert int(_flag(command, f"{kind}-port")) == port
+
+
+def test_images_are_pinned_to_the_builder_release(server_help: str) -> None:
+    assert _from_image(DOCKER / "server.Dockerfile") == versions.TRITON_IMAGE
+    assert _from_image(DOCKER / "builder.Dockerfile") == versions.TENSORRT_IMAGE
+    assert versions.TRITON_IMAGE.endswith(f":{versions.NGC_RELEASE}-py3")
+    assert versions.TENSORRT_IMAGE.endswith(f":{versions.NGC_RELEASE}-py3")
+    _assert_serving_command(_json_instruction(DOCKER / "server.Dockerfile", "CMD"), server_help)
+    entry = _json_instruction(DOCKER / "builder.Dockerfile", "ENTRYPOINT")
+    assert entry == ["mtqa", "build", "--target", "ngc-trt"]
+
+
+def test_server_image_installs_what_the_python_models_import() -> None:
+    reqs = (DOCKER / "requirements-server.txt").read_text()
+    names = {re.split(r"[<>=!~ ]", line)[0] for line in reqs.splitlines() if line[:1].isalpha()}
+    assert {"numpy", "pillow", "scipy"} <= names
+    assert names & {"onnxruntime", "onnxruntime-gpu"}
+    assert re.search(r"^numpy.*<2", reqs, re.M), "python models and pytriton need numpy<2"
+
+
+def test_compose_gpu_health_ports_and_prometheus(server_help: str) -> None:
+    compose = _yaml(DOCKER / "compose.yaml")
+    services = compose["services"]
+    triton = services["triton"]
+    assert triton["image"] == SERVER_IMAGE
+    assert triton["build"]["args"]["NGC_RELEASE"] == versions.NGC_RELEASE
+    assert services["builder"]["build"]["args"]["NGC_RELEASE"] == versions.NGC_RELEASE
+    assert services["builder"]["image"].endswith(f":{versions.NGC_RELEASE}")
+    _assert_serving_command(triton["command"], server_help)
+    assert sorted(triton["ports"]) == sorted(f"{p}:{p}" for p in PORTS.values())
+    assert any(v.endswith(":/models:ro") for v in triton["volumes"])
+    for name in ("triton", "builder"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert services["prometheus"]["depends_on"]["triton"]["condition"] == "service_healthy"
+    mounted = services["prometheus"]["volumes"][0].split(":")[0]
+    prometheus = _yaml((DOCKER / mounted).resolve())
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"triton:{DEFAULT_METRICS_PORT}"]
+
+
+def test_k8s_deployment_probes_gpu_and_volume(server_help: str) -> None:
+    deployment = _k8s("deployment.yaml")
+    pod = deployment["spec"]["template"]
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == SERVER_IMAGE
+    _assert_serving_command(container["args"], server_help)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == PORTS
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    probes = {k: container[k]["httpGet"] for k in ("readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/v2/health/ready"
+    assert probes["livenessProbe"]["path"] == "/v2/health/live"
+    assert all(ports[p["port"]] == DEFAULT_HTTP_PORT for p in probes.values())
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume["persistentVolumeClaim"]["claimName"] == _k8s("pvc.yaml")["metadata"]["name"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(DEFAULT_METRICS_PORT)
+
+
+def test_k8s_service_matches_deployment() -> None:
+    deployment, service = _k8s("deployment.yaml"), _k8s("service.yaml")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        name: (port, name) for name, port in PORTS.items()
+    }
+
+
+def test_hpa_uses_the_adapter_queue_time_metric() -> None:
+    hpa, deployment = _k8s("hpa.yaml"), _k8s("deployment.yaml")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    rules = _yaml(K8S / "prometheus-adapter-values.yaml")["rules"]["custom"]
+    exposed = {rule["name"]["as"]: rule for rule in rules}
+    rule = exposed[metric["pods"]["metric"]["name"]]
+    assert "nv_inference_queue_duration_us" in rule["seriesQuery"]
+    assert "nv_inference_request_success" in rule["metricsQuery"]
+    assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+
+
+@pytest.mark.server
+def test_compose_healthcheck_command_probes_a_real_server(double_server: TritonServer) -> None:
+    test = _yaml(DOCKER / "compose.yaml")["services"]["triton"]["healthcheck"]["test"]
+    code = test[test.index("-c") + 1]
+    assert f":{DEFAULT_HTTP_PORT}/" in code
+    live = code.replace(f":{DEFAULT_HTTP_PORT}/", f":{double_server.http_port}/")
+    assert (
+        subprocess.run([sys.executable, "-c", live], capture_output=True, timeout=30).returncode
+        == 0
+    )
+    dead = code.replace(f":{DEFAULT_HTTP_PORT}/", f":{free_ports(1)[0]}/")
+    assert (
+        subprocess.run([sys.executable, "-c", dead], capture_output=True, timeout=30).returncode
+        != 0
+    )
