@@ -107,3 +107,11 @@ def test_normalisation_can_be_reassigned():
     m = torch.tensor(bundle.mean).view(3, 1, 1)
     s = torch.tensor(bundle.std).view(3, 1, 1)
     assert torch.allclose(before * s + m, after, atol=1e-5)
+
+
+def test_items_collate_into_batches():
+    bundle = build_datasets("synth", 32, synth_sizes=(6, 2, 2))
+    batch = next(iter(torch.utils.data.DataLoader(bundle.train, batch_size=3)))
+    assert batch["image"].shape == (3, 3, 32, 32) and batch["mask"].shape == (3, 4, 32, 32)
+    assert batch["has_mask"].dtype == torch.bool and batch["grade"].shape == (3,)
+    assert len(batch["id"]) == 3 and len(set(batch["id"])) == 3

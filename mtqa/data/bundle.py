@@ -47,20 +47,27 @@ def neu_seg_path() -> Path:
 
 
 def index_source(
-    source: str, classes: list[str] | None, grades: list[str], seed: int = 0
+    source: str,
+    classes: list[str] | None,
+    grades: list[str],
+    seed: int = 0,
+    limit: int | None = None,
 ) -> SourceIndex:
-    """Index a file-backed source (``neu_seg`` preset or a path), checking requested classes."""
+    """Index a file-backed source (``neu_seg`` preset or a path), checking requested classes.
+
+    ``limit`` bounds how many files per split the indexed-mask loader opens (large folders).
+    """
     if source == "neu_seg":
         path = neu_seg_path()
         if not path.is_dir():
             raise DatasetError(f"NEU-Seg folder not found: {path} (set MTQA_NEU_SEG)")
-        index = formats.load_indexed(path, NEU_SEG_CLASSES, seed)
+        index = formats.load_indexed(path, NEU_SEG_CLASSES, seed, limit)
         index.kind = "neu_seg"
     else:
         path = Path(source).expanduser()
         kind = formats.detect(path)
         if kind == "indexed":
-            index = formats.load_indexed(path, classes, seed)
+            index = formats.load_indexed(path, classes, seed, limit)
         elif kind == "mvtec":
             index = formats.load_mvtec(path, seed)
         else:
@@ -131,7 +138,7 @@ def build_datasets(
         info = {"kind": "synth", "path": None, "synth": config.to_dict()}
         present = {s: sizes[_STREAMS[s]] > 0 for s in SPLITS}
     else:
-        index = index_source(source, classes, rule["grades"], seed)
+        index = index_source(source, classes, rule["grades"], seed, limit)
         names = list(classes or index.classes)
         records = {s: r[:limit] if limit else r for s, r in index.splits.items()}
 

@@ -60,11 +60,14 @@ def read_classes_json(path: Path) -> list[str]:
     return classes
 
 
-def load_indexed(root: Path, classes: list[str] | None, seed: int = 0) -> SourceIndex:
+def load_indexed(
+    root: Path, classes: list[str] | None, seed: int = 0, limit: int | None = None
+) -> SourceIndex:
     """Index ``images/<split>/<id>.*`` with ``masks/<split>/<id>.png`` (class-index masks).
 
     Class names come from ``classes.json`` or, when it is absent, from ``classes`` (as for the
     read-only NEU-Seg folder). Without a val split, a seeded tenth of train becomes val.
+    ``limit`` keeps the first images of each split (sorted), so only those files are opened.
     """
     cj = root / "classes.json"
     if cj.exists():
@@ -79,7 +82,7 @@ def load_indexed(root: Path, classes: list[str] | None, seed: int = 0) -> Source
         if not folder.is_dir():
             continue
         records = []
-        for img in _images_in(folder):
+        for img in _images_in(folder)[:limit]:
             mask = root / "masks" / split / f"{img.stem}.png"
             if not mask.exists():
                 raise DatasetError(f"image {img} has no mask (expected {mask})")
