@@ -306,12 +306,13 @@ class SynthGenerator:
         shade = np.cos(phi) * du + np.sin(phi) * dv
         amp = sev * _CONTRAST["deformation"] * (1 if rng.random() < 0.5 else -1)
         delta = amp * (0.8 * shade - 0.5 * height)
-        strength = abs(amp) * np.maximum(0.8 * np.abs(shade), 0.5 * height)
-        # A visible dent is labelled over its footprint (height >= 0.4 of the peak), not only
-        # where shading happens to cross the threshold: its outline is one smooth region.
-        if strength.max() < tau:
-            return box, delta.astype(np.float32), np.zeros(height.shape, dtype=bool)
-        return box, delta.astype(np.float32), (height >= 0.4) | (strength >= tau)
+        change = np.abs(delta)
+        visible = change >= tau
+        # A clearly visible dent is labelled over its footprint (height >= 0.4 of the peak), also
+        # where shading and darkening cancel; a faint one only where it shows.
+        if change.max() >= 2 * tau:
+            visible |= height >= 0.4
+        return box, delta.astype(np.float32), visible
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
