@@ -54,6 +54,10 @@ class TritonPythonModel:
                     )
                 )
             except Exception as exc:  # bad bytes -> an error response, never a dead instance
-                error = pb_utils.TritonError(f"cannot preprocess image: {exc}")
+                # INVALID_ARG (when this Triton knows codes): the client sent bad data.
+                code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+                message = f"cannot preprocess image: {exc}"
+                args = (message, code) if code is not None else (message,)
+                error = pb_utils.TritonError(*args)
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses
