@@ -113,3 +113,13 @@ def test_bad_arguments():
         validate_rule({"grades": ["good", "bad"]})
     with pytest.raises(ValueError, match="uint8"):
         preprocess_image(np.zeros((8, 8), dtype=np.float32), 8, (0.5,) * 3, (0.2,) * 3)
+
+
+def test_empty_csv_and_mvtec_root_of_categories(dataset_factory, tmp_path):
+    path = dataset_factory("csv")
+    path.write_text("image,split,dent\n")
+    with pytest.raises(DatasetError, match="labels.csv has no rows"):
+        build_datasets(str(path), 16)
+    dataset_factory("mvtec")  # tmp_path/mvtec_* is one category; tmp_path holds it
+    with pytest.raises(DatasetError, match="several MVTec-AD categories .*mvtec_"):
+        build_datasets(str(tmp_path), 16)

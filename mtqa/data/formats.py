@@ -30,6 +30,12 @@ def detect(path: Path) -> str:
         return "indexed"
     if (path / "train" / "good").is_dir():
         return "mvtec"
+    categories = sorted(p.name for p in path.iterdir() if (p / "train" / "good").is_dir())
+    if categories:
+        raise DatasetError(
+            f"{path} holds several MVTec-AD categories ({', '.join(categories)}); "
+            "pass one category folder"
+        )
     raise DatasetError(
         f"cannot tell the format of {path}: expected images/<split>/ (indexed-mask format), "
         "train/good/ (MVTec-AD category) or a .csv file"
@@ -142,12 +148,15 @@ def load_csv(path: Path, grades: list[str]) -> SourceIndex:
     """
     try:
         with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"cannot read CSV {path}: {exc}") from exc
-    header = list(rows[0].keys()) if rows else []
     if not {"image", "split"} <= set(header):
         raise DatasetError(f"CSV {path} needs columns image,split,<class>...; got {header}")
+    if not rows:
+        raise DatasetError(f"CSV {path} has no rows: the dataset is empty")
     classes = [c for c in header if c not in ("image", "split", "grade")]
     if not classes:
         raise DatasetError(f"CSV {path} has no class columns after image,split")
