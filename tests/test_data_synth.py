@@ -115,3 +115,23 @@ def test_items_collate_into_batches():
     assert batch["image"].shape == (3, 3, 32, 32) and batch["mask"].shape == (3, 4, 32, 32)
     assert batch["has_mask"].dtype == torch.bool and batch["grade"].shape == (3,)
     assert len(batch["id"]) == 3 and len(set(batch["id"])) == 3
+
+
+@pytest.mark.parametrize("name", DEFECT_TYPES)
+def test_each_defect_type_mask_covers_its_visible_change(name):
+    # Same keys with and without the defect differ only by the defect (separate RNG streams).
+    with_defect = SynthGenerator(SynthConfig(size=48, defect_probs={name: 1.0}), seed=2)
+    clean = SynthGenerator(SynthConfig(size=48, defect_probs={}), seed=2)
+    strong = unlabelled = 0
+    medians = []
+    for i in range(20):
+        s = with_defect.generate(0, 0, i)
+        change = np.abs(s.image.astype(int) - clean.generate(0, 0, i).image.astype(int)).max(2)
+        m = s.masks.any(axis=0)
+        assert not s.masks[[k for k, c in enumerate(DEFECT_TYPES) if c != name]].any()
+        strong += int((change >= 30).sum())
+        unlabelled += int(((change >= 30) & ~m).sum())
+        if m.any():
+            medians.append(np.median(change[m]))
+    assert unlabelled <= 0.02 * max(strong, 1)  # clearly changed pixels are labelled
+    assert len(medians) >= 10 and np.median(medians) >= 10  # labelled pixels visibly changed
