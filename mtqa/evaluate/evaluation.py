@@ -89,7 +89,7 @@ def _check_outputs(out: Mapping[str, np.ndarray], batch: dict, k: int, g: int) -
     missing = [name for name in OUTPUT_NAMES if name not in out]
     if missing:
         raise EvaluationError(f"predictor output lacks {', '.join(missing)}")
-    n, _, s, _ = batch["image"].shape
+    n = len(batch["image"])
     expected = {
         "presence_logits": (n, k),
         "seg_logits": (n, k, *batch["mask"].shape[2:]),
@@ -116,7 +116,6 @@ class Evaluator:
         histogram_bins: int = 1000,
     ):
         self.classes, self.grades = list(classes), list(grades)
-        self.thresholds = thresholds
         self.presence_thr, self.seg_thr = threshold_arrays(thresholds, self.classes)
         self.seg = SegmentationMeter(self.classes, self.seg_thr)
         self.hist = PixelHistogram(len(self.classes), histogram_bins)

@@ -23,7 +23,7 @@ from mtqa.evaluate.metrics import mask_labels, pixel_labels
 DPI = 110
 # Bookkeeping columns of metrics.csv that are not curves worth plotting.
 _NOT_PLOTTED = {"step", "lr", "seconds", "time", "best"}
-# Background transparent, then one distinct colour per defect class (tab10 order).
+# One distinct colour per defect class (tab10 order); overlays leave background transparent.
 _CLASS_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
 
 
@@ -57,8 +57,9 @@ def plot_pr_curves(result: EvaluationResult, path: Path) -> Path:
                 color=colour,
                 label=name,
             )
+            # segmentation thresholds are histogram bin edges b / bins: round, do not truncate
             b = min(
-                int(result.metrics[f"threshold_segmentation/{name}"] * len(cuts)), len(cuts) - 1
+                round(result.metrics[f"threshold_segmentation/{name}"] * len(cuts)), len(cuts) - 1
             )
             if tp[b] + fp[b] > 0:
                 ax_pix.plot(tp[b] / (tp[b] + fn[b]), tp[b] / (tp[b] + fp[b]), "o", color=colour)
