@@ -217,15 +217,15 @@ def _attr(node: onnx.NodeProto, name: str, default):
 def check_readiness(path: Path | onnx.ModelProto) -> list[str]:
     """Every reason TensorRT 10.x would reject this ONNX; empty when it looks ready."""
     model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
+    problems: list[str] = []
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except onnx.shape_inference.InferenceError as exc:
-        return [f"ONNX shape inference fails (TensorRT's parser would too): {exc}"]
+    except onnx.shape_inference.InferenceError as exc:  # report it, then check what we can
+        problems.append(f"ONNX shape inference fails (TensorRT's parser would too): {exc}")
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     consts = set(inits) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     producer = {o: n for n in graph.node for o in n.output}
-    problems: list[str] = []
 
     def constant(name: str) -> bool:
         node = producer.get(name)  # a DequantizeLinear of an initializer is a Q/DQ weight

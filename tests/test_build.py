@@ -1,0 +1,127 @@
+"""`mtqa build` from the command line, and the built repository served by a real local Triton."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from mtqa_builder.check import check_repository
+from PIL import Image
+
+from mtqa.cli import main
+
+
+def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "8"]
+    assert main([*args, "--precision", "fp32,fp16", "--serve", "fp16", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["versions"]["mtqa_net"] == {"fp32": 1, "fp16": 2}
+    assert result["serving"] == 2 and result["gate"]["fp16"]["passed"]
+    assert check_repository(repo) == []
+
+
+def test_cli_int8_without_calibration_is_refused(tiny_run, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    code = main(
+        ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--precision", "int8"]
+    )
+    assert code == 2
+    assert "error: INT8 needs --calib" in capsys.readouterr().out
+    assert not repo.exists()
+
+
+def test_cli_reports_bad_arguments(tiny_run, tmp_path, capsys):
+    base = ["build", "--checkpoint", str(tiny_run), "--repo", str(tmp_path / "r")]
+    assert main([*base, "--precision", "fp8"]) == 2
+    assert "unknown precision(s) ['fp8']" in capsys.readouterr().out
+    assert main(["build", "--checkpoint", str(tmp_path / "none"), "--repo", str(tmp_path)]) == 2
+    assert "cannot load checkpoint" in capsys.readouterr().out
+
+
+def test_ngc_trt_without_engines_fails_clearly(tiny_run, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
+    assert main([*args, "--target", "ngc-trt"]) == 2
+    out = capsys.readouterr().out
+    assert "TensorRT is not installed here" in out and "--engines DIR" in out
+    assert not repo.exists()
+    assert main([*args, "--target", "ngc-trt", "--engines", str(tmp_path / "plans")]) == 2
+    assert "no TensorRT engines for fp32" in capsys.readouterr().out
+
+
+def _encoded(image: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _infer_bytes(client, data: bytes):
+    import tritonclient.grpc as grpcclient
+
+    inp = grpcclient.InferInput("image_bytes", [1, 1], "BYTES")
+    inp.set_data_from_numpy(np.array([[data]], dtype=object))
+    return client.infer("mtqa_inspect", [inp])
+
+
+@pytest.mark.server
+def test_served_ensemble_matches_the_local_pipeline(triton_server, built_repo):
+    import onnxruntime as ort
+    import tritonclient.grpc as grpcclient
+    from mtqa_builder.triton_models.postprocess_core import postprocess, threshold_vector
+    from tritonclient.utils import InferenceServerException
+
+    from mtqa.data import SynthConfig, SynthGenerator, preprocess_image
+
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    manifest = json.loads((built_repo / "mtqa_net" / "1" / "manifest.json").read_text())
+    pre = json.loads((built_repo / "mtqa_preprocess" / "1" / "preprocess.json").read_text())
+    thresholds = json.loads((built_repo / "mtqa_postprocess" / "1" / "thresholds.json").read_text())
+    classes = manifest["classes"]
+    image = SynthGenerator(SynthConfig(size=90), seed=3).generate(9, 0, 0).image  # 90x90 RGB
+    served = _infer_bytes(client, _encoded(image, "PNG"))
+    # The same steps done locally: training's preprocessing, ORT on the fp32 ONNX, postprocess.
+    x = preprocess_image(image, pre["image_size"], pre["mean"], pre["std"])[None]
+    sess = ort.InferenceSession(str(built_repo / "mtqa_net" / "1" / "model.onnx"))
+    logits = sess.run(["presence_logits", "seg_logits", "grade_logits"], {"images": x})
+    local = postprocess(
+        *logits,
+        np.array([[90, 90]], np.int32),
+        threshold_vector(thresholds, "presence", classes),
+        threshold_vector(thresholds, "segmentation", classes),
+    )
+    np.testing.assert_allclose(served.as_numpy("presence_prob"), local["presence_prob"], atol=1e-5)
+    np.testing.assert_allclose(served.as_numpy("grade_prob"), local["grade_prob"], atol=1e-5)
+    assert served.as_numpy("grade_index").dtype == np.int32
+    s, k = pre["image_size"], len(classes)
+    packed = served.as_numpy("masks_packed")
+    assert packed.shape == (1, k, -(-s * s // 8)) and packed.dtype == np.uint8
+    regions = served.as_numpy("regions")
+    assert regions.shape[0] == 1 and regions.shape[2] == 6
+    assert (regions[0, :, 4] <= 90 + 1e-3).all()  # boxes in original pixels
+    jpeg = _infer_bytes(client, _encoded(image, "JPEG"))
+    assert jpeg.as_numpy("presence_prob").shape == (1, k)
+    with pytest.raises(InferenceServerException, match="cannot preprocess image"):
+        _infer_bytes(client, b"definitely not an image")
+    again = _infer_bytes(client, _encoded(image, "PNG"))  # the instance survived the bad request
+    np.testing.assert_array_equal(again.as_numpy("grade_index"), served.as_numpy("grade_index"))
+
+
+@pytest.mark.server
+def test_fp32_and_int8_versions_are_addressable_side_by_side(triton_server, built_repo):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    size = json.loads((built_repo / "mtqa_net" / "1" / "manifest.json").read_text())["image_size"]
+    x = np.random.default_rng(0).normal(size=(3, 3, size, size)).astype(np.float32)
+    outs = {}
+    for version in ("1", "2"):
+        inp = grpcclient.InferInput("images", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        outs[version] = client.infer("mtqa_net", [inp], model_version=version)
+    fp32, int8 = (outs[v].as_numpy("presence_logits") for v in ("1", "2"))
+    assert fp32.shape == int8.shape == (3, fp32.shape[1])
+    assert not np.array_equal(fp32, int8)  # really two different engines
+    assert np.abs(fp32 - int8).max() < 1.0
