@@ -1,8 +1,8 @@
 """evaluate_predictor end to end on a small in-memory dataset with real numpy predictors.
 
-The images carry their own labels (channel 0 holds the pixel class / 3, channel 1 the grade / 3),
-so an "oracle" predictor can read the truth back from the pixels it is given: that pins every
-headline figure to 1.0 exactly, and an all-background predictor pins them to hand-computed values.
+The oracle predictor reads the truth back from the labelled images (tests/fixtures/evaluation.py),
+which pins every headline figure to 1.0 exactly; an all-background predictor pins them to
+hand-computed values.
 """
 
 import json
@@ -11,61 +11,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from fixtures.evaluation import CLASSES, GRADES, S, background_only, labelled_dataset, oracle
 
 from mtqa.evaluate import EvaluationError, evaluate_predictor, run_evaluation, torch_predict_fn
 
-CLASSES = ["a", "b", "c"]
-GRADES = ["ok", "minor", "major", "reject"]
-S = 16
-
-
-def _dataset(n: int = 12, seed: int = 0, no_mask_every: int = 0) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    items = []
-    for i in range(n):
-        label = np.zeros((S, S), dtype=np.int64)
-        for k in range(1, 4):
-            if rng.random() < 0.6:
-                y, x = rng.integers(0, S - 5, size=2)
-                label[y : y + 4, x : x + 5] = k
-        mask = np.stack([label == k for k in range(1, 4)]).astype(np.float32)
-        grade = int(rng.integers(0, 4))
-        image = np.stack([label / 3, np.full((S, S), grade / 3), rng.random((S, S))])
-        items.append(
-            {
-                "image": image.astype(np.float32),
-                "mask": mask,
-                "has_mask": not (no_mask_every and i % no_mask_every == 0),
-                "presence": mask.reshape(3, -1).max(axis=1),
-                "grade": grade,
-                "id": f"s{i}",
-            }
-        )
-    return items
-
-
-def oracle(images: np.ndarray) -> dict[str, np.ndarray]:
-    label = np.rint(images[:, 0] * 3).astype(np.int64)
-    seg = np.stack([np.where(label == k, 8.0, -8.0) for k in range(1, 4)], axis=1)
-    grade = np.rint(images[:, 1, 0, 0] * 3).astype(np.int64)
-    return {
-        "presence_logits": seg.max(axis=(2, 3)),
-        "seg_logits": seg,
-        "grade_logits": np.eye(4)[grade] * 5,
-    }
-
-
-def background_only(images: np.ndarray) -> dict[str, np.ndarray]:
-    n = len(images)
-    return {
-        "presence_logits": np.full((n, 3), -8.0),
-        "seg_logits": np.full((n, 3, S, S), -8.0),
-        "grade_logits": np.tile([5.0, 0, 0, 0], (n, 1)),
-    }
-
 
 def test_oracle_scores_perfectly():
-    m = evaluate_predictor(oracle, _dataset(), CLASSES, GRADES, batch_size=5)
+    m = evaluate_predictor(oracle, labelled_dataset(), CLASSES, GRADES, batch_size=5)
     for key in ("presence_macro_f1", "presence_micro_f1", "miou", "miou_defects", "defect_iou"):
         assert m[key] == 1.0, key
     assert m["grade_accuracy"] == 1.0 and m["grade_qwk"] == 1.0
@@ -74,7 +26,7 @@ def test_oracle_scores_perfectly():
 
 
 def test_background_predictor_matches_hand_computation():
-    data = _dataset()
+    data = labelled_dataset()
     m = evaluate_predictor(background_only, data, CLASSES, GRADES)
     labels = np.stack([np.rint(d["image"][0] * 3) for d in data])
     bg_iou = (labels == 0).sum() / labels.size  # every pixel predicted background
@@ -89,7 +41,7 @@ def test_background_predictor_matches_hand_computation():
 
 
 def test_batch_size_does_not_change_results():
-    data = _dataset(n=9, seed=3)
+    data = labelled_dataset(n=9, seed=3)
     rng = np.random.default_rng(0)
     noise = {i: rng.normal(0, 3, size=(3, S, S)) for i in range(9)}
 
@@ -115,7 +67,7 @@ def test_batch_size_does_not_change_results():
 
 
 def test_images_without_masks_are_left_out_of_segmentation():
-    data = _dataset(n=10, no_mask_every=2)
+    data = labelled_dataset(n=10, no_mask_every=2)
     result = run_evaluation(oracle, data, CLASSES, GRADES, keep_samples=3)
     assert result.metrics["n_images"] == 10 and result.metrics["n_images_with_masks"] == 5
     with_masks = [d for d in data if d["has_mask"]]
@@ -124,7 +76,7 @@ def test_images_without_masks_are_left_out_of_segmentation():
 
 
 def test_bad_predictor_outputs_and_datasets_raise_clear_errors():
-    data = _dataset(n=2)
+    data = labelled_dataset(n=2)
 
     def no_grade(images: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v for k, v in oracle(images).items() if k != "grade_logits"}
@@ -150,5 +102,5 @@ def test_torch_predict_fn_adapts_a_module():
             out = oracle(x.numpy())
             return {k: torch.from_numpy(v).float() for k, v in out.items()}
 
-    m = evaluate_predictor(torch_predict_fn(Net().eval()), _dataset(n=4), CLASSES, GRADES)
+    m = evaluate_predictor(torch_predict_fn(Net().eval()), labelled_dataset(n=4), CLASSES, GRADES)
     assert m["miou"] == 1.0 and not math.isnan(m["presence_macro_f1"])
