@@ -41,7 +41,7 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
     for r in results:
         cells = [f"{d.probability:.3f}{' *' if d.decision else ''}" for d in r.defects]
         table.add_row(
-            r.source,
+            Path(r.source).name,
             *cells,
             f"{r.grade.name} ({r.grade.probabilities[r.grade.name]:.2f})",
             str(len(r.regions)),
