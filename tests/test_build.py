@@ -125,3 +125,16 @@ def test_fp32_and_int8_versions_are_addressable_side_by_side(triton_server, buil
     assert fp32.shape == int8.shape == (3, fp32.shape[1])
     assert not np.array_equal(fp32, int8)  # really two different engines
     assert np.abs(fp32 - int8).max() < 1.0
+
+
+def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, capsys):
+    from mtqa_bench.precision_speed import main as bench
+
+    out = tmp_path / "speed.json"
+    args = ["--repo", str(built_repo), "--batch", "2", "--iters", "1", "--json", str(out)]
+    assert bench(args) == 0
+    rows = json.loads(out.read_text())
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert rows[1]["drop_points"]["segmentation"] is not None
+    assert "int8" in capsys.readouterr().out

@@ -1,0 +1,106 @@
+"""ORT CPU throughput of each precision variant in a built repository, beside its gate figures.
+
+Reads `mtqa_net/variants.json` and every listed version's `model.onnx` and `manifest.json`
+(local or ngc-onnx targets), times batches of `--batch` images on ONNX Runtime's CPU provider and
+prints images/s, the speed-up over FP32 and the per-head gate drops:
+
+    python benchmarks/precision_speed.py --repo model_repository --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HEADS = ("presence", "segmentation", "grade")
+
+
+def throughput(onnx_path: Path, batch: int, iters: int, threads: int) -> dict[str, float]:
+    """Median images/s over `iters` timed runs after two warm-up runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    shape = [d if isinstance(d, int) else batch for d in sess.get_inputs()[0].shape]
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    for _ in range(2):
+        sess.run(None, {"images": x})
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        sess.run(None, {"images": x})
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"images_per_s": batch / median, "ms_per_batch": median * 1000}
+
+
+def measure(repo: Path, batch: int, iters: int, threads: int) -> list[dict]:
+    """One row per published mtqa_net version holding an ONNX file."""
+    net = repo / "mtqa_net"
+    table_path = net / "variants.json"
+    if not table_path.is_file():
+        raise SystemExit(f"error: {table_path} missing; build the repository with `mtqa build`")
+    table = json.loads(table_path.read_text())
+    rows = []
+    for version, info in sorted(table.items(), key=lambda item: int(item[0])):
+        onnx_path = net / version / "model.onnx"
+        if not onnx_path.is_file():
+            continue
+        manifest = json.loads((net / version / "manifest.json").read_text())
+        gate = manifest.get("gate", {})
+        drops = {h: gate.get("heads", {}).get(h, {}).get("drop_points") for h in HEADS}
+        metrics = gate.get("metrics", {})
+        rows.append(
+            {
+                "version": int(version),
+                "precision": info["precision"],
+                **throughput(onnx_path, batch, iters, threads),
+                "presence_macro_f1": metrics.get("presence_macro_f1"),
+                "miou": metrics.get("miou"),
+                "grade_accuracy": metrics.get("grade_accuracy"),
+                "drop_points": drops,
+                "kept_fp32": manifest.get("quantization", {}).get("kept_fp32", []),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table (and optionally write JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    rows = measure(args.repo, args.batch, args.iters, args.threads)
+    if not rows:
+        print(f"error: no ONNX variants under {args.repo}/mtqa_net", file=sys.stderr)
+        return 2
+    base = next((r["images_per_s"] for r in rows if r["precision"] == "fp32"), None)
+    print(f"ORT CPU, batch {args.batch}, {args.threads} threads, median of {args.iters}")
+    print("ver prec   img/s   ms/batch  x_fp32  F1      mIoU    grade   drop pts (pres/seg/grade)")
+    for r in rows:
+        speedup = r["images_per_s"] / base if base else float("nan")
+        drops = "/".join("-" if v is None else f"{v:+.2f}" for v in r["drop_points"].values())
+        vals = [r[k] for k in ("presence_macro_f1", "miou", "grade_accuracy")]
+        cells = " ".join("  -   " if v is None else f"{v:.4f}" for v in vals)
+        print(
+            f"{r['version']:>3} {r['precision']:<5} {r['images_per_s']:7.1f} "
+            f"{r['ms_per_batch']:9.1f}  {speedup:5.2f}x  {cells}  {drops}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
