@@ -1,0 +1,90 @@
+"""The client against servers it controls: a restart on the same ports while a call is retrying,
+and TLS (mutual) with an auth header on a restricted inference protocol."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from mtqa_client import (
+    AuthenticationError,
+    InspectionClient,
+    RetryPolicy,
+    ServerUnavailableError,
+    TlsConfig,
+)
+
+from mtqa.serving import RestrictedProtocols, TritonServer, free_ports
+from mtqa.serving import TlsConfig as ServerTls
+from mtqa.serving.certs import write_dev_pki
+
+pytestmark = pytest.mark.server
+
+
+def _probs(result) -> list[float]:
+    return [d.probability for d in result.defects]
+
+
+def test_retries_recover_after_a_server_restart(built_repo, sample_images) -> None:
+    grpc_port, http_port, metrics_port = free_ports(3)
+    server = TritonServer(
+        built_repo,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        startup_timeout=180,
+    )
+    policy = RetryPolicy(retries=40, base_delay_s=0.2, max_delay_s=2.0)
+    restarted = threading.Event()
+
+    def restart_later() -> None:
+        time.sleep(1.0)
+        server.start()
+        restarted.set()
+
+    server.start()
+    try:
+        with InspectionClient(server.grpc_url, retries=policy, timeout_s=60) as client:
+            before = client.inspect(sample_images[0])
+            server.stop()
+            with pytest.raises(ServerUnavailableError):  # really down: no retries, fails fast
+                InspectionClient(server.grpc_url, connect_timeout_s=0.5, retries=0)
+            worker = threading.Thread(target=restart_later)
+            worker.start()
+            after = client.inspect(sample_images[0])  # sent while down; retried until back
+            worker.join(timeout=200)
+            assert restarted.is_set()
+            assert np.allclose(_probs(after), _probs(before), atol=1e-5)
+    finally:
+        server.stop()
+
+
+def test_mutual_tls_and_auth_header(built_repo, sample_images, tmp_path) -> None:
+    pki = write_dev_pki(tmp_path / "pki")
+    restricted = RestrictedProtocols("mtqa-key", "s3cret", ("inference",))
+    server = TritonServer(
+        built_repo,
+        tls=ServerTls(pki.server_cert, pki.server_key, pki.ca),
+        restricted=restricted,
+        startup_timeout=180,
+    )
+    tls = TlsConfig(
+        root_certificates=pki.ca, private_key=pki.client_key, certificate_chain=pki.client_cert
+    )
+    with server:
+        with InspectionClient(
+            server.grpc_url, tls=tls, headers=restricted.grpc_headers(), timeout_s=60
+        ) as client:
+            assert client.inspect(sample_images[1]).image_size == sample_images[1].shape[:2]
+        with (
+            InspectionClient(server.grpc_url, tls=tls) as anonymous,
+            pytest.raises(AuthenticationError),
+        ):
+            anonymous.inspect(sample_images[1])
+        with pytest.raises(ServerUnavailableError):  # plaintext cannot talk to a TLS port
+            InspectionClient(server.grpc_url, connect_timeout_s=1, retries=0)
+        no_cert = TlsConfig(root_certificates=pki.ca)
+        with pytest.raises(ServerUnavailableError):  # mutual TLS: a client cert is required
+            InspectionClient(server.grpc_url, tls=no_cert, connect_timeout_s=1, retries=0)
