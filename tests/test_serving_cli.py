@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from fixtures.serving import DOUBLE_SOURCE, assert_cleaned_up, stray_processes, write_python_model
+from fixtures.serving import (
+    DOUBLE_SOURCE,
+    HANGING_SOURCE,
+    assert_cleaned_up,
+    stray_processes,
+    write_python_model,
+)
 
 from mtqa.serving import TritonServer
 
@@ -56,6 +62,38 @@ def test_serve_command_runs_until_sigterm(double_repo: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert not stray_processes(int(seen["pid"]))
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines in the process table that contain `text` (a test's unique tmp path)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and proc.name.isdigit():
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_startup_leaves_nothing(signum: int, tmp_path: Path) -> None:
+    write_python_model(tmp_path, "hangs", HANGING_SOURCE)
+    cmd = [*MTQA, "--repo", str(tmp_path), "--grpc-port", "0", "--http-port", "0"]
+    proc = subprocess.Popen([*cmd, "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not any("tritonserver" in c for c in _processes_mentioning(str(tmp_path))):
+        assert time.monotonic() < deadline and proc.poll() is None, "server never started"
+        time.sleep(0.1)
+    proc.send_signal(signum)
+    try:
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopping tritonserver" in proc.stderr.read()
+    assert _processes_mentioning(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize(

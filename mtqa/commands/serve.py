@@ -103,13 +103,14 @@ def run(args: argparse.Namespace) -> int:
             _serve(server)
         except (KeyboardInterrupt, _Stop):
             print("stopping tritonserver", file=sys.stderr)
+            return 0  # a requested stop is a clean exit, whatever status the server ends with
         finally:
             server.stop()
             signal.signal(signal.SIGTERM, previous)
     except ServingError as err:
         print(f"mtqa serve: {err}", file=sys.stderr)
         return 1
-    return 0 if server.exit_code in (None, 0) else 1
+    return 1  # the server exited on its own
 
 
 def _serve(server: TritonServer) -> None:

@@ -140,32 +140,39 @@ class TritonServer:
             compileall.compile_dir(self.repo, quiet=2)
         auto_ports = 0 in self._requested
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            self._workdir = Path(tempfile.mkdtemp(prefix="mtqa-triton-"))
-            self._log_path = self._workdir / "tritonserver.log"
-            picked = iter(free_ports(3))
-            self.grpc_port, self.http_port, self.metrics_port = (
-                p or next(picked) for p in self._requested
-            )
-            cmd = self._command(binary, backend_directory(binary, self._workdir))
-            with open(self._log_path, "wb") as log:
-                self._proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self._environment(),
-                    start_new_session=True,
-                    preexec_fn=_parent_death_signal(),
-                )
-            self._pid = self._proc.pid
             try:
+                self._launch(binary)
                 self._wait_ready()
                 return self
-            except ServerStartError:
+            except ServerStartError:  # _fail already stopped everything
                 clash = any(s in self.log_tail(200) for s in _PORT_CLASH)
                 if not (auto_ports and clash and attempt < _PORT_ATTEMPTS):
                     raise
+            except BaseException:  # Ctrl-C or SIGTERM mid-start: leave nothing behind
+                self.stop()
+                raise
         raise AssertionError("unreachable")
+
+    def _launch(self, binary: Path) -> None:
+        """Pick ports, prepare the work folder and spawn the server in its own process group."""
+        self._workdir = Path(tempfile.mkdtemp(prefix="mtqa-triton-"))
+        self._log_path = self._workdir / "tritonserver.log"
+        picked = iter(free_ports(3))
+        self.grpc_port, self.http_port, self.metrics_port = (
+            p or next(picked) for p in self._requested
+        )
+        cmd = self._command(binary, backend_directory(binary, self._workdir))
+        with open(self._log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._environment(),
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(),
+            )
+        self._pid = self._proc.pid
 
     def _command(self, binary: Path, backends: Path) -> list[str]:
         cmd = [
@@ -246,17 +253,16 @@ class TritonServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL to the group), remove its shm and work files."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=self.exit_timeout + 5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self._exit_code = proc.wait()  # reap the leader first: its zombie keeps the group alive
-        _kill_group(proc.pid)
-        shm.remove_regions(self.shm_prefix)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=self.exit_timeout + 5)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            self._exit_code = proc.wait()  # reap the leader first: its zombie keeps the group
+            _kill_group(proc.pid)
+            shm.remove_regions(self.shm_prefix)
         if self._log_path is not None and self._log_path.is_file():
             self._final_log = self._log_path.read_text(errors="replace")
         if self._workdir is not None:
