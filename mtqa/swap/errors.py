@@ -1,0 +1,31 @@
+"""Typed errors of `mtqa swap`; the CLI turns each into one `error:` line and exit code 2."""
+
+from __future__ import annotations
+
+
+class SwapError(Exception):
+    """Base class: the swap could not be done as asked (nothing changed, or it was rolled back)."""
+
+
+class TargetError(SwapError):
+    """`--to` names no usable version: unknown version or precision, missing or tampered files."""
+
+
+class SwapInProgressError(SwapError):
+    """Another swap holds the repository's swap lock."""
+
+
+class ControlError(SwapError):
+    """The server refused or failed a model-control call (load with config, index)."""
+
+
+class GoldenCheckError(SwapError):
+    """The candidate version disagrees with the serving one on the golden set beyond tolerance."""
+
+
+class SwapFailedError(SwapError):
+    """A step failed after the server was touched; `record` is the history entry written."""
+
+    def __init__(self, message: str, record: dict) -> None:
+        super().__init__(message)
+        self.record = record
