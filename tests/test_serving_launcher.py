@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -101,3 +102,30 @@ def test_bad_inputs_raise_typed_errors(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("MTQA_TRITONSERVER", str(tmp_path / "nope"))
     with pytest.raises(ServerNotFoundError, match="MTQA_TRITONSERVER"):
         TritonServer(tmp_path).start()
+
+
+def test_auto_ports_are_repicked_when_taken(
+    double_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free port grabbed by someone else before Triton binds it makes the launcher retry."""
+    from mtqa.serving import server as server_module
+
+    busy = socket.socket()
+    busy.bind(("0.0.0.0", 0))
+    busy.listen()
+    real, calls = server_module.free_ports, []
+
+    def first_pick_taken(count: int) -> list[int]:
+        calls.append(count)
+        ports = real(count)
+        return [busy.getsockname()[1], *ports[1:]] if len(calls) == 1 else ports
+
+    monkeypatch.setattr(server_module, "free_ports", first_pick_taken)
+    try:
+        with TritonServer(double_repo, models=["double"]) as server:
+            pid = server.pid
+            assert len(calls) == 2 and server.grpc_port != busy.getsockname()[1]
+            np.testing.assert_array_equal(_double(server.grpc_url)[0], [0, 2, 4, 6])
+    finally:
+        busy.close()
+    assert_cleaned_up(server, pid)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from mtqa.serving import http_api, shm
 from mtqa.serving.binary import backend_directory, find_tritonserver
@@ -295,12 +296,12 @@ class TritonServer:
 
     def model_ready(self, name: str) -> bool:
         """True when model `name` is loaded and ready."""
-        return http_api.is_ok(f"http://{self.http_url}/v2/models/{name}/ready")
+        return http_api.is_ok(f"http://{self.http_url}/v2/models/{quote(name, safe='')}/ready")
 
     def load(self, name: str) -> None:
         """Load (or reload, picking up new versions) model `name`; blocks until done."""
         self._require_running()
-        url = f"http://{self.http_url}/v2/repository/models/{name}/load"
+        url = f"http://{self.http_url}/v2/repository/models/{quote(name, safe='')}/load"
         http_api.post(url, self._control_headers(), self.startup_timeout, f"load model {name!r}")
         if not self.model_ready(name):
             raise ModelControlError(f"model {name!r} is not ready after loading")
@@ -308,7 +309,7 @@ class TritonServer:
     def unload(self, name: str) -> None:
         """Unload model `name` and wait (bounded) until it no longer answers ready."""
         self._require_running()
-        url = f"http://{self.http_url}/v2/repository/models/{name}/unload"
+        url = f"http://{self.http_url}/v2/repository/models/{quote(name, safe='')}/unload"
         http_api.post(url, self._control_headers(), self.startup_timeout, f"unload model {name!r}")
         deadline = time.monotonic() + self.startup_timeout
         while self.model_ready(name):
