@@ -20,7 +20,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,12 +34,12 @@ from mtqa.serving.security import RestrictedProtocols, TlsConfig
 HOST = "127.0.0.1"
 _ERROR_LINE = re.compile(r"^E\d{4} ")
 _HARMLESS = ("CudaDriverHelper has not been initialized",)  # every start on a CPU-only host
-_PORT_CLASH = ("already in use", "Address in use", "Failed to start")
+_PORT_CLASH = "already in use"  # gRPC: "Address already in use"; HTTP: "Socket ... already in use"
 _PORT_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
 
 
-def _parent_death_signal() -> Any:
+def _parent_death_signal() -> Callable[[], object] | None:
     """Return a pre-exec hook that makes the server get SIGTERM if our process dies (Linux)."""
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, called after
@@ -146,7 +146,7 @@ class TritonServer:
                 self._wait_ready()
                 return self
             except ServerStartError:  # _fail already stopped everything
-                clash = any(s in self.log_tail(200) for s in _PORT_CLASH)
+                clash = _PORT_CLASH in self.log_tail(200)
                 if not (auto_ports and clash and attempt < _PORT_ATTEMPTS):
                     raise
             except BaseException:  # Ctrl-C or SIGTERM mid-start: leave nothing behind
