@@ -1,0 +1,144 @@
+"""`mtqa swap` on a real local Triton serving a copy of `built_repo` (v1 fp32 served, v2 int8).
+
+Each test gets its own repository copy and server, because a swap changes both. Covered: a
+successful swap (ensemble switched, old version retired, configs and history written), a corrupt
+ONNX that fails to load (rolled back, old version serving, server still ready), a candidate that
+loads but fails the golden check (rolled back), and requests rejected before the server is touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from mtqa_client import InspectionClient
+from onnx import numpy_helper
+
+from mtqa.cli import main
+from mtqa.serving import TritonServer
+from mtqa.swap import read_history
+from mtqa.swap import repo as swap_repo
+from mtqa.swap.control import ModelControl
+from mtqa.swap.history import LOCK_FILE
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def served(built_repo: Path, tmp_path: Path) -> Iterator[tuple[Path, TritonServer]]:
+    """A private copy of `built_repo` and a running server on it."""
+    repo = Path(shutil.copytree(built_repo, tmp_path / "repo"))
+    with TritonServer(repo, startup_timeout=180) as server:
+        yield repo, server
+
+
+def _swap(repo: Path, server: TritonServer, *args: str) -> int:
+    return main(["swap", "--repo", str(repo), "--url", server.grpc_url, *args])
+
+
+def _pinned(repo: Path) -> int:
+    return swap_repo.pinned_step(swap_repo.read_config(repo, "mtqa_inspect"), "mtqa_net")
+
+
+def _ready(server: TritonServer) -> list[int]:
+    control = ModelControl(server.grpc_url)
+    try:
+        return control.ready_versions("mtqa_net")
+    finally:
+        control.close()
+
+
+def _inspect_ok(server: TritonServer, image: np.ndarray) -> None:
+    with InspectionClient(server.grpc_url, connect_timeout_s=30) as client:
+        result = client.inspect(image)
+    assert len(result.defects) == len(client.spec.classes)
+
+
+def test_swap_to_int8_switches_and_retires(served, sample_images, capsys) -> None:
+    repo, server = served
+    assert _pinned(repo) == 1
+    assert _swap(repo, server, "--to", "int8", "--tolerance", "5") == 0, capsys.readouterr()
+    assert _pinned(repo) == 2
+    assert swap_repo.served_versions(swap_repo.read_config(repo, "mtqa_net")) == [2]
+    assert _ready(server) == [2]
+    _inspect_ok(server, sample_images[0])
+    (record,) = read_history(repo / "mtqa_net")
+    assert record["outcome"] == "swapped"
+    assert (record["from"]["version"], record["to"]["version"]) == (1, 2)
+    assert record["to"]["precision"] == "int8"
+    golden = record["checks"]["golden"]
+    assert golden["passed"] and golden["golden"]["images"] == 16
+    assert golden["agreement"]["presence"] >= 0.95
+    assert [s["step"] for s in record["steps"]] == [
+        "preflight", "load", "golden_check", "switch", "retire", "persist"
+    ]  # fmt: skip
+    assert not (repo / "mtqa_net" / LOCK_FILE).exists()
+
+
+def test_corrupt_onnx_rolls_back(served, sample_images, tmp_path, capsys) -> None:
+    repo, server = served
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes((repo / "mtqa_net" / "1" / "model.onnx").read_bytes()[:4096])
+    before = {m: (repo / m / "config.pbtxt").read_text() for m in ("mtqa_net", "mtqa_inspect")}
+    assert _swap(repo, server, "--to", str(corrupt)) == 2
+    out = capsys.readouterr().out
+    assert "rolled back" in out and "v1 keeps serving" in out and "Protobuf parsing failed" in out
+    assert (repo / "mtqa_net" / "3" / "model.onnx").is_file()  # published, never served
+    assert {m: (repo / m / "config.pbtxt").read_text() for m in before} == before
+    assert _ready(server) == [1, 2]
+    assert server.is_ready(), "a failed preflight must not leave the server not-ready"
+    _inspect_ok(server, sample_images[1])
+    (record,) = read_history(repo / "mtqa_net")
+    assert record["outcome"] == "rolled_back" and "ControlError" in record["error"]
+
+
+def _scrambled(src: Path, dst: Path) -> Path:
+    """A loadable ONNX whose weights are shuffled: same contract, different answers."""
+    model = onnx.load(str(src))
+    rng = np.random.default_rng(0)
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size > 1:
+            init.CopyFrom(numpy_helper.from_array(rng.permutation(arr.ravel()).reshape(arr.shape)
+                                                  * -3.0, init.name))  # fmt: skip
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_golden_check_failure_rolls_back(served, tmp_path, capsys) -> None:
+    repo, server = served
+    bad = _scrambled(repo / "mtqa_net" / "1" / "model.onnx", tmp_path / "scrambled.onnx")
+    assert _swap(repo, server, "--to", str(bad), "--precision", "fp32") == 2
+    out = capsys.readouterr().out
+    assert "golden check failed" in out and "v1 keeps serving" in out
+    assert _pinned(repo) == 1
+    assert _ready(server) == [1, 2]  # the candidate (v3) was unloaded again
+    (record,) = read_history(repo / "mtqa_net")
+    assert record["outcome"] == "rolled_back"
+    assert record["checks"]["golden"]["failures"]
+    assert record["checks"]["manifest"]["gate"].startswith("not gated offline")
+
+
+def test_rejected_swaps_touch_nothing(served, capsys) -> None:
+    repo, server = served
+    assert _swap(repo, server, "--to", "9") == 2
+    assert "no version 9" in capsys.readouterr().out
+    assert _swap(repo, server, "--to", "bf16") == 2
+    assert "not a version number" in capsys.readouterr().out
+    assert _swap(repo, server, "--to", "1") == 2
+    assert "already the serving version" in capsys.readouterr().out
+    (repo / "mtqa_net" / "2" / "labels.txt").write_text("tampered\n")
+    assert _swap(repo, server, "--to", "2") == 2
+    assert "differs from its manifest" in capsys.readouterr().out
+    (repo / "mtqa_net" / LOCK_FILE).write_text("pid 1")
+    assert _swap(repo, server, "--to", "int8") == 2
+    assert "another swap is running" in capsys.readouterr().out
+    (repo / "mtqa_net" / LOCK_FILE).unlink()
+    assert main(["swap", "--repo", str(repo), "--url", "127.0.0.1:1", "--to", "2"]) == 2
+    assert "failed on 127.0.0.1:1" in capsys.readouterr().out
+    assert [r["outcome"] for r in read_history(repo / "mtqa_net")] == ["rejected"] * 5
+    assert _pinned(repo) == 1 and _ready(server) == [1, 2]
