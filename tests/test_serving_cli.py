@@ -21,8 +21,10 @@ from fixtures.serving import (
     stray_processes,
     write_python_model,
 )
+from tritonclient.utils import InferenceServerException
 
 from mtqa.serving import TritonServer
+from mtqa.serving.certs import write_dev_pki
 
 pytestmark = pytest.mark.server
 
@@ -39,7 +41,7 @@ def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> di
         if not line:
             break
         parts = line.split()
-        if len(parts) == 2:
+        if len(parts) >= 2:
             seen[parts[0]] = parts[1]
         if re.search(pattern, line):
             return seen
@@ -56,6 +58,37 @@ def test_serve_command_runs_until_sigterm(double_repo: Path) -> None:
         client = grpcclient.InferenceServerClient(seen["grpc"])
         assert client.is_model_ready("double") and not client.is_model_ready("double_b")
         assert urllib.request.urlopen(seen["metrics"], timeout=5).status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not stray_processes(int(seen["pid"]))
+
+
+def test_serve_command_with_mtls_and_restricted_control(double_repo: Path, tmp_path: Path) -> None:
+    pki = write_dev_pki(tmp_path / "pki")
+    cmd = [*MTQA, "--repo", str(double_repo), "--model", "double", "--metrics-port", "0"]
+    cmd += ["--grpc-port", "0", "--http-port", "0", "--restrict-model-control", "admin=k3y"]
+    cmd += ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    cmd += ["--tls-ca", str(pki.ca)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = _read_until(proc, r"^\s+pid\s+\d+", timeout=60)
+        client = grpcclient.InferenceServerClient(
+            seen["grpc"],
+            ssl=True,
+            root_certificates=str(pki.ca),
+            private_key=str(pki.client_key),
+            certificate_chain=str(pki.client_cert),
+        )
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.load_model("double_b")
+        client.load_model("double_b", headers={"triton-grpc-protocol-admin": "k3y"})
+        assert client.is_model_ready("double_b")
+        plain = grpcclient.InferenceServerClient(seen["grpc"])
+        with pytest.raises(InferenceServerException, match="UNAVAILABLE"):
+            plain.is_server_live(client_timeout=5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
