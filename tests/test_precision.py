@@ -126,11 +126,13 @@ def test_mixed_precision_keeps_sensitive_nodes_in_fp32(setup):
     assert keep[0] == first_compute.name and len(keep) >= 4  # first conv + >= 3 heads
     q = onnx.load(str(prec.to_int8(fp32, work / "mixed.onnx", calib.images, "ort", keep)))
     producers = {o: n for n in q.graph.node for o in n.output}
+    assert {n.name for n in q.graph.node} >= set(keep)  # names survive pre-processing
     for node in q.graph.node:
         if node.name in keep:  # its weight comes straight from an FP32 initializer
             assert node.input[1] not in producers
     h = onnx.load(str(prec.to_fp16(fp32, work / "mixed16.onnx", keep)))
     kept = {t.name: t for t in h.graph.initializer}
+    assert {n.name for n in h.graph.node} >= set(keep)
     for node in h.graph.node:
         if node.name in keep:
             assert kept[node.input[1]].data_type == onnx.TensorProto.FLOAT
