@@ -1,0 +1,206 @@
+"""perf_analyzer: find (or fetch) the binary, run it at one concurrency, parse its CSV.
+
+The runnable binary is the one inside the `tritonclient==2.51.0` wheel (newer PyPI builds need
+glibc 2.38). The wheel is only downloaded (`pip download --no-deps`, never installed: it would
+downgrade protobuf) into a cache folder; the binary is extracted and given `libb64.so.0d` and
+`libcudart.so.12` from `nvidia_pytriton.libs`, whose files carry hashed names, via symlinks.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtqa_bench.errors import BenchError, ToolUnavailableError
+
+WHEEL_VERSION = "2.51.0"
+_MEMBER = f"tritonclient-{WHEEL_VERSION}.data/data/bin/perf_analyzer"
+_LIBS = {"libb64.so.0d": "libb64-", "libcudart.so.12": "libcudart-"}
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtqa" / "perf"
+
+
+@dataclass(frozen=True)
+class PerfAnalyzer:
+    """A runnable perf_analyzer binary and the library folder it needs."""
+
+    binary: Path
+    lib_dir: Path
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        return env
+
+
+def _pytriton_libs() -> Path:
+    import pytriton
+
+    libs = Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"
+    if not libs.is_dir():
+        raise ToolUnavailableError(f"nvidia_pytriton.libs not found at {libs}")
+    return libs
+
+
+def _link_libs(lib_dir: Path) -> None:
+    libs = _pytriton_libs()
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    for name, prefix in _LIBS.items():
+        found = sorted(libs.glob(f"{prefix}*"))
+        if not found:
+            raise ToolUnavailableError(f"{prefix}*.so not in {libs}; perf_analyzer cannot load")
+        link = lib_dir / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(found[0])
+
+
+def _download_wheel(cache: Path) -> Path:
+    wheels = sorted(cache.glob(f"tritonclient-{WHEEL_VERSION}-*.whl"))
+    if wheels:
+        return wheels[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache)]
+    proc = subprocess.run(
+        [*cmd, f"tritonclient=={WHEEL_VERSION}"], capture_output=True, text=True, timeout=300
+    )
+    wheels = sorted(cache.glob(f"tritonclient-{WHEEL_VERSION}-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ToolUnavailableError(
+            f"could not download tritonclient=={WHEEL_VERSION} for perf_analyzer: {' '.join(tail)}"
+        )
+    return wheels[0]
+
+
+def ensure_perf_analyzer(cache: Path = DEFAULT_CACHE) -> PerfAnalyzer:
+    """Return a runnable perf_analyzer, fetching it into `cache` on first use.
+
+    Raises ToolUnavailableError (with the reason) when it cannot be had or does not start.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    binary, lib_dir = cache / "bin" / "perf_analyzer", cache / "lib"
+    if not binary.is_file():
+        wheel = _download_wheel(cache)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as zf, zf.open(_MEMBER) as src, open(binary, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        binary.chmod(0o755)
+    _link_libs(lib_dir)
+    tool = PerfAnalyzer(binary, lib_dir)
+    probe = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, env=tool.env(), timeout=30
+    )
+    if "error while loading shared libraries" in probe.stderr:
+        raise ToolUnavailableError(f"perf_analyzer cannot start: {probe.stderr.strip()}")
+    return tool
+
+
+@dataclass(frozen=True)
+class PerfPoint:
+    """perf_analyzer's figures at one concurrency (latencies in ms, throughput in inferences/s)."""
+
+    concurrency: int
+    throughput: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    client_send_ms: float
+    client_recv_ms: float
+    network_ms: float
+    server_queue_ms: float
+    server_compute_ms: float
+
+
+def parse_csv(path: Path) -> PerfPoint:
+    """Parse the `-f` CSV of a single-concurrency run (times there are in microseconds)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise BenchError(f"perf_analyzer wrote no measurement to {path}")
+    row = rows[-1]
+
+    def ms(key: str) -> float:
+        return float(row.get(key) or 0.0) / 1000.0
+
+    compute = sum(
+        ms(k) for k in ("Server Compute Input", "Server Compute Infer", "Server Compute Output")
+    )
+    return PerfPoint(
+        concurrency=int(float(row["Concurrency"])),
+        throughput=float(row["Inferences/Second"]),
+        p50_ms=ms("p50 latency"),
+        p90_ms=ms("p90 latency"),
+        p95_ms=ms("p95 latency"),
+        p99_ms=ms("p99 latency"),
+        client_send_ms=ms("Client Send"),
+        client_recv_ms=ms("Client Recv"),
+        network_ms=ms("Network+Server Send/Recv"),
+        server_queue_ms=ms("Server Queue"),
+        server_compute_ms=compute,
+    )
+
+
+def run_point(
+    tool: PerfAnalyzer,
+    url: str,
+    model: str,
+    concurrency: int,
+    work: Path,
+    *,
+    version: str = "",
+    batch: int = 1,
+    input_data: Path | None = None,
+    window_ms: int = 3000,
+    timeout_s: float = 300.0,
+) -> PerfPoint:
+    """Measure `model` over gRPC at one concurrency with a closed loop of synchronous requests."""
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"perf_{model}_v{version or 'p'}_c{concurrency}.csv"
+    cmd = [
+        str(tool.binary),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "grpc",
+        "-b",
+        str(batch),
+        "--concurrency-range",
+        f"{concurrency}:{concurrency}",
+        "--measurement-interval",
+        str(window_ms),
+        # A shared machine rarely holds 10 % over three windows; accept any three so a point
+        # takes a bounded time (the figures are the average of those three windows).
+        "--stability-percentage",
+        "1000",
+        "--max-trials",
+        "3",
+        "-f",
+        str(out),
+    ]
+    if version:
+        cmd += ["-x", version]
+    if input_data is not None:
+        cmd += ["--input-data", str(input_data)]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=tool.env(), timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(
+            f"perf_analyzer on {model} at concurrency {concurrency} timed out"
+        ) from None
+    (work / f"{out.stem}.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not out.is_file():
+        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-4:])
+        raise BenchError(f"perf_analyzer failed on {model} (rc {proc.returncode}): {tail}")
+    return parse_csv(out)

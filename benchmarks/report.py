@@ -1,0 +1,326 @@
+"""The bench report: `report.md`, PNG plots and the headline ratios from a sweep's `results.json`.
+
+Plots (matplotlib Agg): throughput against p50/p95/p99 latency per variant and batching setting,
+one panel per target; the per-request overhead breakdown (client, network, queue, compute); the
+batching gain per user count. Ratios: served-through-SDK / in-process ORT at equal batch, best
+served / naive at a p99 no worse, int8 / fp32, batching on / off, Locust / perf_analyzer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mtqa_bench.errors import BenchError
+from mtqa_bench.stats import ratio
+
+Row = dict[str, Any]
+COLUMNS = (
+    "source", "target", "variant", "batching", "users", "batch", "throughput",
+    "p50_ms", "p95_ms", "p99_ms", "client_ms", "network_ms", "queue_ms", "compute_ms",
+    "net_batch", "failures",
+)  # fmt: skip
+TARGETS = {"inspect": "mtqa_inspect (encoded images)", "net": "mtqa_net (raw tensors)"}
+_PARTS = ("client_ms", "network_ms", "queue_ms", "compute_ms")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a sweep's results.json (raises BenchError when absent or malformed)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"cannot read bench results {path}: {exc}") from exc
+    if "rows" not in data:
+        raise BenchError(f"{path} holds no 'rows'; was it written by mtqa bench?")
+    return data
+
+
+def _pick(rows: Iterable[Row], **match: Any) -> list[Row]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+# -- ratios --------------------------------------------------------------------------------------
+def sdk_vs_ort(rows: list[Row]) -> list[Row]:
+    """Served raw network (SDK, Locust) / in-process ORT at the batch the server executed."""
+    out = []
+    for r in _pick(rows, source="locust", target="net"):
+        batch = max(1, round(r.get("net_batch") or 1))
+        ort = _pick(rows, source="ort", variant=r["variant"], batch=batch)
+        value = ratio(r["throughput"], ort[0]["throughput"] if ort else None)
+        out.append({**_key(r), "exec_batch": batch, "ratio": value})
+    return out
+
+
+def served_vs_naive(rows: list[Row]) -> Row | None:
+    """Best served ensemble throughput at a p99 no worse than the naive server's best point."""
+    naive = _pick(rows, source="naive")
+    if not naive:
+        return None
+    best_naive = max(naive, key=lambda r: r["throughput"])
+    served = [
+        r
+        for r in _pick(rows, source="locust", target="inspect")
+        if r["p99_ms"] <= best_naive["p99_ms"]
+    ]
+    best = max(served, key=lambda r: r["throughput"]) if served else None
+    return {
+        "naive": best_naive,
+        "served": best,
+        "ratio": ratio(best["throughput"], best_naive["throughput"]) if best else None,
+    }
+
+
+def pairs(rows: list[Row], field: str, num: str, den: str, source: str = "locust") -> list[Row]:
+    """Throughput ratio num/den of `field` (e.g. variant int8/fp32) at otherwise equal points."""
+    out = []
+    for r in _pick(rows, source=source, **{field: num}):
+        others = {k: r[k] for k in ("target", "variant", "batching", "users") if k != field}
+        match = _pick(rows, source=source, **{field: den}, **others)
+        if match:
+            out.append({**others, "ratio": ratio(r["throughput"], match[0]["throughput"])})
+    return out
+
+
+def ort_int8_vs_fp32(rows: list[Row]) -> list[Row]:
+    """In-process ORT int8 / fp32 at every batch measured for both."""
+    out = []
+    for r in _pick(rows, source="ort", variant="int8"):
+        match = _pick(rows, source="ort", variant="fp32", batch=r["batch"])
+        if match:
+            out.append(
+                {"batch": r["batch"], "ratio": ratio(r["throughput"], match[0]["throughput"])}
+            )
+    return out
+
+
+def locust_vs_perf(rows: list[Row]) -> list[Row]:
+    """Locust throughput / perf_analyzer throughput at the same point."""
+    out = []
+    for r in _pick(rows, source="locust"):
+        pa = _pick(rows, source="perf_analyzer", **_key(r))
+        if pa:
+            out.append({**_key(r), "ratio": ratio(r["throughput"], pa[0]["throughput"])})
+    return out
+
+
+def _key(r: Row) -> Row:
+    return {k: r[k] for k in ("target", "variant", "batching", "users")}
+
+
+def summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures (None where the sweep lacked the columns to compute one)."""
+    rows = data["rows"]
+
+    def best(items: list[Row]) -> float | None:
+        values = [i["ratio"] for i in items if i["ratio"] is not None]
+        return max(values) if values else None
+
+    naive = served_vs_naive(rows)
+    gap = [abs(i["ratio"] - 1) for i in locust_vs_perf(rows) if i["ratio"] is not None]
+    return {
+        "sdk_over_ort_best": best(sdk_vs_ort(rows)),
+        "served_over_naive": naive["ratio"] if naive else None,
+        "int8_over_fp32_served_best": best(pairs(rows, "variant", "int8", "fp32")),
+        "int8_over_fp32_ort_best": best(ort_int8_vs_fp32(rows)),
+        "batching_gain": {
+            f"{i['target']} {i['variant']} u{i['users']}": i["ratio"]
+            for i in pairs(rows, "batching", "on", "off")
+        },
+        "locust_vs_perf_max_gap": max(gap) if gap else None,
+    }
+
+
+# -- plots ---------------------------------------------------------------------------------------
+def _series(rows: list[Row]) -> dict[str, list[Row]]:
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        label = (
+            "naive FastAPI+eager"
+            if r["source"] == "naive"
+            else f"{r['variant']} batching {r['batching']} ({r['source']})"
+        )
+        groups.setdefault(label, []).append(r)
+    return {k: sorted(v, key=lambda r: r["users"]) for k, v in groups.items()}
+
+
+def plot_latency(rows: list[Row], path: Path) -> Path:
+    """Throughput (x) against p50/p95/p99 latency (y, log), one panel per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    styles = {"p50_ms": ("-", "o"), "p95_ms": ("--", "s"), "p99_ms": (":", "^")}
+    for ax, (target, title) in zip(axes, TARGETS.items(), strict=True):
+        picked = [
+            r
+            for r in rows
+            if r["target"] == target and r["source"] in ("locust", "perf_analyzer", "naive")
+        ]
+        for i, (label, series) in enumerate(_series(picked).items()):
+            colour = f"C{i % 10}"
+            x = [r["throughput"] for r in series]
+            for key, (ls, marker) in styles.items():
+                ax.plot(x, [r[key] for r in series], ls=ls, marker=marker, color=colour, ms=4)
+            ax.plot([], [], color=colour, label=label)
+            for r in series:
+                ax.annotate(str(r["users"]), (r["throughput"], r["p50_ms"]), fontsize=7,
+                            xytext=(3, -8), textcoords="offset points", color=colour)  # fmt: skip
+        for key, (ls, marker) in styles.items():
+            ax.plot([], [], ls=ls, marker=marker, color="grey", label=key[:3])
+        ax.set_yscale("log")
+        ax.set_xlabel("throughput (images/s)")
+        ax.set_ylabel("latency (ms, log)")
+        ax.set_title(f"{title}\nnumbers at points = concurrent users")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_overhead(rows: list[Row], path: Path) -> Path:
+    """Stacked per-request latency: client, network (+gRPC), server queue, server compute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picked = [r for r in rows if r["source"] in ("locust", "perf_analyzer")]
+    picked.sort(key=lambda r: (r["target"], r["variant"], r["batching"], r["source"], r["users"]))
+    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(picked) + 2), 5.5))
+    bottom = [0.0] * len(picked)
+    for part, colour in zip(_PARTS, ("C0", "C1", "C3", "C2"), strict=True):
+        values = [r.get(part) or 0.0 for r in picked]
+        ax.bar(range(len(picked)), values, bottom=bottom, color=colour, label=part[:-3])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    labels = [
+        f"{r['target']} {r['variant']} b={r['batching']}\n{r['source'][:6]} u{r['users']}"
+        for r in picked
+    ]
+    ax.set_xticks(range(len(picked)), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("mean ms per request")
+    ax.set_title("Where a request's time goes (server queue/compute from Triton statistics)")
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_batching(rows: list[Row], path: Path) -> Path | None:
+    """Dynamic-batching gain (throughput on / off) per user count."""
+    gains = pairs(rows, "batching", "on", "off")
+    if not gains:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    groups: dict[str, list[Row]] = {}
+    for g in gains:
+        groups.setdefault(f"{g['target']} {g['variant']}", []).append(g)
+    for label, items in sorted(groups.items()):
+        items.sort(key=lambda g: g["users"])
+        ax.plot([g["users"] for g in items], [g["ratio"] for g in items], marker="o", label=label)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent users")
+    ax.set_ylabel("throughput batching on / off")
+    ax.set_title("Dynamic batching gain (Locust)")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- markdown ------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def _table(rows: list[Row], columns: Iterable[str]) -> list[str]:
+    columns = list(columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return lines
+
+
+def write_report(results: Path, out: Path | None = None) -> dict[str, Any]:
+    """Write report.md and PNGs next to results.json (or into `out`); returns the summary."""
+    data = load(results)
+    folder = (
+        Path(out) if out else (Path(results) if Path(results).is_dir() else Path(results).parent)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = data["rows"]
+    if not rows:
+        raise BenchError("the bench produced no measurements; see its notes and raw/ logs")
+    head = summary(data)
+    plots = [plot_latency(rows, folder / "throughput_latency.png"),
+             plot_overhead(rows, folder / "overhead.png"),
+             plot_batching(rows, folder / "batching_gain.png")]  # fmt: skip
+    meta = data.get("meta", {})
+    md = ["# mtqa bench report", ""]
+    options = json.dumps(meta.get("options", {}))
+    md += [
+        f"Started {meta.get('started', '?')} on `{meta.get('host', '?')}`, "
+        f"{meta.get('seconds', '?')} s. Options: `{options}`.",
+        "",
+    ]
+    md += ["## Headline ratios", ""]
+    md += _table(
+        [{"figure": k, "value": v} for k, v in head.items() if k != "batching_gain"]
+        + [{"figure": f"batching gain {k}", "value": v} for k, v in head["batching_gain"].items()],
+        ["figure", "value"],
+    )
+    md += ["", "Targets (issue 7): SDK/ORT >= 0.85, served/naive >= 3 at a p99 no worse, "
+           "int8/fp32 >= 2, Locust vs perf_analyzer within 20 %.", ""]  # fmt: skip
+    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p] + [""]
+    md += ["## All measurements", "", "Times in ms; throughput in images/s; `net_batch` = mean "
+           "batch mtqa_net executed (Triton statistics).", ""]  # fmt: skip
+    md += _table(rows, COLUMNS)
+    md += ["", "## Served (SDK) / in-process ORT at the executed batch", ""]
+    md += _table(
+        sdk_vs_ort(rows), ["target", "variant", "batching", "users", "exec_batch", "ratio"]
+    )
+    md += ["", "## int8 / fp32", ""]
+    md += _table(pairs(rows, "variant", "int8", "fp32"), ["target", "batching", "users", "ratio"])
+    md += ["", "In-process ORT:", ""] + _table(ort_int8_vs_fp32(rows), ["batch", "ratio"])
+    md += ["", "## Batching on / off", ""]
+    md += _table(pairs(rows, "batching", "on", "off"), ["target", "variant", "users", "ratio"])
+    md += ["", "## Locust / perf_analyzer", ""]
+    md += _table(locust_vs_perf(rows), ["target", "variant", "batching", "users", "ratio"])
+    naive = served_vs_naive(rows)
+    if naive:
+        md += ["", "## Best served vs naive", ""]
+        picked = [r for r in (naive["naive"], naive["served"]) if r]
+        md += _table(picked, ["source", "variant", "batching", "users", "throughput", "p99_ms"])
+    if data.get("notes"):
+        md += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
+    (folder / "report.md").write_text("\n".join(md) + "\n")
+    (folder / "summary.json").write_text(json.dumps(head, indent=2))
+    return head
+
+
+def format_summary(head: dict[str, Any]) -> str:
+    """One line per headline figure, for the console."""
+    lines = [f"{k:>28}: {_fmt(v)}" for k, v in head.items() if k != "batching_gain"]
+    lines += [f"{'batching gain ' + k:>28}: {_fmt(v)}" for k, v in head["batching_gain"].items()]
+    return "\n".join(lines)
