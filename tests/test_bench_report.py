@@ -1,0 +1,141 @@
+"""Bench report and its inputs without a server: ratios, Markdown/PNGs, payloads, perf CSV parsing,
+option checks and the CLI's error path."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mtqa_bench import payloads, perf, report
+from mtqa_bench.errors import BenchError
+from mtqa_bench.sweep import BenchOptions
+from PIL import Image
+
+from mtqa.cli import main
+
+
+def _row(source, target, variant, batching, users, throughput, **kw):
+    base = {
+        "source": source,
+        "target": target,
+        "variant": variant,
+        "batching": batching,
+        "users": users,
+        "batch": 1,
+        "throughput": throughput,
+        "p50_ms": 10.0,
+        "p95_ms": 20.0,
+        "p99_ms": 30.0,
+    }
+    return {**base, **kw}
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    parts = {"client_ms": 1.0, "network_ms": 2.0, "queue_ms": 3.0, "compute_ms": 4.0}
+    rows = [
+        _row("locust", "net", "fp32", "on", 4, 90.0, net_batch=3.6, **parts),
+        _row("locust", "net", "fp32", "off", 4, 60.0, net_batch=1.0, **parts),
+        _row("locust", "net", "int8", "on", 4, 180.0, net_batch=3.8, **parts),
+        _row("perf_analyzer", "net", "fp32", "on", 4, 100.0, **parts),
+        _row("locust", "inspect", "fp32", "on", 4, 50.0, p99_ms=80.0, **parts),
+        _row("locust", "inspect", "fp32", "on", 16, 70.0, p99_ms=200.0, **parts),
+        _row("ort", "net", "fp32", "n/a", 1, 120.0, batch=4),
+        _row("ort", "net", "int8", "n/a", 1, 300.0, batch=4),
+        _row("naive", "inspect", "fp32 eager", "n/a", 4, 10.0, p99_ms=100.0),
+    ]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"meta": {}, "notes": ["a note"], "rows": rows}))
+    return path
+
+
+def test_ratios_follow_the_rows(results: Path) -> None:
+    head = report.summary(report.load(results))
+    assert head["sdk_over_ort_best"] == pytest.approx(90.0 / 120.0)  # executed batch 3.6 -> 4
+    assert head["int8_over_fp32_served_best"] == pytest.approx(2.0)
+    assert head["int8_over_fp32_ort_best"] == pytest.approx(2.5)
+    assert head["batching_gain"] == {"net fp32 u4": pytest.approx(1.5)}
+    assert head["locust_vs_perf_max_gap"] == pytest.approx(0.1)
+    # 16 users has more throughput but a p99 above the naive server's: 4 users is the fair pick.
+    assert head["served_over_naive"] == pytest.approx(5.0)
+
+
+def test_report_writes_markdown_plots_and_summary(results: Path) -> None:
+    head = report.write_report(results)
+    folder = results.parent
+    text = (folder / "report.md").read_text()
+    for heading in ("Headline ratios", "All measurements", "Batching on / off", "a note"):
+        assert heading in text
+    for png in ("throughput_latency.png", "overhead.png", "batching_gain.png"):
+        with Image.open(folder / png) as im:
+            assert im.size[0] > 600 and im.size[1] > 300
+    assert json.loads((folder / "summary.json").read_text()) == json.loads(json.dumps(head))
+    assert "batching gain net fp32 u4" in report.format_summary(head)
+
+
+def test_missing_or_foreign_results_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="cannot read"):
+        report.load(tmp_path / "nope.json")
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(BenchError, match="no 'rows'"):
+        report.load(tmp_path)
+
+
+def test_payloads_match_across_columns(tmp_path: Path) -> None:
+    folder = payloads.write_payloads(tmp_path / "p", count=3, size=64, fmt="png", model_size=32)
+    images = payloads.read_images(folder)
+    assert len(images) == 3
+    with Image.open(io.BytesIO(images[0])) as im:
+        assert im.format == "PNG" and im.size == (64, 64)
+    assert payloads.read_tensors(folder).shape == (3, 3, 32, 32)
+    pa = json.loads(
+        payloads.perf_analyzer_inputs(folder, tmp_path / "pa.json", "inspect").read_text()
+    )
+    wire = base64.b64decode(pa["data"][1]["image_bytes"]["b64"])
+    assert struct.unpack("<I", wire[:4])[0] == len(images[1]) and wire[4:] == images[1]
+    net = json.loads(payloads.perf_analyzer_inputs(folder, tmp_path / "n.json", "net").read_text())
+    assert net["data"][0]["images"]["shape"] == [3, 32, 32]
+    assert np.allclose(
+        net["data"][0]["images"]["content"][:5], payloads.read_tensors(folder)[0].ravel()[:5]
+    )
+
+
+def test_perf_csv_is_parsed_in_milliseconds(tmp_path: Path) -> None:
+    csv = tmp_path / "pa.csv"
+    csv.write_text(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+        "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
+        "p50 latency,p90 latency,p95 latency,p99 latency\n"
+        "4,56.5,7,12730,2000,192,20969,1535,5,32071,54986,63924,79334\n"
+    )
+    point = perf.parse_csv(csv)
+    assert point.concurrency == 4 and point.throughput == 56.5
+    assert point.server_queue_ms == pytest.approx(2.0)
+    assert point.server_compute_ms == pytest.approx((192 + 20969 + 1535) / 1000)
+    assert point.p99_ms == pytest.approx(79.334)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "either --repo"),
+        ({"url": "h:1", "users": [0]}, "--users"),
+        ({"url": "h:1", "batching": ["maybe"]}, "--batching"),
+        ({"url": "h:1", "targets": ["gpu"]}, "--targets"),
+        ({"url": "h:1", "peers": ["torchserve"]}, "--peers"),
+    ],
+)
+def test_bad_options_are_rejected(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(BenchError, match=message):
+        BenchOptions(out=tmp_path, **kwargs).validate()
+
+
+def test_cli_reports_a_missing_repository(tmp_path: Path, capsys) -> None:
+    code = main(["bench", "--repo", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "variants.json is missing" in capsys.readouterr().err
