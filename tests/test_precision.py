@@ -147,3 +147,16 @@ def test_failing_gate_publishes_nothing(tiny_run, tmp_path):
         build_tiny(tiny_run, repo, precisions=("fp32", "int8"), tolerance=-100.0)
     assert not repo.exists() or not any(repo.rglob("manifest.json"))
     assert not list(tmp_path.glob(".mtqa-staging-*"))
+
+
+def test_calibration_from_a_plain_image_folder(tmp_path):
+    from mtqa_builder.calibration import load_calibration
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    calib = load_calibration(str(tmp_path), 32, [0.5] * 3, [0.25] * 3, count=8)
+    assert calib.images.shape == (3, 3, 32, 32) and calib.images.dtype == np.float32
