@@ -90,6 +90,13 @@ def test_bad_predictor_outputs_and_datasets_raise_clear_errors():
             CLASSES,
             GRADES,
         )
+    with pytest.raises(EvaluationError, match="presence_logits contains NaN"):
+        evaluate_predictor(
+            lambda x: {**oracle(x), "presence_logits": np.full((len(x), 3), np.nan)},
+            data,
+            CLASSES,
+            GRADES,
+        )
     with pytest.raises(EvaluationError, match="empty"):
         evaluate_predictor(oracle, [], CLASSES, GRADES)
     with pytest.raises(EvaluationError, match="lack the key 'mask'"):

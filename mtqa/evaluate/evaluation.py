@@ -101,6 +101,9 @@ def _check_outputs(out: Mapping[str, np.ndarray], batch: dict, k: int, g: int) -
             raise EvaluationError(
                 f"predictor output {name} has shape {arrays[name].shape}, expected {shape}"
             )
+        if np.isnan(arrays[name]).any():
+            # metrics of NaN scores would be silently wrong (or fail deep inside scikit-learn)
+            raise EvaluationError(f"predictor output {name} contains NaN")
     return arrays
 
 
