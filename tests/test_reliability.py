@@ -12,7 +12,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +64,6 @@ def _copy(built_repo: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(built_repo, tmp_path / "repo"))
 
 
-@pytest.fixture
-def served(built_repo: Path, tmp_path: Path) -> Iterator[tuple[Path, TritonServer]]:
-    """A private copy of `built_repo` and a running server on it."""
-    repo = _copy(built_repo, tmp_path)
-    with TritonServer(repo, startup_timeout=180) as server:
-        yield repo, server
-
-
 def _net_input(repo: Path, n: int) -> np.ndarray:
     size = swap_repo.read_config(repo, "mtqa_net").input[0].dims[-1]
     return np.random.default_rng(n).standard_normal((n, 3, size, size)).astype(np.float32)
@@ -84,9 +76,20 @@ def _users(n: int, work: Callable[[int], None]) -> list[threading.Thread]:
     return threads
 
 
-def test_hot_swap_under_load_loses_nothing(served, sample_images, capsys) -> None:
-    """8 SDK users for 20 s (ensemble and raw model alternating); swap fp32 -> int8 at ~5 s."""
-    repo, server = served
+def test_hot_swap_under_load_loses_nothing(built_repo, tmp_path, sample_images, capsys) -> None:
+    """8 SDK users for 20 s (ensemble and raw model alternating); swap fp32 -> int8 at ~5 s.
+
+    The server starts with only v1 (fp32) loaded, so unpinned raw requests move from v1 to v2 when
+    the swap loads v2, ensemble requests move at the switch, and v1 is retired under load.
+    """
+    repo = _copy(built_repo, tmp_path)
+    cfg = swap_repo.read_config(repo, "mtqa_net")
+    swap_repo.write_config(repo, swap_repo.with_versions(cfg, [1]))
+    with TritonServer(repo, startup_timeout=180) as server:
+        _hot_swap(repo, server, sample_images, capsys)
+
+
+def _hot_swap(repo: Path, server: TritonServer, sample_images, capsys) -> None:
     tensor = _net_input(repo, 2)
     tally, stop, t0 = Tally(), threading.Event(), time.perf_counter()
 
@@ -113,7 +116,9 @@ def test_hot_swap_under_load_loses_nothing(served, sample_images, capsys) -> Non
     assert tally.errors == []
     assert tally.submitted == len(tally.ok) > 100
     seen = {(m, v) for _, m, v, _ in tally.ok}
-    assert seen <= {("mtqa_inspect", "1"), ("mtqa_net", "1"), ("mtqa_net", "2")}, seen
+    assert seen == {("mtqa_inspect", "1"), ("mtqa_net", "1"), ("mtqa_net", "2")}, seen
+    before = {v for t, m, v, _ in tally.ok if m == "mtqa_net" and t < swap_at}
+    assert before == {"1"}
     after = {v for t, m, v, _ in tally.ok if m == "mtqa_net" and t > swap_done + 1}
     assert after == {"2"}  # the retired fp32 version no longer answers
     assert read_history(repo / "mtqa_net")[-1]["outcome"] == "swapped"
