@@ -1,8 +1,8 @@
 """Network building blocks: a ResNet-ish encoder, a light U-Net decoder and the task heads.
 
 Only export-friendly ops are used (Conv, BatchNorm, ReLU, Add, Concat, Resize with
-align_corners=False, GlobalAveragePool, Gemm); every spatial size is static for a given input
-size, so the only dynamic axis after export is the batch.
+align_corners=False, GlobalAveragePool, GlobalMaxPool, Sigmoid, Gemm); every spatial size is
+static for a given input size, so the only dynamic axis after export is the batch.
 """
 
 from __future__ import annotations
@@ -109,8 +109,23 @@ class SegHead(nn.Module):
         return upsample_to(self.conv(x), image, self.mode)
 
 
-class PooledHead(nn.Module):
-    """Global average pool, then a small MLP (Gemm-ReLU-Gemm) to `num_out` logits."""
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """`[N,C,H,W] -> [N,2C]`: global average and global max pooling side by side (max keeps
+    small defects that averaging over the whole image would dilute)."""
+    avg = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    return torch.cat([avg, torch.flatten(F.adaptive_max_pool2d(x, 1), 1)], dim=1)
+
+
+def seg_evidence(seg_logits: torch.Tensor) -> torch.Tensor:
+    """`[N,K,S,S] -> [N,2K]`: per-class mean probability (defect area) and peak logit, detached
+    so the pooled heads read the segmentation without pulling on it."""
+    seg_logits = seg_logits.detach()
+    area = torch.flatten(F.adaptive_avg_pool2d(torch.sigmoid(seg_logits), 1), 1)
+    return torch.cat([area, torch.flatten(F.adaptive_max_pool2d(seg_logits, 1), 1)], dim=1)
+
+
+class MLPHead(nn.Module):
+    """Gemm-ReLU-Gemm on a pooled feature vector, to `num_out` logits."""
 
     def __init__(self, c_in: int, hidden: int, num_out: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -122,4 +137,4 @@ class PooledHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.mlp(x)

@@ -7,36 +7,42 @@ from torch import nn
 
 from mtqa.config import ModelConfig
 from mtqa.models.base import MultiTaskNet
-from mtqa.models.blocks import Encoder, PooledHead, SegHead, UNetDecoder
+from mtqa.models.blocks import Encoder, MLPHead, SegHead, UNetDecoder, global_pool, seg_evidence
 
 
 class HardSharingNet(MultiTaskNet):
-    """Shared ResNet-ish encoder; presence and grade heads pool its deepest map, the
-    segmentation head sits on the shared U-Net decoder (built only when segmentation is active).
+    """Shared ResNet-ish encoder and U-Net decoder (the decoder only when segmentation is on).
+
+    Presence and grade heads read the avg+max pooled deepest map; when segmentation is active
+    they also read its (detached) per-class area and peak logit, which is what tells a
+    4-pixel-wide scratch apart from texture and what the area-based grade rule depends on.
     """
 
     def __init__(self, cfg: ModelConfig, num_classes: int, num_grades: int) -> None:
         super().__init__(cfg, num_classes, num_grades)
         self.encoder = Encoder(cfg.widths, cfg.blocks)
-        deep = self.encoder.widths[-1]
+        has_seg = "segmentation" in self.tasks
+        pooled = 2 * self.encoder.widths[-1] + (2 * num_classes if has_seg else 0)
         self.heads = nn.ModuleDict()
         if "presence" in self.tasks:
-            self.heads["presence"] = PooledHead(deep, cfg.head_hidden, num_classes, cfg.dropout)
+            self.heads["presence"] = MLPHead(pooled, cfg.head_hidden, num_classes, cfg.dropout)
         if "grade" in self.tasks:
-            self.heads["grade"] = PooledHead(deep, cfg.head_hidden, num_grades, cfg.dropout)
-        if "segmentation" in self.tasks:
+            self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
+        if has_seg:
             self.decoder = UNetDecoder(self.encoder.skip_channels, cfg.decoder_width, cfg.upsample)
             self.heads["segmentation"] = SegHead(cfg.decoder_width, num_classes, cfg.upsample)
 
     def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.encoder(x)
+        pooled = global_pool(feats[-1])
         out = {}
-        if "presence" in self.heads:
-            out["presence_logits"] = self.heads["presence"](feats[-1])
-        if "grade" in self.heads:
-            out["grade_logits"] = self.heads["grade"](feats[-1])
         if "segmentation" in self.heads:
             out["seg_logits"] = self.heads["segmentation"](self.decoder(feats), x)
+            pooled = torch.cat([pooled, seg_evidence(out["seg_logits"])], dim=1)
+        if "presence" in self.heads:
+            out["presence_logits"] = self.heads["presence"](pooled)
+        if "grade" in self.heads:
+            out["grade_logits"] = self.heads["grade"](pooled)
         return out
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -15,7 +15,7 @@ from torch import nn
 
 from mtqa.config import ModelConfig
 from mtqa.models.base import MultiTaskNet
-from mtqa.models.blocks import Encoder, PooledHead, SegHead, UNetDecoder
+from mtqa.models.blocks import Encoder, MLPHead, SegHead, UNetDecoder, global_pool
 
 
 class CrossStitch(nn.Module):
@@ -33,17 +33,18 @@ class CrossStitch(nn.Module):
 
 
 class SoftSharingNet(MultiTaskNet):
-    """One encoder per active task (the segmentation tower also owns the U-Net decoder)."""
+    """One encoder per active task (the segmentation tower also owns the U-Net decoder); each
+    pooled head reads only its own tower (avg+max pooled deepest map)."""
 
     def __init__(self, cfg: ModelConfig, num_classes: int, num_grades: int) -> None:
         super().__init__(cfg, num_classes, num_grades)
         self.towers = nn.ModuleDict({t: Encoder(cfg.widths, cfg.blocks) for t in self.tasks})
-        deep = cfg.widths[-1]
+        pooled = 2 * cfg.widths[-1]
         self.heads = nn.ModuleDict()
         if "presence" in self.tasks:
-            self.heads["presence"] = PooledHead(deep, cfg.head_hidden, num_classes, cfg.dropout)
+            self.heads["presence"] = MLPHead(pooled, cfg.head_hidden, num_classes, cfg.dropout)
         if "grade" in self.tasks:
-            self.heads["grade"] = PooledHead(deep, cfg.head_hidden, num_grades, cfg.dropout)
+            self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
         if "segmentation" in self.tasks:
             skips = self.towers["segmentation"].skip_channels
             self.decoder = UNetDecoder(skips, cfg.decoder_width, cfg.upsample)
@@ -70,9 +71,9 @@ class SoftSharingNet(MultiTaskNet):
         feats = self._tower_features(x)
         out = {}
         if "presence" in self.heads:
-            out["presence_logits"] = self.heads["presence"](feats["presence"][-1])
+            out["presence_logits"] = self.heads["presence"](global_pool(feats["presence"][-1]))
         if "grade" in self.heads:
-            out["grade_logits"] = self.heads["grade"](feats["grade"][-1])
+            out["grade_logits"] = self.heads["grade"](global_pool(feats["grade"][-1]))
         if "segmentation" in self.heads:
             seg_feats = feats["segmentation"]
             out["seg_logits"] = self.heads["segmentation"](self.decoder(seg_feats), x)
