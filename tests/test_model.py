@@ -1,0 +1,110 @@
+"""Architectures: output contract, single-task variants, soft-sharing penalty, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtqa.config import ConfigError, ModelConfig, RunConfig, apply_overrides, named_config
+from mtqa.models import OUTPUT_KEYS, build_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: small tensors gain nothing from two (see test_weighting)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = {"widths": [8, 16, 16], "blocks": [1, 1, 0], "decoder_width": 8, "head_hidden": 16}
+
+
+def small_cfg(**kw) -> ModelConfig:
+    return ModelConfig(**{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("arch,stitch", [("hard", False), ("soft", False), ("soft", True)])
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_output_shapes(arch: str, stitch: bool, batch: int) -> None:
+    model = build_model(small_cfg(arch=arch, cross_stitch=stitch), num_classes=3, num_grades=4)
+    out = model.eval()(torch.randn(batch, 3, 40, 40))
+    assert tuple(out) == OUTPUT_KEYS
+    assert out["presence_logits"].shape == (batch, 3)
+    assert out["seg_logits"].shape == (batch, 3, 40, 40)
+    assert out["grade_logits"].shape == (batch, 4)
+
+
+@pytest.mark.parametrize("arch", ["hard", "soft"])
+def test_single_task_keeps_contract_and_drops_other_heads(arch: str) -> None:
+    model = build_model(small_cfg(arch=arch, tasks=["segmentation"]), 2, 4)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert tuple(out) == OUTPUT_KEYS
+    assert set(model.heads) == {"segmentation"}
+    assert torch.count_nonzero(out["presence_logits"]) == 0
+    assert torch.count_nonzero(out["grade_logits"]) == 0
+    assert out["seg_logits"].shape == (2, 2, 32, 32) and out["seg_logits"].abs().sum() > 0
+
+
+def test_presence_only_model_has_no_decoder() -> None:
+    model = build_model(small_cfg(tasks=["presence"]), 4, 4)
+    assert not hasattr(model, "decoder")
+    out = model(torch.randn(1, 3, 32, 32))
+    assert torch.count_nonzero(out["seg_logits"]) == 0
+
+
+def test_soft_penalty_zero_for_identical_towers_positive_otherwise() -> None:
+    model = build_model(small_cfg(arch="soft"), 3, 4)
+    first = model.towers["presence"].state_dict()
+    for tower in model.towers.values():
+        tower.load_state_dict(first)
+    assert model.sharing_penalty().item() == 0.0
+    with torch.no_grad():
+        next(model.towers["grade"].parameters()).add_(0.1)
+    penalty = model.sharing_penalty()
+    assert penalty.item() > 0
+    penalty.backward()  # differentiable: it trains the towers toward each other
+    assert next(model.towers["grade"].parameters()).grad.abs().sum() > 0
+
+
+def test_hard_model_has_no_sharing_penalty() -> None:
+    model = build_model(small_cfg(), 3, 4)
+    assert model.sharing_penalty().item() == 0.0
+    assert model.shared_parameters()  # the encoder
+
+
+def test_odd_input_size_works() -> None:
+    """NEU-Seg is 200 px: stride-2 levels round up and the decoder resizes to each skip."""
+    model = build_model(small_cfg(), 3, 4).eval()
+    assert model(torch.randn(1, 3, 50, 50))["seg_logits"].shape == (1, 3, 50, 50)
+
+
+def test_presets_and_overrides() -> None:
+    for name in ("tiny", "small", "neu"):
+        assert build_model(named_config(name).model, 3, 4) is not None
+    cfg = apply_overrides(
+        named_config("tiny"), ["model.arch=soft", "train.lr=1", "model.tasks=[grade]"]
+    )
+    assert cfg.model.arch == "soft" and cfg.train.lr == 1.0 and cfg.model.tasks == ["grade"]
+    assert RunConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.arch=deep", "model.arch"),
+        ("model.nope=1", "unknown key"),
+        ("train.epochs=many", "train.epochs"),
+        ("model.tasks=[colour]", "model.tasks"),
+        ("weighting", "section.key=value"),
+    ],
+)
+def test_bad_overrides_are_clear_errors(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(named_config("tiny"), [override])
+
+
+def test_unknown_config_name() -> None:
+    with pytest.raises(ConfigError, match="unknown config"):
+        named_config("huge")
