@@ -37,12 +37,7 @@ def test_retries_recover_after_a_server_restart(built_repo, sample_images) -> No
         startup_timeout=180,
     )
     policy = RetryPolicy(retries=40, base_delay_s=0.2, max_delay_s=2.0)
-    restarted = threading.Event()
-
-    def restart_later() -> None:
-        time.sleep(1.0)
-        server.start()
-        restarted.set()
+    outcome: dict[str, object] = {}
 
     server.start()
     try:
@@ -51,11 +46,23 @@ def test_retries_recover_after_a_server_restart(built_repo, sample_images) -> No
             server.stop()
             with pytest.raises(ServerUnavailableError):  # really down: no retries, fails fast
                 InspectionClient(server.grpc_url, connect_timeout_s=0.5, retries=0)
-            worker = threading.Thread(target=restart_later)
+
+            def call() -> None:  # sent while the server is down; retried until it is back
+                try:
+                    outcome["result"] = client.inspect(sample_images[0])
+                except Exception as exc:  # reported below with its type
+                    outcome["error"] = exc
+
+            # The server is restarted from this (main) thread: the launcher ties the server's
+            # lifetime to the thread that started it (parent-death signal).
+            worker = threading.Thread(target=call)
             worker.start()
-            after = client.inspect(sample_images[0])  # sent while down; retried until back
-            worker.join(timeout=200)
-            assert restarted.is_set()
+            time.sleep(1.5)
+            assert worker.is_alive(), f"the call did not wait for the server: {outcome}"
+            server.start()
+            worker.join(timeout=120)
+            assert "error" not in outcome, repr(outcome.get("error"))
+            after = outcome["result"]
             assert np.allclose(_probs(after), _probs(before), atol=1e-5)
     finally:
         server.stop()

@@ -114,6 +114,9 @@ def test_retry_rules_and_backoff() -> None:
     assert is_retryable(errors.InferenceTimeoutError("x"), idempotent_read=True)
     assert not is_retryable(errors.InferenceTimeoutError("x"), idempotent_read=False)
     assert not is_retryable(errors.InvalidInputError("x"), idempotent_read=True)
+    # NOT_FOUND for a model verified at connect means the replica is (re)loading it
+    assert is_retryable(errors.ModelNotReadyError("x"), idempotent_read=False, model_verified=True)
+    assert not is_retryable(errors.ModelNotReadyError("x"), idempotent_read=True)
     policy, rng = RetryPolicy(retries=5, base_delay_s=0.1, max_delay_s=1.0), random.Random(0)
     delays = [[policy.delay(i, rng) for _ in range(50)] for i in range(6)]
     for i, ds in enumerate(delays):

@@ -74,6 +74,7 @@ class AsyncInspectionClient:
         self._pool: EndpointPool[aioclient.InferenceServerClient] | None = None
         self._spec: ModelSpec | None = None
         self._net_spec: ModelSpec | None = None
+        self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
         self._in_flight = 0
         self.max_in_flight = 0
 
@@ -133,6 +134,7 @@ class AsyncInspectionClient:
         idempotent_read: bool,
     ) -> R:
         pool, policy = self._endpoints(), self.options.retry
+        known = model in self._verified
         last: InspectionError | None = None
         for round_index in range(policy.retries + 1):
             for url, client in pool.order():
@@ -140,7 +142,9 @@ class AsyncInspectionClient:
                     value = await fn(client)
                 except InferenceServerException as exc:
                     last = from_server_error(exc, model=model, endpoint=url)
-                    if not is_retryable(last, idempotent_read=idempotent_read):
+                    if not is_retryable(
+                        last, idempotent_read=idempotent_read, model_verified=known
+                    ):
                         raise last from None
                     pool.bench(url)
                     continue
@@ -221,7 +225,9 @@ class AsyncInspectionClient:
             except ModelNotReadyError:
                 continue  # a step model without readable config only loses label names
         extra_configs = [e.get("config", e) for e in extra]
-        return build_spec(meta, config, kind=kind, extra_configs=extra_configs)
+        spec = build_spec(meta, config, kind=kind, extra_configs=extra_configs)
+        self._verified.add(model)
+        return spec
 
     async def _infer(
         self, model: str, version: str, inputs: list, outputs: list, timeout_s: float | None

@@ -80,6 +80,7 @@ class InspectionClient:
             [(u, grpcclient.InferenceServerClient(u, **kwargs)) for u in self.options.urls]
         )
         self._net_spec: ModelSpec | None = None
+        self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
         self._lock = threading.Lock()
         self._shm = shm.ShmPool(self._shm_register, self._shm_unregister) if shared_memory else None
         try:
@@ -117,6 +118,7 @@ class InspectionClient:
     ) -> R:
         """Run `fn` on an endpoint with failover, deadline and retry (see module docstring)."""
         policy = self.options.retry
+        known = model in self._verified
         last: InspectionError | None = None
         for round_index in range(policy.retries + 1):
             for url, client in self._pool.order():
@@ -124,7 +126,9 @@ class InspectionClient:
                     value = fn(client)
                 except InferenceServerException as exc:
                     last = from_server_error(exc, model=model, endpoint=url)
-                    if not is_retryable(last, idempotent_read=idempotent_read):
+                    if not is_retryable(
+                        last, idempotent_read=idempotent_read, model_verified=known
+                    ):
                         raise last from None
                     self._pool.bench(url)
                     continue
@@ -205,7 +209,9 @@ class InspectionClient:
             except ModelNotReadyError:
                 continue  # a step model without readable config only loses label names
         extra_configs = [e.get("config", e) for e in extra]
-        return build_spec(meta, config, kind=kind, extra_configs=extra_configs)
+        spec = build_spec(meta, config, kind=kind, extra_configs=extra_configs)
+        self._verified.add(model)
+        return spec
 
     # -- inference -------------------------------------------------------------------------------
 

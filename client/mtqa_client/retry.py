@@ -4,8 +4,10 @@ Retried: `ServerUnavailableError` (connection refused or reset, replica restarti
 `ServerOverloadedError` (queue full, RESOURCE_EXHAUSTED), since the server did no work for them.
 `InferenceTimeoutError` is retried only for idempotent control reads (health, metadata, config):
 an inference deadline is the caller's latency budget, and re-sending a request the server may
-still be computing would add load exactly when it is slow. Everything else (bad input, unknown
-model, auth) is final. Waits grow exponentially with "equal jitter": half fixed, half random.
+still be computing would add load exactly when it is slow. `ModelNotReadyError` is retried only
+for a model the client already verified at connect: then "unknown model / no available versions"
+means the replica is (re)loading it, e.g. right after a restart. Everything else (bad input,
+auth, a model never seen) is final. Waits grow exponentially with "equal jitter".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from mtqa_client.errors import (
     InferenceTimeoutError,
     InspectionError,
+    ModelNotReadyError,
     ServerOverloadedError,
     ServerUnavailableError,
 )
@@ -39,8 +42,12 @@ class RetryPolicy:
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
-def is_retryable(error: InspectionError, *, idempotent_read: bool) -> bool:
+def is_retryable(
+    error: InspectionError, *, idempotent_read: bool, model_verified: bool = False
+) -> bool:
     """Whether another attempt may succeed (see the module docstring for the rules)."""
     if isinstance(error, (ServerUnavailableError, ServerOverloadedError)):
         return True
+    if isinstance(error, ModelNotReadyError):
+        return model_verified
     return isinstance(error, InferenceTimeoutError) and idempotent_read
