@@ -90,7 +90,10 @@ def test_inspect_matches_onnxruntime(inspection_client, served, sample_images) -
         for region in r.regions:
             x0, y0, x1, y1 = region.box
             assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
-            assert region.mask.any() and 0 <= region.score <= 1
+            assert 0 <= region.score <= 1
+            assert region.class_name == r.defects[region.class_index].name
+            # a region of a pixel or two may vanish when nearest-resizing to a smaller original
+            assert region.mask.any() or (x1 - x0) * (y1 - y0) < 4
     assert results[0].timings.round_trip_ms > 0 and results[0].timings.batch_size == len(data)
 
 
