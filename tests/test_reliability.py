@@ -104,8 +104,9 @@ def _hot_swap(repo: Path, server: TritonServer, sample_images, capsys) -> None:
     threads = _users(8, user)
     time.sleep(5)
     swap_at = time.perf_counter() - t0
-    rc = main(["swap", "--repo", str(repo), "--url", server.grpc_url, "--to", "int8",
-               "--tolerance", "5"])  # fmt: skip
+    rc = main(
+        ["swap", "--repo", str(repo), "--url", server.grpc_url, "--to", "int8", "--tolerance", "25"]
+    )  # tiny model, 16 images
     swap_done = time.perf_counter() - t0
     time.sleep(max(0.0, 20 - swap_done))
     stop.set()

@@ -58,10 +58,40 @@ def _inspect_ok(server: TritonServer, image: np.ndarray) -> None:
     assert len(result.defects) == len(client.spec.classes)
 
 
-def test_swap_to_int8_switches_and_retires(served, sample_images, capsys) -> None:
+def test_swap_to_int8_switches_and_retires(served, sample_images, tmp_path, capsys) -> None:
     repo, server = served
+    golden_dir = tmp_path / "golden"
+    size = str(swap_repo.read_config(repo, "mtqa_net").input[0].dims[-1])
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(golden_dir),
+                "--n",
+                "40",
+                "--size",
+                size,
+                "--val-frac",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert _pinned(repo) == 1
-    assert _swap(repo, server, "--to", "int8", "--tolerance", "5") == 0, capsys.readouterr()
+    # 12 images of a barely trained tiny model: one INT8 flip moves a metric 8 points.
+    args = (
+        "--to",
+        "int8",
+        "--golden",
+        str(golden_dir),
+        "--golden-count",
+        "12",
+        "--tolerance",
+        "25",
+    )
+    assert _swap(repo, server, *args) == 0, capsys.readouterr()
     assert _pinned(repo) == 2
     assert swap_repo.served_versions(swap_repo.read_config(repo, "mtqa_net")) == [2]
     assert _ready(server) == [2]
@@ -71,8 +101,9 @@ def test_swap_to_int8_switches_and_retires(served, sample_images, capsys) -> Non
     assert (record["from"]["version"], record["to"]["version"]) == (1, 2)
     assert record["to"]["precision"] == "int8"
     golden = record["checks"]["golden"]
-    assert golden["passed"] and golden["golden"]["images"] == 16
-    assert golden["agreement"]["presence"] >= 0.95
+    assert golden["passed"] and golden["golden"]["images"] == 12
+    assert golden["golden"]["source"] == str(golden_dir)
+    assert golden["agreement"]["presence"] >= 0.75
     assert [s["step"] for s in record["steps"]] == [
         "preflight", "load", "golden_check", "switch", "retire", "persist"
     ]  # fmt: skip
