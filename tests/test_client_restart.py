@@ -1,20 +1,26 @@
 """The client against servers it controls: a restart on the same ports while a call is retrying,
-and TLS (mutual) with an auth header on a restricted inference protocol."""
+TLS (mutual) with an auth header on a restricted inference protocol, and a queue that overflows."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import threading
 import time
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
 from mtqa_client import (
+    AsyncInspectionClient,
     AuthenticationError,
     InspectionClient,
     RetryPolicy,
+    ServerOverloadedError,
     ServerUnavailableError,
     TlsConfig,
 )
+from tritonclient.grpc import model_config_pb2 as mc
 
 from mtqa.serving import RestrictedProtocols, TritonServer, free_ports
 from mtqa.serving import TlsConfig as ServerTls
@@ -95,3 +101,26 @@ def test_mutual_tls_and_auth_header(built_repo, sample_images, tmp_path) -> None
         no_cert = TlsConfig(root_certificates=pki.ca)
         with pytest.raises(ServerUnavailableError):  # mutual TLS: a client cert is required
             InspectionClient(server.grpc_url, tls=no_cert, connect_timeout_s=1, retries=0)
+
+
+def test_queue_full_is_overload_and_retries_absorb_it(built_repo, sample_images, tmp_path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(built_repo, repo)
+    config_path = repo / "mtqa_net" / "config.pbtxt"
+    config = text_format.Parse(config_path.read_text(), mc.ModelConfig())
+    config.dynamic_batching.default_queue_policy.max_queue_size = 1  # reject what cannot wait
+    config_path.write_text(text_format.MessageToString(config))
+    images = [sample_images[i % len(sample_images)] for i in range(24)]
+    with TritonServer(repo, startup_timeout=180) as server:
+
+        async def flood(retries: int) -> list:
+            async with AsyncInspectionClient(server.grpc_url, retries=retries) as client:
+                calls = [client.inspect(img) for img in images]
+                return await asyncio.gather(*calls, return_exceptions=True)
+
+        failed = [r for r in asyncio.run(flood(0)) if isinstance(r, Exception)]
+        assert failed, "24 concurrent requests never overflowed a queue of 1"
+        assert all(isinstance(e, ServerOverloadedError) for e in failed), failed[:3]
+        patient = RetryPolicy(retries=30, base_delay_s=0.05, max_delay_s=0.5)
+        results = asyncio.run(flood(patient))
+        assert not [r for r in results if isinstance(r, Exception)]
