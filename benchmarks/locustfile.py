@@ -72,9 +72,22 @@ def _reset_share() -> None:
 
 @events.test_stop.add_listener
 def _write_sidecar(environment: Environment, **_kw) -> None:
+    """Final figures, written when the users have stopped: the runner reads these rather than
+    the CSV, whose last periodic write may predate the end of the test."""
     path = getattr(environment.parsed_options, "mtqa_sidecar", "")
-    if path:
-        Path(path).write_text(json.dumps(vars(SHARE)))
+    if not path:
+        return
+    total = environment.stats.total
+    stats = {
+        "rps": total.total_rps,
+        "avg_ms": total.avg_response_time,
+        "p50_ms": total.get_response_time_percentile(0.50),
+        "p95_ms": total.get_response_time_percentile(0.95),
+        "p99_ms": total.get_response_time_percentile(0.99),
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+    }
+    Path(path).write_text(json.dumps({"stats": stats, "client": vars(SHARE)}))
 
 
 def _encoded(opts) -> list[bytes]:

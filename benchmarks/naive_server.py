@@ -13,13 +13,13 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from fastapi import FastAPI, HTTPException, Request  # module level: FastAPI resolves annotations
 
-def create_app(checkpoint: Path) -> Any:
+
+def create_app(checkpoint: Path) -> FastAPI:
     """Build the FastAPI app around a loaded checkpoint."""
-    import numpy as np
-    import torch
-    from fastapi import FastAPI, HTTPException, Request
-
     from mtqa.checkpoint import load_checkpoint
     from mtqa.data.preprocess import decode_image, preprocess_image
 

@@ -160,10 +160,14 @@ def run_point(
     input_data: Path | None = None,
     window_ms: int = 3000,
     timeout_s: float = 300.0,
+    tag: str = "",
 ) -> PerfPoint:
-    """Measure `model` over gRPC at one concurrency with a closed loop of synchronous requests."""
+    """Measure `model` over gRPC at one concurrency with a closed loop of synchronous requests.
+
+    Files go to `work` as `perf_<tag or model>_c<concurrency>.csv|.log`.
+    """
     work.mkdir(parents=True, exist_ok=True)
-    out = work / f"perf_{model}_v{version or 'p'}_c{concurrency}.csv"
+    out = work / f"perf_{tag or model}_c{concurrency}.csv"
     cmd = [
         str(tool.binary),
         "-m",
@@ -178,12 +182,12 @@ def run_point(
         f"{concurrency}:{concurrency}",
         "--measurement-interval",
         str(window_ms),
-        # A shared machine rarely holds 10 % over three windows; accept any three so a point
-        # takes a bounded time (the figures are the average of those three windows).
+        # A shared machine rarely holds 10 % over three windows; accept (almost) any three so a
+        # point takes a bounded time (the figures are the average of the last three windows).
         "--stability-percentage",
         "1000",
         "--max-trials",
-        "3",
+        "5",
         "-f",
         str(out),
     ]

@@ -212,6 +212,7 @@ class Sweep:
                 batch=opts.request_batch,
                 input_data=self.payloads / f"pa_{kind}.json",
                 window_ms=max(1000, int(opts.duration * 1000 / 3)),
+                tag=tag,
             )
         except BenchError as exc:
             self._note(f"perf_analyzer {tag}: {exc}")
@@ -268,7 +269,7 @@ class Sweep:
                 )
                 row = {"source": "naive", "target": "inspect", "variant": "fp32 eager"}
                 row.update({"batching": "n/a", "users": users, "batch": 1, **loc})
-                row["throughput"] = loc["rps"]
+                row["throughput"] = _successful(loc, 1)
                 self.rows.append(row)
                 self.log(_describe(row))
         finally:
@@ -330,7 +331,7 @@ class Sweep:
 
 
 def _served_row(loc: dict[str, float], batch: int, server: server_stats.ServerTimes) -> dict:
-    row = dict(loc, batch=batch, throughput=loc["rps"] * batch)
+    row = dict(loc, batch=batch, throughput=_successful(loc, batch))
     row.update(
         server_ms=server.request_ms,
         queue_ms=server.queue_ms,
@@ -340,6 +341,12 @@ def _served_row(loc: dict[str, float], batch: int, server: server_stats.ServerTi
     if "rpc_ms" in loc:
         row["network_ms"] = max(0.0, loc["rpc_ms"] - server.request_ms)
     return row
+
+
+def _successful(loc: dict[str, float], batch: int) -> float:
+    """Images/s of successful requests only: a failing server must not look fast."""
+    ok = 1.0 - loc["failures"] / loc["requests"] if loc["requests"] else 0.0
+    return loc["rps"] * ok * batch
 
 
 def _perf_row(pa: perf.PerfPoint, batch: int) -> dict:
