@@ -200,6 +200,8 @@ def test_connect_fails_clearly_on_wrong_model_version_or_contract(triton_server)
         InspectionClient(url, version=999, connect_timeout_s=1)
     with pytest.raises(ModelContractError, match="no input 'image_bytes'"):
         InspectionClient(url, model="mtqa_net", connect_timeout_s=5)
+    with pytest.raises(ModelNotReadyError, match="available models"):
+        asyncio.run(AsyncInspectionClient.connect(url, model="no_such_model", connect_timeout_s=1))
     start = time.monotonic()
     with pytest.raises(ServerUnavailableError, match="no Triton server ready"):
         InspectionClient(_dead_url(), connect_timeout_s=1)

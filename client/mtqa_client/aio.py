@@ -160,14 +160,14 @@ class AsyncInspectionClient:
         opts = self.options
         timeout_s = opts.connect_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
-        seen: str | None = None
+        seen: tuple[str, aioclient.InferenceServerClient] | None = None
         while True:
             for url, client in self._endpoints().items:
                 probe = max(0.1, min(2.0, deadline - time.monotonic()))
                 try:
                     if not await client.is_server_ready(headers=opts.headers, client_timeout=probe):
                         continue
-                    seen = url
+                    seen = (url, client)
                     if await client.is_model_ready(
                         opts.model, opts.version_str, headers=opts.headers, client_timeout=probe
                     ):
@@ -183,8 +183,16 @@ class AsyncInspectionClient:
             raise ServerUnavailableError(
                 f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
             )
-        want = f"model {opts.model!r}" + (f" version {opts.version}" if opts.version else "")
-        raise ModelNotReadyError(f"{want} not ready within {timeout_s:g} s", endpoint=seen)
+        url, client = seen
+        try:
+            answer = await client.get_model_repository_index(
+                headers=opts.headers, as_json=True, client_timeout=2.0
+            )
+            index = answer.get("models", [])
+        except InferenceServerException:
+            index = None
+        reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
+        raise ModelNotReadyError(reason, endpoint=url)
 
     async def _read(
         self, fn: Callable[[aioclient.InferenceServerClient], Awaitable[R]], model: str

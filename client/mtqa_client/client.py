@@ -167,9 +167,15 @@ class InspectionClient:
             raise ServerUnavailableError(
                 f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
             )
-        raise ModelNotReadyError(
-            _not_ready_reason(server_seen[1], opts, timeout_s), endpoint=server_seen[0]
-        )
+        url, client = server_seen
+        try:
+            index = client.get_model_repository_index(
+                headers=opts.headers, as_json=True, client_timeout=2.0
+            ).get("models", [])
+        except InferenceServerException:
+            index = None
+        reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
+        raise ModelNotReadyError(reason, endpoint=url)
 
     def _read(self, fn: Callable[[grpcclient.InferenceServerClient], R], model: str) -> R:
         return self._call(fn, model=model, idempotent_read=True)
@@ -408,25 +414,3 @@ class InspectionClient:
             ),
             name,
         )
-
-
-def _not_ready_reason(
-    client: grpcclient.InferenceServerClient, opts: ClientOptions, timeout_s: float
-) -> str:
-    """Explain why the model is not ready, from the repository index when it can be read."""
-    want = f"model {opts.model!r}" + (f" version {opts.version}" if opts.version else "")
-    try:
-        index = client.get_model_repository_index(
-            headers=opts.headers, as_json=True, client_timeout=2.0
-        ).get("models", [])
-    except InferenceServerException:
-        return f"{want} not ready within {timeout_s:g} s"
-    rows = [m for m in index if m.get("name") == opts.model]
-    if not rows:
-        names = sorted({m.get("name", "?") for m in index})
-        return f"{want} is not in the server's repository; available models: {names}"
-    states = [
-        f"v{m.get('version', '?')}: {m.get('state', '?')} {m.get('reason', '')}".strip()
-        for m in rows
-    ]
-    return f"{want} not ready within {timeout_s:g} s ({'; '.join(states)})"

@@ -95,3 +95,21 @@ def response_info(result: Any) -> tuple[str, dict[str, float]]:
         if kind in ("int64_param", "uint64_param", "double_param"):
             server[key] = float(getattr(param, kind))
     return str(response.model_version), server
+
+
+def not_ready_reason(
+    index: Sequence[Mapping[str, Any]] | None, model: str, version: str | None, timeout_s: float
+) -> str:
+    """Explain why `model` is not ready from the repository index (None if it was unreadable)."""
+    want = f"model {model!r}" + (f" version {version}" if version else "")
+    if index is None:
+        return f"{want} not ready within {timeout_s:g} s"
+    rows = [m for m in index if m.get("name") == model]
+    if not rows:
+        names = sorted({str(m.get("name", "?")) for m in index})
+        return f"{want} is not in the server's repository; available models: {names}"
+    states = [
+        f"v{m.get('version', '?')}: {m.get('state', '?')} {m.get('reason', '')}".strip()
+        for m in rows
+    ]
+    return f"{want} not ready within {timeout_s:g} s ({'; '.join(states)})"
