@@ -124,7 +124,10 @@ def load_weights(module: nn.Module, path: Path) -> None:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    result = module.load_state_dict(tensors, strict=False)
+    try:
+        result = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise CheckpointError(f"{path} does not match the configured network: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{path} does not match the configured network: missing {result.missing_keys[:5]}, "

@@ -31,6 +31,7 @@ class ModelConfig:
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     decoder_width: int = 32
+    refine_width: int = 16
     head_hidden: int = 64
     upsample: str = "bilinear"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
@@ -224,6 +225,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"model.arch must be 'hard' or 'soft', got {m.arch!r}")
     if not m.widths or len(m.widths) != len(m.blocks):
         raise ConfigError("model.widths and model.blocks must be non-empty and of equal length")
+    if m.refine_width < 0:
+        raise ConfigError(f"model.refine_width must be >= 0 (0 = off), got {m.refine_width}")
     if any(int(w) <= 0 for w in m.widths) or any(int(b) < 0 for b in m.blocks):
         raise ConfigError("model.widths must be positive and model.blocks non-negative")
     if m.upsample not in ("nearest", "bilinear"):

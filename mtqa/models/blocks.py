@@ -78,27 +78,30 @@ def upsample_to(x: torch.Tensor, ref: torch.Tensor, mode: str) -> torch.Tensor:
 class UNetDecoder(nn.Module):
     """Light U-Net decoder: from the deepest map up, resize, concat the skip, one conv-BN-ReLU.
 
-    Every decoder level has `width` channels; the last level sits at the stem's resolution
-    (half the input); the segmentation head resizes its logits to the input size.
+    Every level has `width` channels and the last one sits at the stem's resolution (half the
+    input). With `refine_width` > 0 a final level at full resolution fuses the input image
+    itself, so one-pixel-wide scratches and cracks are not lost to a 2x upsampling of logits.
     """
 
-    def __init__(self, skip_channels: list[int], width: int, mode: str) -> None:
+    def __init__(self, skip_channels: list[int], width: int, mode: str, refine_width: int = 0):
         super().__init__()
         self.mode = mode
-        deep = skip_channels[-1]
-        self.reduce = conv_bn_relu(deep, width)
+        self.reduce = conv_bn_relu(skip_channels[-1], width)
         self.fuse = nn.ModuleList(conv_bn_relu(width + c, width) for c in skip_channels[-2::-1])
-        self.out_channels = width
+        self.refine = conv_bn_relu(width + 3, refine_width) if refine_width > 0 else None
+        self.out_channels = refine_width if refine_width > 0 else width
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
         x = self.reduce(feats[-1])
         for skip, fuse in zip(feats[-2::-1], self.fuse, strict=True):
             x = fuse(torch.cat([upsample_to(x, skip, self.mode), skip], dim=1))
+        if self.refine is not None:
+            x = self.refine(torch.cat([upsample_to(x, image, self.mode), image], dim=1))
         return x
 
 
 class SegHead(nn.Module):
-    """1x1 conv to K logits, resized to the input resolution."""
+    """1x1 conv to K logits, resized to the input resolution when not already there."""
 
     def __init__(self, c_in: int, num_classes: int, mode: str) -> None:
         super().__init__()
@@ -106,7 +109,10 @@ class SegHead(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return upsample_to(self.conv(x), image, self.mode)
+        logits = self.conv(x)
+        if logits.shape[-2:] == image.shape[-2:]:
+            return logits
+        return upsample_to(logits, image, self.mode)
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:

@@ -29,15 +29,19 @@ class HardSharingNet(MultiTaskNet):
         if "grade" in self.tasks:
             self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
         if has_seg:
-            self.decoder = UNetDecoder(self.encoder.skip_channels, cfg.decoder_width, cfg.upsample)
-            self.heads["segmentation"] = SegHead(cfg.decoder_width, num_classes, cfg.upsample)
+            self.decoder = UNetDecoder(
+                self.encoder.skip_channels, cfg.decoder_width, cfg.upsample, cfg.refine_width
+            )
+            self.heads["segmentation"] = SegHead(
+                self.decoder.out_channels, num_classes, cfg.upsample
+            )
 
     def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.encoder(x)
         pooled = global_pool(feats[-1])
         out = {}
         if "segmentation" in self.heads:
-            out["seg_logits"] = self.heads["segmentation"](self.decoder(feats), x)
+            out["seg_logits"] = self.heads["segmentation"](self.decoder(feats, x), x)
             pooled = torch.cat([pooled, seg_evidence(out["seg_logits"])], dim=1)
         if "presence" in self.heads:
             out["presence_logits"] = self.heads["presence"](pooled)

@@ -47,8 +47,10 @@ class SoftSharingNet(MultiTaskNet):
             self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
         if "segmentation" in self.tasks:
             skips = self.towers["segmentation"].skip_channels
-            self.decoder = UNetDecoder(skips, cfg.decoder_width, cfg.upsample)
-            self.heads["segmentation"] = SegHead(cfg.decoder_width, num_classes, cfg.upsample)
+            self.decoder = UNetDecoder(skips, cfg.decoder_width, cfg.upsample, cfg.refine_width)
+            self.heads["segmentation"] = SegHead(
+                self.decoder.out_channels, num_classes, cfg.upsample
+            )
         use_stitch = cfg.cross_stitch and len(self.tasks) > 1
         n_units = len(cfg.widths) + 1 if use_stitch else 0
         self.stitches = nn.ModuleList(CrossStitch(len(self.tasks)) for _ in range(n_units))
@@ -76,7 +78,7 @@ class SoftSharingNet(MultiTaskNet):
             out["grade_logits"] = self.heads["grade"](global_pool(feats["grade"][-1]))
         if "segmentation" in self.heads:
             seg_feats = feats["segmentation"]
-            out["seg_logits"] = self.heads["segmentation"](self.decoder(seg_feats), x)
+            out["seg_logits"] = self.heads["segmentation"](self.decoder(seg_feats, x), x)
         return out
 
     def sharing_penalty(self) -> torch.Tensor:
