@@ -136,52 +136,59 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- plots ---------------------------------------------------------------------------------------
-def _series(rows: list[Row]) -> dict[str, list[Row]]:
-    groups: dict[str, list[Row]] = {}
-    for r in rows:
-        label = (
-            "naive FastAPI+eager"
-            if r["source"] == "naive"
-            else f"{r['variant']} batching {r['batching']} ({r['source']})"
-        )
-        groups.setdefault(label, []).append(r)
-    return {k: sorted(v, key=lambda r: r["users"]) for k, v in groups.items()}
+def _label(r: Row) -> str:
+    if r["source"] == "naive":
+        return "naive FastAPI + eager"
+    return f"{r['variant']} batching {r['batching']}"
 
 
 def plot_latency(rows: list[Row], path: Path) -> Path:
-    """Throughput (x) against p50/p95/p99 latency (y, log), one panel per target."""
+    """Throughput (x) against p50/p95/p99 latency (y, log): one panel per target and load tool,
+    one colour per variant and batching setting (numbers at the points: concurrent users)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    labels = sorted({_label(r) for r in rows if r["source"] in ("locust", "naive")})
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     styles = {"p50_ms": ("-", "o"), "p95_ms": ("--", "s"), "p99_ms": (":", "^")}
-    for ax, (target, title) in zip(axes, TARGETS.items(), strict=True):
+    panels = [(t, s) for t in TARGETS for s in ("locust", "perf_analyzer")]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), squeeze=False)
+    for ax, (target, source) in zip(axes.ravel(), panels, strict=True):
         picked = [
             r
             for r in rows
-            if r["target"] == target and r["source"] in ("locust", "perf_analyzer", "naive")
+            if r["target"] == target and (r["source"] == source or r["source"] == "naive")
         ]
-        for i, (label, series) in enumerate(_series(picked).items()):
-            colour = f"C{i % 10}"
+        groups: dict[str, list[Row]] = {}
+        for r in picked:
+            groups.setdefault(_label(r), []).append(r)
+        for label, series in sorted(groups.items()):
+            series.sort(key=lambda r: r["users"])
+            colour = colours.get(label, "black")
             x = [r["throughput"] for r in series]
             for key, (ls, marker) in styles.items():
                 ax.plot(x, [r[key] for r in series], ls=ls, marker=marker, color=colour, ms=4)
-            ax.plot([], [], color=colour, label=label)
             for r in series:
-                ax.annotate(str(r["users"]), (r["throughput"], r["p50_ms"]), fontsize=7,
-                            xytext=(3, -8), textcoords="offset points", color=colour)  # fmt: skip
-        for key, (ls, marker) in styles.items():
-            ax.plot([], [], ls=ls, marker=marker, color="grey", label=key[:3])
+                ax.annotate(str(r["users"]), (r["throughput"], r["p99_ms"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points", color=colour)  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlabel("throughput (images/s)")
         ax.set_ylabel("latency (ms, log)")
-        ax.set_title(f"{title}\nnumbers at points = concurrent users")
+        ax.set_title(f"{TARGETS[target]} - {source}", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        if not picked:
+            ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
+    handles = [plt.Line2D([], [], color=c, lw=2, label=label) for label, c in colours.items()]
+    handles += [
+        plt.Line2D([], [], color="grey", ls=ls, marker=m, label=k[:3])
+        for k, (ls, m) in styles.items()
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
+    fig.suptitle("Throughput vs latency (numbers at the p99 points = concurrent users)")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
