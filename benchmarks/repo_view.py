@@ -62,12 +62,8 @@ def inspect_repository(repo: Path) -> RepoInfo:
         (repo / NET / next(iter(variants.values())) / "manifest.json").read_text()
     )
     run_dir = manifest.get("checkpoint", {}).get("run_dir")
-    net_cfg = _config(repo / NET)
-    threads = (
-        net_cfg.parameters["intra_op_threads"].string_value
-        if "intra_op_threads" in (net_cfg.parameters)
-        else "1"
-    )
+    params = _config(repo / NET).parameters
+    threads = params["intra_op_threads"].string_value if "intra_op_threads" in params else "1"
     return RepoInfo(
         variants=variants,
         image_size=int(pre["image_size"]),

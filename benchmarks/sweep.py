@@ -194,6 +194,8 @@ class Sweep:
         before = server_stats.snapshot(url)
         loc = run_locust(user_class, url, users, opts.duration, self.raw / f"locust_{tag}", options)
         server = server_stats.difference(before, server_stats.snapshot(url), model, NET)
+        if loc["requests"] == 0:
+            self._note(f"locust {tag}: no request completed (see raw/locust_{tag}.log)")
         row = {**base, "source": "locust", "target": target, "users": users}
         row.update(_served_row(loc, opts.request_batch, server))
         self.rows.append(row)
@@ -283,7 +285,19 @@ class Sweep:
 
     # -- run ---------------------------------------------------------------------------------
     def run(self) -> Path:
-        """Run the whole sweep and write `results.json`; returns its path."""
+        """Run the whole sweep and write `results.json`; returns its path.
+
+        Errors from tritonclient or the SDK (server gone, model missing) become BenchError.
+        """
+        from mtqa_client import InspectionError
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return self._run()
+        except (InferenceServerException, InspectionError) as exc:
+            raise BenchError(f"server error during the bench: {exc}") from exc
+
+    def _run(self) -> Path:
         opts = self.opts
         variants = self._variants()
         self.payloads = self._payloads()
