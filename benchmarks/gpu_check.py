@@ -69,7 +69,11 @@ def _runner(model, x: torch.Tensor, dtype, graph: bool):
     device_type = x.device.type
 
     def forward():
-        with torch.inference_mode(), torch.autocast(device_type, dtype=dtype, enabled=bool(dtype)):
+        # Autocast's weight-cast cache must be off while a CUDA graph is captured.
+        autocast = torch.autocast(
+            device_type, dtype=dtype, enabled=bool(dtype), cache_enabled=not graph
+        )
+        with torch.inference_mode(), autocast:
             return model(x)
 
     if not graph:
@@ -113,6 +117,12 @@ def sweep(args: argparse.Namespace) -> dict:
                     skipped.append({"dtype": dtype_name, "mode": mode, "batch": batch,
                                     "reason": "out of memory"})  # fmt: skip
                     torch.cuda.empty_cache()
+                    break
+                except RuntimeError as exc:  # e.g. an op that cannot be captured in a graph
+                    if mode == "eager":
+                        raise
+                    skipped.append({"dtype": dtype_name, "mode": mode, "batch": batch,
+                                    "reason": f"capture failed: {exc}"[:300]})  # fmt: skip
                     break
                 row = {
                     "dtype": dtype_name,
