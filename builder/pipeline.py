@@ -93,6 +93,9 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
         ckpt = load_checkpoint(opts.checkpoint)
     except CheckpointError as exc:
         raise BuildError(f"cannot load checkpoint: {exc}") from exc
+    except RuntimeError as exc:  # torch's load_state_dict: weights from another architecture
+        detail = " ".join(str(exc).strip().splitlines()[:2])
+        raise BuildError(f"checkpoint does not fit the current model code: {detail}") from exc
     calib = None
     if "int8" in names:
         calib = load_calibration(
@@ -144,7 +147,8 @@ def val_images(dataset, n: int):
     """The first `n` normalised images of a dataset as one float32 batch (parity probe)."""
     import numpy as np
 
-    return np.stack([np.asarray(dataset[i]["image"], dtype=np.float32) for i in range(n)])
+    count = min(n, len(dataset))
+    return np.stack([np.asarray(dataset[i]["image"], dtype=np.float32) for i in range(count)])
 
 
 def _fmt(metrics: dict) -> str:
