@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError, DatasetError, TrainError) as exc:
         print(f"mtqa train: error: {exc}", file=sys.stderr)
         return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     summary = {
         "run_dir": str(result.run_dir),
         "best_epoch": result.best_epoch,
