@@ -108,3 +108,47 @@ def test_bad_overrides_are_clear_errors(override: str, message: str) -> None:
 def test_unknown_config_name() -> None:
     with pytest.raises(ConfigError, match="unknown config"):
         named_config("huge")
+
+
+# Ops TensorRT and ONNX Runtime both handle well (shape plumbing of Resize included).
+EXPORT_OPS = {
+    "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Flatten", "Gather", "Gemm",
+    "GlobalAveragePool", "Identity", "MaxPool", "Mul", "Relu", "Resize", "Shape", "Sigmoid",
+    "Slice", "Unsqueeze",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"tasks": ["segmentation"]}, {"arch": "soft", "cross_stitch": True}]
+)
+def test_exports_to_onnx_with_plain_ops_and_dynamic_batch(tmp_path, kw) -> None:
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    model = build_model(small_cfg(**kw), 3, 4).eval()
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 3, 32, 32),),
+            str(path),
+            input_names=["images"],
+            output_names=list(OUTPUT_KEYS),
+            dynamic_axes={"images": {0: "n"}},
+            dynamo=False,
+            opset_version=18,
+        )
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ops <= EXPORT_OPS, ops - EXPORT_OPS
+    x = torch.randn(5, 3, 32, 32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"images": x.numpy()}
+    )
+    with torch.no_grad():
+        want = model(x)
+    for g, w in zip(got, want.values(), strict=True):
+        assert np.abs(g - w.numpy()).max() < 1e-4
