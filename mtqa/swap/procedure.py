@@ -1,6 +1,8 @@
 """The swap itself: publish/resolve, load beside the old version, golden check, switch, retire.
 
 Order of effects (each undone in reverse on failure, so the old version keeps serving):
+0. the candidate's files are loaded as a scratch model and unloaded again (preflight: a version
+   that fails to load must not fail on `mtqa_net`, see `ModelControl.preflight`);
 1. `mtqa_net` is re-loaded with a config override whose version policy lists old and new;
 2. the golden check runs through the SDK, pinned to each version;
 3. `mtqa_inspect` is re-loaded with its `mtqa_net` step pinned to the new version;
@@ -12,6 +14,7 @@ Every attempt, successful or not, is appended to `mtqa_net/swap_history.jsonl`.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +28,7 @@ from mtqa.swap import history
 from mtqa.swap import repo as repository
 from mtqa.swap.control import ModelControl, version_files
 from mtqa.swap.errors import GoldenCheckError, SwapError, SwapFailedError, TargetError
-from mtqa.swap.golden import SYNTH, golden_check, load_golden
+from mtqa.swap.golden import SYNTH, GoldenSet, golden_check, load_golden
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class _Swap:
         self.record["steps"].append({"step": name, "seconds": round(time.monotonic() - start, 3)})
         return value
 
-    def prepare(self) -> tuple[repository.Target, Any]:
+    def prepare(self) -> tuple[repository.Target, GoldenSet]:
         """Everything that does not touch the server: checks, target, golden set."""
         self.control.check_reachable()
         ready = self.control.ready_versions(NET)
@@ -106,8 +109,8 @@ class _Swap:
         )
         return target, golden
 
-    def apply(self, target: repository.Target, golden) -> None:
-        """Steps 1-5 of the module docstring."""
+    def apply(self, target: repository.Target, golden: GoldenSet) -> None:
+        """Steps 0-5 of the module docstring."""
         from mtqa_client import InspectionClient
 
         new = target.version
@@ -195,6 +198,10 @@ class _Swap:
     def rollback(self) -> list[str]:
         """Undo the server-side steps done so far; returns what was undone."""
         undone = []
+        if "persist" in self.done:
+            repository.write_config(self.repo, self.net_cfg)
+            repository.write_config(self.repo, self.ens_cfg)
+            undone.append("config.pbtxt files restored")
         if "switch" in self.done:
             self.control.load(self.ens_cfg)
             undone.append(f"{ENSEMBLE} pinned back to {NET} v{self.current}")
@@ -214,8 +221,6 @@ def _gate(manifest: dict[str, Any]) -> str:
 
 
 def _thresholds(repo: Path, version: int) -> dict[str, Any]:
-    import json
-
     path = repo / NET / str(version) / "thresholds.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -124,6 +124,9 @@ def verify_version(repo: Path, version: int) -> dict[str, Any]:
             raise TargetError(f"{NET}/{version}: {name} listed in the manifest is missing")
         if file_sha256(path) != digest:
             raise TargetError(f"{NET}/{version}: {name} differs from its manifest SHA-256")
+    missing = [k for k in ("classes", "grades") if not manifest.get(k)]
+    if missing:
+        raise TargetError(f"{NET}/{version}/{MANIFEST} lacks {missing}")
     gate = manifest.get("gate")
     if isinstance(gate, dict) and gate.get("passed") is False:
         raise TargetError(f"{NET}/{version} failed the builder's accuracy gate; not swapping")
