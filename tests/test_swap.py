@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from mtqa_builder.check import check_repository
 from mtqa_client import InspectionClient
 from onnx import numpy_helper
 
@@ -108,6 +109,7 @@ def test_swap_to_int8_switches_and_retires(served, sample_images, tmp_path, caps
         "preflight", "load", "golden_check", "switch", "retire", "persist"
     ]  # fmt: skip
     assert not (repo / "mtqa_net" / LOCK_FILE).exists()
+    assert check_repository(repo) == []  # the builder's repository check accepts the result
 
 
 def test_corrupt_onnx_rolls_back(served, sample_images, tmp_path, capsys) -> None:
