@@ -25,6 +25,8 @@ from mtqa.swap.errors import TargetError
 from mtqa.swap.history import now
 
 ENGINE_SUFFIXES = {".onnx": "model.onnx", ".plan": "model.plan"}
+# Which engine file each repository target serves (mtqa_builder.configs.TARGETS).
+TARGET_SUFFIX = {"local": ".onnx", "ngc-onnx": ".onnx", "ngc-trt": ".plan"}
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,17 @@ def publish_engine(repo: Path, engine: Path, template: int, precision: str | Non
     net_dir = repo / NET
     source_dir = net_dir / str(template)
     base = load_manifest(repo, NET, template)
+    want = TARGET_SUFFIX.get(base.get("target", "local"))
+    if engine.suffix != want:
+        raise TargetError(
+            f"{engine.name}: a {base.get('target')!r} repository serves {want} files, "
+            f"not {engine.suffix}"
+        )
+    if read_config(repo, NET).cc_model_filenames:
+        raise TargetError(
+            "this mtqa_net serves one engine per compute capability (cc_model_filenames); "
+            "publish those with `mtqa build --engines`, then swap to the version number"
+        )
     version = (numeric_versions(net_dir) or [0])[-1] + 1
     staging = Path(tempfile.mkdtemp(prefix=".mtqa-swap-", dir=repo.parent))
     try:
