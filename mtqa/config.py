@@ -8,6 +8,7 @@ a path to a YAML or JSON file holding the same sections works too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ class ModelConfig:
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     decoder_width: int = 32
-    refine_width: int = 16
+    refine_width: int = 0
     head_hidden: int = 64
     upsample: str = "bilinear"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
@@ -132,15 +133,17 @@ _SECTIONS = ("model", "loss", "weighting", "train", "data")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # ~0.4M parameters; trains on synthetic 128 px in under 3 minutes on 2 CPU cores.
+    # Synthetic train images are fresh every epoch, so augmentation only costs time there; a
+    # batch of 16 gives twice the optimiser steps per second of CPU, which matters more.
     "tiny": {
         "model": {"widths": [16, 24, 48, 96], "blocks": [1, 1, 1, 1], "decoder_width": 24},
-        "train": {"epochs": 6, "batch_size": 32, "lr": 4e-3, "patience": 3},
-        "data": {"image_size": 128, "synth_sizes": [1536, 256, 256]},
+        "train": {"epochs": 8, "batch_size": 16, "lr": 4e-3, "patience": 3},
+        "data": {"image_size": 128, "synth_sizes": [1536, 256, 256], "augment": False},
     },
     "small": {
         "model": {"widths": [24, 48, 96, 192], "blocks": [1, 2, 2, 1], "decoder_width": 48},
-        "train": {"epochs": 20, "batch_size": 32, "lr": 3e-3, "patience": 5},
-        "data": {"image_size": 128, "synth_sizes": [2048, 256, 256]},
+        "train": {"epochs": 20, "batch_size": 16, "lr": 3e-3, "patience": 5},
+        "data": {"image_size": 128, "synth_sizes": [2048, 256, 256], "augment": False},
     },
     # NEU-Seg (200 px steel images, 3 classes); aimed at mIoU >= 0.83 in about an hour on 2 cores.
     "neu": {
@@ -200,8 +203,10 @@ def _assign(cfg: RunConfig, dotted: str, value: Any) -> None:
             f"unknown key {key!r} in section {section_name!r}; known: {sorted(names)}"
         )
     current = getattr(section, key)
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    if isinstance(current, float) and not isinstance(value, bool):
+        # YAML 1.1 reads "3e-3" (no dot) as a string; Python's float() does not.
+        with contextlib.suppress(TypeError, ValueError):
+            value = float(value)
     if current is not None and value is not None and not _same_kind(current, value):
         raise ConfigError(
             f"{dotted}: expected {type(current).__name__}, got {value!r} ({type(value).__name__})"

@@ -87,6 +87,7 @@ def test_presets_and_overrides() -> None:
         named_config("tiny"), ["model.arch=soft", "train.lr=1", "model.tasks=[grade]"]
     )
     assert cfg.model.arch == "soft" and cfg.train.lr == 1.0 and cfg.model.tasks == ["grade"]
+    assert apply_overrides(cfg, ["train.lr=3e-3"]).train.lr == 0.003  # YAML reads it as a str
     assert RunConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
