@@ -57,10 +57,12 @@ def results(tmp_path: Path) -> Path:
 def test_ratios_follow_the_rows(results: Path) -> None:
     head = report.summary(report.load(results))
     assert head["sdk_over_ort_best"] == pytest.approx(90.0 / 120.0)  # executed batch 3.6 -> 4
+    assert head["sdk_over_ort_median"] == pytest.approx((90.0 / 120.0 + 180.0 / 300.0) / 2)
     assert head["int8_over_fp32_served_best"] == pytest.approx(2.0)
-    assert head["int8_over_fp32_ort_best"] == pytest.approx(2.5)
+    assert head["int8_over_fp32_ort_median"] == pytest.approx(2.5)
     assert head["batching_gain"] == {"net fp32 u4": pytest.approx(1.5)}
     assert head["locust_vs_perf_max_gap"] == pytest.approx(0.1)
+    assert head["locust_vs_perf_median_gap"] == pytest.approx(0.1)
     # 16 users has more throughput but a p99 above the naive server's: 4 users is the fair pick.
     assert head["served_over_naive"] == pytest.approx(5.0)
 
