@@ -21,24 +21,30 @@ import numpy as np
 HEADS = ("presence", "segmentation", "grade")
 
 
-def throughput(onnx_path: Path, batch: int, iters: int, threads: int) -> dict[str, float]:
-    """Median images/s over `iters` timed runs after two warm-up runs."""
+def _session(onnx_path: Path, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    shape = [d if isinstance(d, int) else batch for d in sess.get_inputs()[0].shape]
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def throughput(onnx_paths: list[Path], batch: int, iters: int, threads: int) -> list[dict]:
+    """Median images/s of each model; runs are interleaved round-robin so that load changes on a
+    shared machine hit every variant alike (timing them one after another did not)."""
+    sessions = [_session(p, threads) for p in onnx_paths]
+    shape = [d if isinstance(d, int) else batch for d in sessions[0].get_inputs()[0].shape]
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    for _ in range(2):
+    for sess in sessions:  # warm-up
         sess.run(None, {"images": x})
-    times = []
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(iters):
-        start = time.perf_counter()
-        sess.run(None, {"images": x})
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {"images_per_s": batch / median, "ms_per_batch": median * 1000}
+        for sess, bucket in zip(sessions, times, strict=True):
+            start = time.perf_counter()
+            sess.run(None, {"images": x})
+            bucket.append(time.perf_counter() - start)
+    medians = [statistics.median(t) for t in times]
+    return [{"images_per_s": batch / m, "ms_per_batch": m * 1000} for m in medians]
 
 
 def measure(repo: Path, batch: int, iters: int, threads: int) -> list[dict]:
@@ -48,7 +54,7 @@ def measure(repo: Path, batch: int, iters: int, threads: int) -> list[dict]:
     if not table_path.is_file():
         raise SystemExit(f"error: {table_path} missing; build the repository with `mtqa build`")
     table = json.loads(table_path.read_text())
-    rows = []
+    rows, paths = [], []
     for version, info in sorted(table.items(), key=lambda item: int(item[0])):
         onnx_path = net / version / "model.onnx"
         if not onnx_path.is_file():
@@ -61,7 +67,6 @@ def measure(repo: Path, batch: int, iters: int, threads: int) -> list[dict]:
             {
                 "version": int(version),
                 "precision": info["precision"],
-                **throughput(onnx_path, batch, iters, threads),
                 "presence_macro_f1": metrics.get("presence_macro_f1"),
                 "miou": metrics.get("miou"),
                 "grade_accuracy": metrics.get("grade_accuracy"),
@@ -69,6 +74,10 @@ def measure(repo: Path, batch: int, iters: int, threads: int) -> list[dict]:
                 "kept_fp32": manifest.get("quantization", {}).get("kept_fp32", []),
             }
         )
+        paths.append(onnx_path)
+    if paths:
+        for row, speed in zip(rows, throughput(paths, batch, iters, threads), strict=True):
+            row.update(speed)
     return rows
 
 
@@ -86,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no ONNX variants under {args.repo}/mtqa_net", file=sys.stderr)
         return 2
     base = next((r["images_per_s"] for r in rows if r["precision"] == "fp32"), None)
-    print(f"ORT CPU, batch {args.batch}, {args.threads} threads, median of {args.iters}")
+    print(
+        f"ORT CPU, batch {args.batch}, {args.threads} threads, "
+        f"median of {args.iters} interleaved runs"
+    )
     print("ver prec   img/s   ms/batch  x_fp32  F1      mIoU    grade   drop pts (pres/seg/grade)")
     for r in rows:
         speedup = r["images_per_s"] / base if base else float("nan")
