@@ -23,6 +23,20 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert check_repository(repo) == []
 
 
+def test_cli_build_ngc_onnx_target(tiny_run, tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    repo = tmp_path / "repo"
+    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
+    assert main([*args, "--target", "ngc-onnx", "--instances", "2"]) == 0
+    cfg = text_format.Parse((repo / "mtqa_net" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.platform == "onnxruntime_onnx" and not cfg.backend
+    assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert sorted(p.name for p in (repo / "mtqa_net" / "1").glob("model.*")) == ["model.onnx"]
+    assert check_repository(repo) == []
+
+
 def test_cli_int8_without_calibration_is_refused(tiny_run, tmp_path, capsys):
     repo = tmp_path / "repo"
     code = main(
