@@ -26,7 +26,7 @@ class Serving:
     instances: int = 1
     max_queue_size: int = 256
     queue_timeout_us: int = 5_000_000
-    intra_op_threads: int = 2
+    intra_op_threads: int = 1  # the CLI derives it from the cores; see mtqa/commands/build.py
 
 
 @dataclass(frozen=True)
