@@ -152,3 +152,36 @@ def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, ca
     assert all(r["images_per_s"] > 0 for r in rows)
     assert rows[1]["drop_points"]["segmentation"] is not None
     assert "int8" in capsys.readouterr().out
+
+
+def test_ngc_trt_with_prebuilt_engines_for_two_gpu_architectures(tiny_run, tmp_path):
+    """The CPU-host half of the TensorRT workflow: exports are byte-identical across builds, so
+    plans compiled on GPU hosts from a `--work-dir` ONNX are accepted by a later build. The plan
+    bytes here are placeholders: the repository writer only checks and places them (real
+    compilation is `test_trt.py::test_compile_strongly_typed_engine`, GPU hosts only)."""
+    from google.protobuf import text_format
+    from mtqa_builder.hashing import file_sha256
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    work = tmp_path / "work"
+    base = ["build", "--checkpoint", str(tiny_run), "--val-limit", "4", "--work-dir", str(work)]
+    assert main([*base, "--repo", str(tmp_path / "first"), "--target", "ngc-onnx"]) == 0
+    onnx_sha = file_sha256(work / "fp32.onnx")
+    engines = tmp_path / "engines" / "fp32"
+    engines.mkdir(parents=True)
+    for cc in ("8.0", "9.0"):
+        plan = engines / f"sm{cc.replace('.', '')}.plan"
+        plan.write_bytes(f"placeholder plan for sm {cc}".encode())
+        meta = {"compute_capability": cc, "onnx_sha256": onnx_sha, "plan_sha256": file_sha256(plan)}
+        plan.with_suffix(".json").write_text(json.dumps(meta))
+    repo = tmp_path / "repo"
+    args = [*base, "--repo", str(repo), "--target", "ngc-trt", "--engines", str(engines.parent)]
+    assert main(args) == 0
+    cfg = text_format.Parse((repo / "mtqa_net" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.platform == "tensorrt_plan"
+    assert dict(cfg.cc_model_filenames) == {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"}
+    manifest = json.loads((repo / "mtqa_net" / "1" / "manifest.json").read_text())
+    assert manifest["onnx_sha256"] == onnx_sha and set(manifest["engines"]) == {"8.0", "9.0"}
+    assert check_repository(repo) == []
+    (repo / "mtqa_net" / "1" / "model_sm80.plan").unlink()
+    assert any("engine model_sm80.plan missing" in p for p in check_repository(repo))
