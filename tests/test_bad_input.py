@@ -216,25 +216,9 @@ CASES: dict[str, Case] = {
 
 
 # Cases that currently fail, each with where the gap is; strict: they fail loudly once fixed.
-KNOWN_GAPS = {
-    "huge_dimensions": "client/mtqa_client/images.py _check_bytes catches (UnidentifiedImageError, "
-    "OSError, SyntaxError, ValueError) but PIL.Image.open raises PIL.Image.DecompressionBombError "
-    "(an Exception subclass) for a PNG header claiming 100000x100000: a raw PIL error escapes "
-    "inspect() instead of InvalidInputError (even with validate_images=False)",
-    "tensor_nan": "client/mtqa_client/protocol.py check_tensor does not reject non-finite values "
-    "and builder/triton_models/net_model.py runs them: an all-NaN batch is answered with finite, "
-    "meaningless logits (measured), so nothing tells the caller the input was garbage",
-    "tensor_inf": "same as tensor_nan for +Inf input (protocol.check_tensor, net_model.py)",
-}
 
 
-def _param(name: str):
-    if name in KNOWN_GAPS:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[name]))
-    return name
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in sorted(CASES)])
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_refused_clearly(ctx: Ctx, name: str) -> None:
     how, call, expected = CASES[name]
     if how == "answer":

@@ -230,13 +230,6 @@ def test_sigkill_and_restart_loses_no_request(built_repo, tmp_path, sample_image
         server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="client/mtqa_client/errors.py maps Triton's queue-policy timeout rejection ('Request "
-    "timeout expired', gRPC UNAVAILABLE) to ServerUnavailableError; _OVERLOAD_MARKERS lacks "
-    "'request timeout expired', so callers cannot tell a full server from a dead one",
-)
 def test_queue_timeout_is_typed_as_overload(built_repo, tmp_path) -> None:
     """A 1 ms queue timeout with 16 users: expired requests must raise ServerOverloadedError."""
     repo = _copy(built_repo, tmp_path)

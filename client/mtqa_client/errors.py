@@ -61,7 +61,13 @@ class AuthenticationError(InspectionError):
 
 
 # Message fragments Triton uses for conditions that share a gRPC status with other errors.
-_OVERLOAD_MARKERS = ("exceeds maximum queue size", "queue is full", "resource exhausted")
+# "request timeout expired": Triton's queue policy dropped the request after waiting its timeout.
+_OVERLOAD_MARKERS = (
+    "exceeds maximum queue size",
+    "queue is full",
+    "resource exhausted",
+    "request timeout expired",
+)
 _TOO_LARGE_MARKERS = ("larger than max", "message larger", "exceeds the maximum")
 _NOT_FOUND_MARKERS = ("unknown model", "is not found", "not ready", "is not available")
 # The mtqa preprocess model answers undecodable bytes with this (as an INTERNAL error).

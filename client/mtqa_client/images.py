@@ -87,6 +87,9 @@ def _check_bytes(data: bytes, label: str, validate: bool) -> EncodedImage:
             width, height = img.size
             if validate:
                 img.load()  # a full decode: `verify` misses truncated JPEGs
+    except Image.DecompressionBombError as exc:
+        # Too many pixels to decode safely: refused whatever `validate` says.
+        raise InvalidInputError(f"{label}: image too large ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if validate:
             raise InvalidInputError(f"{label}: not a decodable image ({exc})") from None

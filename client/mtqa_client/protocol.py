@@ -61,6 +61,8 @@ def check_tensor(images: Any, spec: ModelSpec) -> np.ndarray:
         raise InvalidInputError(
             f"infer_tensor needs shape {want} with N >= 1, got {list(images.shape)}"
         )
+    if not np.isfinite(images).all():
+        raise InvalidInputError("infer_tensor input holds NaN or Inf values")
     return np.ascontiguousarray(images)
 
 
