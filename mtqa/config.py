@@ -134,10 +134,11 @@ _SECTIONS = ("model", "loss", "weighting", "train", "data")
 PRESETS: dict[str, dict[str, Any]] = {
     # ~0.4M parameters; trains on synthetic 128 px in under 3 minutes on 2 CPU cores.
     # Synthetic train images are fresh every epoch, so augmentation only costs time there; a
-    # batch of 16 gives twice the optimiser steps per second of CPU, which matters more.
+    # batch of 8 gives four times the optimiser steps of 32 for the same CPU time, which
+    # measured better (val F1 0.74 / IoU 0.44 vs 0.65 / 0.39 at 16 after 8 epochs).
     "tiny": {
         "model": {"widths": [16, 24, 48, 96], "blocks": [1, 1, 1, 1], "decoder_width": 24},
-        "train": {"epochs": 8, "batch_size": 16, "lr": 4e-3, "patience": 3},
+        "train": {"epochs": 8, "batch_size": 8, "lr": 3e-3, "patience": 3},
         "data": {"image_size": 128, "synth_sizes": [1536, 256, 256], "augment": False},
     },
     "small": {
