@@ -248,6 +248,8 @@ def plot_batching(rows: list[Row], path: Path) -> Path | None:
         ax.plot([g["users"] for g in items], [g["ratio"] for g in items], marker="o", label=label)
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xscale("log", base=2)
+    users = sorted({g["users"] for g in gains})
+    ax.set_xticks(users, [str(u) for u in users])
     ax.set_xlabel("concurrent users")
     ax.set_ylabel("throughput batching on / off")
     ax.set_title("Dynamic batching gain (Locust)")
