@@ -114,8 +114,8 @@ def test_unknown_config_name() -> None:
 # Ops TensorRT and ONNX Runtime both handle well (shape plumbing of Resize included).
 EXPORT_OPS = {
     "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Flatten", "Gather", "Gemm",
-    "GlobalAveragePool", "GlobalMaxPool", "Identity", "MaxPool", "Mul", "Relu", "Resize", "Shape", "Sigmoid",
-    "Slice", "Unsqueeze",
+    "GlobalAveragePool", "GlobalMaxPool", "Identity", "MaxPool", "Mul", "Relu", "Resize", "Shape",
+    "Sigmoid", "Slice", "Unsqueeze",
 }  # fmt: skip
 
 
