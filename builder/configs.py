@@ -151,11 +151,21 @@ def postprocess_config(shapes: Shapes, serving: Serving, versions: Sequence[int]
 
 
 def ensemble_config(
-    shapes: Shapes, serving: Serving, versions: Sequence[int], steps: dict[str, int]
+    shapes: Shapes,
+    serving: Serving,
+    versions: Sequence[int],
+    steps: dict[str, int],
+    labels: dict[str, str] | None = None,
 ) -> mc.ModelConfig:
-    """`mtqa_inspect`: preprocess -> net -> postprocess, each step pinned to `steps[model]`."""
+    """`mtqa_inspect`: preprocess -> net -> postprocess, each step pinned to `steps[model]`.
+
+    `labels` become string parameters (`classes`, `grades`, `thresholds`, `image_size`) so a gRPC
+    client can name classes and grades from the model config alone.
+    """
     cfg = mc.ModelConfig(name=ENSEMBLE, platform="ensemble", max_batch_size=serving.max_batch)
     _versions(cfg, versions)
+    for key, value in (labels or {}).items():
+        cfg.parameters[key].string_value = value
     cfg.input.append(_inp("image_bytes", "TYPE_STRING", [1]))
     cfg.output.extend(result_outputs(shapes))
     logits = ("presence_logits", "seg_logits", "grade_logits")

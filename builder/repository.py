@@ -223,6 +223,12 @@ def publish(
                 serving,
                 [others[ENSEMBLE]],
                 {PRE: others[PRE], NET: net_versions[serve], POST: others[POST]},
+                labels={
+                    "classes": json.dumps(source.classes),
+                    "grades": json.dumps(source.grades),
+                    "thresholds": json.dumps(source.thresholds),
+                    "image_size": str(source.image_size),
+                },
             ),
         }
         pub.commit()

@@ -188,6 +188,7 @@ CASES: dict[str, Case] = {
     "tensor_wrong_shape_raw": ("server", lambda c: _net(c, _images(c, side=c.size + 3)), "error"),
     "tensor_nan": ("sdk", lambda c: c.sdk.infer_tensor(_images(c, fill=np.nan)), InvalidInputError),
     "tensor_inf": ("sdk", lambda c: c.sdk.infer_tensor(_images(c, fill=np.inf)), InvalidInputError),
+    "tensor_nan_raw": ("server", lambda c: _net(c, _images(c, fill=np.nan)), "error"),
     "empty_batch": ("sdk", lambda c: c.sdk.infer_tensor(_images(c, n=0)), InvalidInputError),
     "empty_batch_raw": ("server", lambda c: _net(c, _images(c, n=0)), "error"),
     "over_max_batch_raw": ("server", lambda c: _net(c, _images(c, n=c.max_batch + 1)), "error"),
@@ -213,9 +214,6 @@ CASES: dict[str, Case] = {
     "cmyk_jpeg": ("answer", lambda c: c.sdk.inspect(_cmyk_jpeg()), "-"),
     "animated_gif": ("answer", lambda c: c.sdk.inspect(_gif()), "-"),
 }
-
-
-# Cases that currently fail, each with where the gap is; strict: they fail loudly once fixed.
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

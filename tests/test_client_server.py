@@ -115,11 +115,6 @@ def test_labels_and_thresholds_come_from_the_served_config(inspection_client, se
     spec = inspection_client.spec
     assert spec.image_size == served.image_size and spec.max_batch_size > 0
     assert len(spec.classes) == len(served.classes)
-    if spec.classes == tuple(f"class_{i + 1}" for i in range(len(served.classes))):
-        pytest.skip(
-            "the repository's configs publish no `classes` parameter yet: the SDK falls back to "
-            "class_1..K (contract request to the builder, see docs/client.md)"
-        )
     assert list(spec.classes) == served.classes
     assert dict(spec.thresholds) == {
         c: pytest.approx(served.thresholds["presence"].get(c, 0.5)) for c in served.classes

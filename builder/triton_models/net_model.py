@@ -30,14 +30,22 @@ class TritonPythonModel:
         self.outputs = [o["name"] for o in config["output"]]
 
     def execute(self, requests):
+        parts = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
+        # Non-finite input would come back as finite, meaningless logits: refuse it per request.
+        finite = [bool(np.isfinite(p).all()) for p in parts]
+        good = [p for p, ok in zip(parts, finite, strict=True) if ok]
         try:
-            parts = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
-            results = self.session.run(self.outputs, {"images": np.concatenate(parts)})
+            feed = {"images": np.concatenate(good)} if good else None
+            results = self.session.run(self.outputs, feed) if feed else []
         except Exception as exc:  # fail this batch's requests, keep the instance alive
             error = pb_utils.TritonError(f"mtqa_net inference failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses, start = [], 0
-        for part in parts:
+        for part, ok in zip(parts, finite, strict=True):
+            if not ok:
+                error = _invalid("images hold NaN or Inf")
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
             stop = start + len(part)
             tensors = [
                 pb_utils.Tensor(name, np.ascontiguousarray(out[start:stop]))
@@ -46,3 +54,9 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = stop
         return responses
+
+
+def _invalid(message):
+    """An INVALID_ARG error where this Triton knows error codes (2.51 does), else a plain one."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(*((message, code) if code is not None else (message,)))

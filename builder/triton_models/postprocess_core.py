@@ -68,7 +68,7 @@ def postprocess(
     """
     presence_prob = sigmoid(presence_logits)
     seg_prob = sigmoid(seg_logits)
-    masks = seg_prob > seg_thr.reshape(1, -1, 1, 1)
+    masks = seg_prob >= seg_thr.reshape(1, -1, 1, 1)  # same rule as mtqa.evaluate: prob >= thr
     batch, k = masks.shape[:2]
     packed = np.packbits(masks.reshape(batch, k, -1), axis=2, bitorder="big")
     per_image = [regions(seg_prob[b], masks[b], orig_size[b]) for b in range(batch)]
@@ -79,7 +79,7 @@ def postprocess(
     grade_prob = softmax(grade_logits)
     return {
         "presence_prob": presence_prob.astype(np.float32),
-        "presence_decision": presence_prob > presence_thr.reshape(1, -1),
+        "presence_decision": presence_prob >= presence_thr.reshape(1, -1),
         "grade_prob": grade_prob,
         "grade_index": grade_prob.argmax(axis=1).astype(np.int32).reshape(batch, 1),
         "masks_packed": packed.astype(np.uint8),
