@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -128,4 +129,20 @@ def test_auto_ports_are_repicked_when_taken(
             np.testing.assert_array_equal(_double(server.grpc_url)[0], [0, 2, 4, 6])
     finally:
         busy.close()
+    assert_cleaned_up(server, pid)
+
+
+def test_server_started_by_a_worker_thread_outlives_the_thread(double_repo: Path) -> None:
+    """PR_SET_PDEATHSIG follows the forking thread: it must not kill a server a thread started."""
+    server = TritonServer(double_repo, models=["double"], startup_timeout=60)
+    worker = threading.Thread(target=server.start)
+    worker.start()
+    worker.join(timeout=90)
+    try:
+        time.sleep(1.0)  # the kernel would deliver the death signal as the thread exits
+        assert server.running and server.is_ready()
+        np.testing.assert_array_equal(_double(server.grpc_url)[0], [0, 2, 4, 6])
+    finally:
+        pid = server.pid
+        server.stop()
     assert_cleaned_up(server, pid)

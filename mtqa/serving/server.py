@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -40,7 +41,13 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _parent_death_signal() -> Callable[[], object] | None:
-    """Return a pre-exec hook that makes the server get SIGTERM if our process dies (Linux)."""
+    """Return a pre-exec hook that makes the server get SIGTERM if our process dies (Linux).
+
+    The kernel ties PR_SET_PDEATHSIG to the *thread* that forked, so the hook is only used from
+    the main thread: a server started by a worker thread would otherwise die with that thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, called after
     except (OSError, AttributeError):
