@@ -68,6 +68,8 @@ def init_distributed(device: str = "auto") -> DistEnv:
 
 
 def close_distributed(env: DistEnv) -> None:
-    """Leave the process group (safe to call on one process)."""
+    """Leave the process group (safe to call on one process). The barrier first keeps a fast
+    rank from tearing down gloo while a slow one still talks to it (seen as an abort at exit)."""
     if env.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
