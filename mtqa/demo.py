@@ -30,8 +30,8 @@ class DemoPlan:
     config: str = "tiny"
     synth_images: int = 48
     precisions: str = "fp32,int8"
-    bench_seconds: int = 20
-    bench_users: str = "1,8"
+    bench_seconds: int = 5  # per point: ensemble + 2 raw variants + peers ~ 25 s
+    bench_users: str = "8"
     inspect_images: int = 6
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -135,7 +135,13 @@ def run_demo(plan: DemoPlan) -> Path:
         "2 train",
         _digest(plan.config),
         lambda: _mtqa(
-            "train", "--data", "synth", "--config", plan.config, "--out", plan.run, "--no-progress"
+            "train",
+            "--data",
+            "synth",
+            "--config",
+            plan.config,
+            "--out",
+            plan.run,
         ),
     )
     _step(
@@ -208,14 +214,21 @@ def run_demo(plan: DemoPlan) -> Path:
                 "bench",
                 "--url",
                 server.grpc_url,
-                "--repo",
+                "--repo-info",
                 plan.repo,
+                "--checkpoint",
+                plan.run,
                 "--users",
                 plan.bench_users,
                 "--duration",
                 plan.bench_seconds,
                 "--variants",
                 plan.precisions,
+                "--targets",
+                "inspect,net",
+                "--peers",
+                "ort,naive",
+                "--no-perf-analyzer",
                 "--out",
                 plan.bench,
             ),

@@ -11,7 +11,7 @@ HELP = "run data -> train -> evaluate -> build -> serve -> inspect -> bench on t
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder")
     parser.add_argument("--config", default="tiny", help="training config (default tiny)")
-    parser.add_argument("--bench-seconds", type=int, default=20, help="benchmark duration")
+    parser.add_argument("--bench-seconds", type=int, default=5, help="seconds per bench point")
 
 
 def run(args: argparse.Namespace) -> int:
