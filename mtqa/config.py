@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 TASKS = ("presence", "segmentation", "grade")
 
 
@@ -166,7 +164,12 @@ def named_config(name: str) -> RunConfig:
     path = Path(name)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         text = path.read_text()
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            import yaml  # lazily: presets and JSON configs work without PyYAML installed
+
+            raw = yaml.safe_load(text)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of config sections")
         cfg = RunConfig.from_dict(raw)
@@ -179,6 +182,12 @@ def named_config(name: str) -> RunConfig:
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply `section.key=value` strings (value parsed as YAML) in order and re-validate."""
+    if not overrides:
+        validate(cfg)
+        return cfg
+    # Imported here, not at module level: presets work on torch-only hosts (gpu_check.py).
+    import yaml
+
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
