@@ -1,4 +1,4 @@
-"""Maps the design card's top-level folders to import names; everything else is in pyproject.toml."""
+"""Maps the design card's top-level folders to import names; the rest is in pyproject.toml."""
 
 from setuptools import find_packages, setup
 
