@@ -19,6 +19,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mtqa import config as mtqa_config
+
 console = Console()
 
 
@@ -133,7 +135,7 @@ def run_demo(plan: DemoPlan) -> Path:
     _step(
         plan,
         "2 train",
-        _digest(plan.config),
+        _digest(plan.config, Path(mtqa_config.__file__)),  # the presets live there
         lambda: _mtqa(
             "train",
             "--data",
