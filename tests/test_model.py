@@ -153,3 +153,26 @@ def test_exports_to_onnx_with_plain_ops_and_dynamic_batch(tmp_path, kw) -> None:
         want = model(x)
     for g, w in zip(got, want.values(), strict=True):
         assert np.abs(g - w.numpy()).max() < 1e-4
+
+
+def test_refine_level_starts_as_a_no_op_correction() -> None:
+    """The full-resolution correction is zero-initialised: the first logits are the upsampled
+    half-resolution ones, whatever the refine features."""
+    model = build_model(small_cfg(refine_width=4), 2, 4).eval()
+    head = model.heads["segmentation"]
+    assert torch.count_nonzero(head.fine.weight) == 0
+    x = torch.randn(2, 3, 32, 32)
+    coarse, fine = model.decoder(model.encoder(x), x)
+    assert fine.shape[-2:] == (32, 32) and coarse.shape[-2:] == (16, 16)
+    expected = torch.nn.functional.interpolate(
+        head.conv(coarse), size=(32, 32), mode="bilinear", align_corners=False
+    )
+    assert torch.allclose(model(x)["seg_logits"], expected, atol=1e-6)
+
+
+def test_pool_decoder_feeds_the_heads_and_needs_hard_sharing() -> None:
+    model = build_model(small_cfg(pool_decoder=True), 3, 4)
+    assert model.heads["presence"].mlp[0].in_features == 2 * 16 + 2 * 8 + 2 * 3
+    assert model(torch.randn(2, 3, 32, 32))["presence_logits"].shape == (2, 3)
+    with pytest.raises(ConfigError, match="pool_decoder"):
+        apply_overrides(named_config("tiny"), ["model.pool_decoder=true", "model.arch=soft"])

@@ -147,3 +147,17 @@ def test_cli_errors_are_clear(
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 2
     err = capsys.readouterr().err
     assert "mtqa train: error:" in err and message in err
+
+
+def test_time_budget_stops_training_and_drives_the_cosine(tmp_path: Path) -> None:
+    """A budget far below one epoch stops after the first epoch with the learning rate at its
+    floor (the cosine follows the clock); a generous one runs `train.epochs`, barely decayed."""
+    cfg = apply_overrides(named_config("tiny"), [*FAST, "train.epochs=3", "train.time_budget=1e-3"])
+    short = train(cfg, "synth", tmp_path / "short", progress=False, device="cpu")
+    assert short.epochs_run == 1
+    floor = cfg.train.lr * cfg.train.min_lr_ratio
+    assert float(rows(tmp_path / "short")[-1]["lr"]) == pytest.approx(floor, rel=1e-3)
+    apply_overrides(cfg, ["train.epochs=2", "train.time_budget=1e6"])
+    long = train(cfg, "synth", tmp_path / "long", progress=False, device="cpu")
+    assert long.epochs_run == 2
+    assert float(rows(tmp_path / "long")[-1]["lr"]) > 0.99 * cfg.train.lr

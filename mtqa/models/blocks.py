@@ -81,6 +81,7 @@ class UNetDecoder(nn.Module):
     Every level has `width` channels and the last one sits at the stem's resolution (half the
     input). With `refine_width` > 0 a final level at full resolution fuses the input image
     itself, so one-pixel-wide scratches and cracks are not lost to a 2x upsampling of logits.
+    `forward` returns `(half-resolution features, full-resolution features or None)`.
     """
 
     def __init__(self, skip_channels: list[int], width: int, mode: str, refine_width: int = 0):
@@ -89,30 +90,46 @@ class UNetDecoder(nn.Module):
         self.reduce = conv_bn_relu(skip_channels[-1], width)
         self.fuse = nn.ModuleList(conv_bn_relu(width + c, width) for c in skip_channels[-2::-1])
         self.refine = conv_bn_relu(width + 3, refine_width) if refine_width > 0 else None
-        self.out_channels = refine_width if refine_width > 0 else width
+        self.out_channels = width
+        self.refine_channels = refine_width
 
-    def forward(self, feats: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, feats: list[torch.Tensor], image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.reduce(feats[-1])
         for skip, fuse in zip(feats[-2::-1], self.fuse, strict=True):
             x = fuse(torch.cat([upsample_to(x, skip, self.mode), skip], dim=1))
+        fine = None
         if self.refine is not None:
-            x = self.refine(torch.cat([upsample_to(x, image, self.mode), image], dim=1))
-        return x
+            fine = self.refine(torch.cat([upsample_to(x, image, self.mode), image], dim=1))
+        return x, fine
 
 
 class SegHead(nn.Module):
-    """1x1 conv to K logits, resized to the input resolution when not already there."""
+    """K logits at input resolution: a 1x1 conv on the half-resolution decoder map, resized, plus
+    (with a refine level) a 1x1 conv on the full-resolution features that corrects it pixel by
+    pixel. The correction starts at zero, so the refine level can only add detail (thin lines)
+    to what the coarse head learns."""
 
-    def __init__(self, c_in: int, num_classes: int, mode: str) -> None:
+    def __init__(self, c_in: int, num_classes: int, mode: str, refine_channels: int = 0) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, num_classes, 1)
+        self.fine = nn.Conv2d(refine_channels, num_classes, 1) if refine_channels > 0 else None
+        if self.fine is not None:
+            nn.init.zeros_(self.fine.weight)
+            nn.init.zeros_(self.fine.bias)
         self.mode = mode
 
-    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        logits = self.conv(x)
-        if logits.shape[-2:] == image.shape[-2:]:
-            return logits
-        return upsample_to(logits, image, self.mode)
+    def forward(
+        self, feats: tuple[torch.Tensor, torch.Tensor | None], image: torch.Tensor
+    ) -> torch.Tensor:
+        coarse, fine = feats
+        logits = self.conv(coarse)
+        if logits.shape[-2:] != image.shape[-2:]:
+            logits = upsample_to(logits, image, self.mode)
+        if self.fine is not None and fine is not None:
+            logits = logits + self.fine(fine)
+        return logits
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,9 @@ class HardSharingNet(MultiTaskNet):
         self.encoder = Encoder(cfg.widths, cfg.blocks)
         has_seg = "segmentation" in self.tasks
         pooled = 2 * self.encoder.widths[-1] + (2 * num_classes if has_seg else 0)
+        self.pool_decoder = bool(cfg.pool_decoder) and has_seg
+        if self.pool_decoder:
+            pooled += 2 * cfg.decoder_width
         self.heads = nn.ModuleDict()
         if "presence" in self.tasks:
             self.heads["presence"] = MLPHead(pooled, cfg.head_hidden, num_classes, cfg.dropout)
@@ -33,7 +36,7 @@ class HardSharingNet(MultiTaskNet):
                 self.encoder.skip_channels, cfg.decoder_width, cfg.upsample, cfg.refine_width
             )
             self.heads["segmentation"] = SegHead(
-                self.decoder.out_channels, num_classes, cfg.upsample
+                self.decoder.out_channels, num_classes, cfg.upsample, cfg.refine_width
             )
 
     def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -41,8 +44,11 @@ class HardSharingNet(MultiTaskNet):
         pooled = global_pool(feats[-1])
         out = {}
         if "segmentation" in self.heads:
-            out["seg_logits"] = self.heads["segmentation"](self.decoder(feats, x), x)
-            pooled = torch.cat([pooled, seg_evidence(out["seg_logits"])], dim=1)
+            decoded = self.decoder(feats, x)
+            out["seg_logits"] = self.heads["segmentation"](decoded, x)
+            # Detached like the segmentation evidence: the heads read the decoder, do not pull it.
+            extra = [global_pool(decoded[0].detach())] if self.pool_decoder else []
+            pooled = torch.cat([pooled, *extra, seg_evidence(out["seg_logits"])], dim=1)
         if "presence" in self.heads:
             out["presence_logits"] = self.heads["presence"](pooled)
         if "grade" in self.heads:

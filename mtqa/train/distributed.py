@@ -42,6 +42,14 @@ class DistEnv:
         dist.broadcast(value, src=0)
         return bool(value.item())
 
+    def broadcast_float(self, number: float) -> float:
+        """Rank 0's number, on every rank (e.g. the elapsed fraction of a time budget)."""
+        if not self.enabled:
+            return number
+        value = torch.tensor([float(number)], dtype=torch.float64, device=self.device)
+        dist.broadcast(value, src=0)
+        return float(value.item())
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

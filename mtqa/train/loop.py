@@ -227,11 +227,12 @@ class Trainer:
             completed=first * self.steps_per_epoch,
         ) as bar:
             for epoch in range(first, t.epochs):
+                started = self._elapsed()
                 losses = self._train_epoch(epoch, bar)
                 epochs_run += 1
                 stop = False
                 if self.env.is_main:
-                    stop = self._end_epoch(epoch, losses, state, bar)
+                    stop = self._end_epoch(epoch, losses, state, bar, started)
                 if self.env.broadcast_flag(stop):
                     break
         result = TrainResult(
@@ -245,6 +246,11 @@ class Trainer:
             self._finish(result)
         self.env.barrier()
         return result
+
+    def _over_budget(self, epoch_seconds: float) -> bool:
+        """`train.time_budget` (rank 0): whether another epoch as long as the last one would
+        end more than 5% past the budget (the cosine has reached its floor by then anyway)."""
+        return self._elapsed() + epoch_seconds > 1.05 * self.cfg.train.time_budget
 
     def _train_epoch(self, epoch: int, bar: TrainProgress) -> dict[str, float]:
         """One pass over the training split; returns mean per-task and total losses."""
@@ -276,6 +282,10 @@ class Trainer:
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
             self.optimizer.step()
+            if t.time_budget > 0:
+                # The cosine follows the clock (rank 0's, so every rank uses the same rate).
+                fraction = self.env.broadcast_float(self._elapsed() / t.time_budget)
+                self.scheduler.lr_lambdas[0].time_fraction = fraction
             self.scheduler.step()
             loss = float(total)
             if not np.isfinite(loss):
@@ -302,9 +312,12 @@ class Trainer:
         losses: dict[str, float],
         state: dict[str, Any],
         bar: TrainProgress,
+        started: float,
     ) -> bool:
         """Validate, log, save best and last; return whether to stop early (rank 0 only)."""
         val = self._validate(self.val_loader)
+        budget = self.cfg.train.time_budget
+        over_budget = budget > 0 and self._over_budget(self._elapsed() - started)
         improved = val.score > state["best_score"]
         state.update(epoch=epoch, seconds=round(self._elapsed(), 2))
         if improved:
@@ -339,7 +352,7 @@ class Trainer:
             f"({bar.metrics}, grade acc {val.metrics['grade_accuracy']:.3f})"
             + (" *" if improved else "")
         )
-        return state["bad_epochs"] >= self.cfg.train.patience
+        return state["bad_epochs"] >= self.cfg.train.patience or over_budget
 
     def _validate(
         self,
