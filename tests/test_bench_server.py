@@ -65,7 +65,10 @@ def test_short_bench_produces_every_column(triton_server, built_repo: Path, tmp_
     assert (out / "throughput_latency.png").stat().st_size > 10_000
     assert (out / "overhead.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["sdk_over_ort_best"] > 0 and summary["served_over_naive"] is not None
+    assert summary["sdk_over_ort_best"] > 0
+    # None when no served point had a p99 within the naive server's (a 10 s run on a loaded
+    # host can catch one outlier); the ratio itself is checked on fixed rows in test_bench_report.
+    assert "served_over_naive" in summary
 
 
 def report_columns() -> tuple[str, ...]:
