@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mtqa.cli import add_overrides_option
+
 # arm name -> config overrides (`--set` values) that define it
 ARMS: dict[str, dict[str, Any]] = {
     "single_presence": {"model.tasks": ["presence"]},
@@ -199,14 +201,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads per arm")
     parser.add_argument("--eval-limit", type=int, help="cap val/test images when scoring")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra config override for every arm (repeatable)",
-    )
+    add_overrides_option(parser, "extra config override for every arm (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/neu_study"))
     parser.add_argument("--results", type=Path, default=Path("docs/results.md"))
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The `mtqa` console command: discovers subcommands in `mtqa.commands`."""
+"""The `mtqa` console command: discovers subcommands in `mtqa.commands`; options they share."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import pkgutil
 import sys
 
 from mtqa import __version__, commands
+
+
+def add_overrides_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--set KEY=VALUE` (repeatable) into `args.overrides`, the config overrides of a run."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=what
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from mtqa.cli import add_overrides_option
+
 HELP = "train the multi-task network (synthetic data, NEU-Seg or a dataset folder)"
 
 
@@ -22,14 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in --out from its last/ state (its config.json, then --set)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set model.arch=soft (repeatable)",
-    )
+    add_overrides_option(parser, "override a config value, e.g. --set model.arch=soft (repeatable)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
