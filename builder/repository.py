@@ -138,6 +138,12 @@ class _Publisher:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
+def _python_model(vdir: Path, source: str) -> None:
+    """Place a python-backend model: `source` as model.py, with the helpers it loads by path."""
+    shutil.copyfile(_MODELS_DIR / source, vdir / "model.py")
+    shutil.copyfile(_MODELS_DIR / "backend_utils.py", vdir / "backend_utils.py")
+
+
 def _net_files(vdir: Path, target: str, variant: Variant) -> dict[str, str]:
     """Place the network files of one variant; returns cc_model_filenames for ngc-trt."""
     if target == "ngc-trt":
@@ -153,7 +159,7 @@ def _net_files(vdir: Path, target: str, variant: Variant) -> dict[str, str]:
         return names
     shutil.copyfile(variant.onnx_path, vdir / "model.onnx")
     if target == "local":
-        shutil.copyfile(_MODELS_DIR / "net_model.py", vdir / "model.py")
+        _python_model(vdir, "net_model.py")
     return {}
 
 
@@ -203,14 +209,14 @@ def publish(
             others[model] = version
             vdir = pub.version_dir(model, version)
             if model == PRE:
-                shutil.copyfile(_MODELS_DIR / "preprocess_model.py", vdir / "model.py")
+                _python_model(vdir, "preprocess_model.py")
                 shutil.copyfile(_preprocess_source(), vdir / "preprocess.py")
                 _write_json(
                     vdir / "preprocess.json",
                     {"image_size": source.image_size, "mean": source.mean, "std": source.std},
                 )
             elif model == POST:
-                shutil.copyfile(_MODELS_DIR / "postprocess_model.py", vdir / "model.py")
+                _python_model(vdir, "postprocess_model.py")
                 shutil.copyfile(_MODELS_DIR / "postprocess_core.py", vdir / "postprocess_core.py")
             pub.seal(vdir, model, version, {"serves_precision": serve} if model == ENSEMBLE else {})
         # Configs are built before anything moves in, so a bad config publishes nothing.

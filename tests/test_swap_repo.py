@@ -36,7 +36,8 @@ def test_publish_engine_adds_a_version_and_never_overwrites(repo: Path, tmp_path
     assert (target.version, target.published) == (3, True)
     vdir = repo / "mtqa_net" / "3"
     assert sorted(p.name for p in vdir.iterdir()) == [
-        "labels.txt", "manifest.json", "model.onnx", "model.py", "thresholds.json"
+        "backend_utils.py", "labels.txt", "manifest.json", "model.onnx", "model.py",
+        "thresholds.json",
     ]  # fmt: skip
     manifest = json.loads((vdir / "manifest.json").read_text())
     assert manifest["gate"] is None and manifest["published_by"] == "mtqa swap"

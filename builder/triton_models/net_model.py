@@ -5,6 +5,7 @@ The bundled CPU tritonserver has only the python backend, so this model stands i
 concatenated into one ORT call, then split back per request.
 """
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 _HERE = Path(__file__).resolve().parent
+_UTILS = importlib.util.spec_from_file_location(f"{__name__}_utils", _HERE / "backend_utils.py")
+utils = importlib.util.module_from_spec(_UTILS)
+_UTILS.loader.exec_module(utils)
 
 
 class TritonPythonModel:
@@ -43,7 +47,7 @@ class TritonPythonModel:
         responses, start = [], 0
         for part, ok in zip(parts, finite, strict=True):
             if not ok:
-                error = _invalid("images hold NaN or Inf")
+                error = utils.invalid_arg("images hold NaN or Inf")
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             stop = start + len(part)
@@ -54,9 +58,3 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = stop
         return responses
-
-
-def _invalid(message):
-    """An INVALID_ARG error where this Triton knows error codes (2.51 does), else a plain one."""
-    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
-    return pb_utils.TritonError(*((message, code) if code is not None else (message,)))

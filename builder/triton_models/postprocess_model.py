@@ -8,23 +8,17 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 _HERE = Path(__file__).resolve().parent
+_UTILS = importlib.util.spec_from_file_location(f"{__name__}_utils", _HERE / "backend_utils.py")
+utils = importlib.util.module_from_spec(_UTILS)
+_UTILS.loader.exec_module(utils)
 _INPUTS = ("presence_logits", "seg_logits", "grade_logits", "orig_size")
-
-
-def _sibling(name):
-    """Import a module that sits next to this file (the backend does not put it on sys.path)."""
-    unique = f"_mtqa_{_HERE.parent.name}_v{_HERE.name}_{name}"
-    spec = importlib.util.spec_from_file_location(unique, _HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class TritonPythonModel:
     """Applies the checkpoint's per-class thresholds (thresholds.json in the version dir)."""
 
     def initialize(self, args):
-        self.core = _sibling("postprocess_core")
+        self.core = utils.sibling("postprocess_core")
         classes = (_HERE / "labels.txt").read_text().split("\n")
         classes = [c for c in classes if c]
         thresholds = json.loads((_HERE / "thresholds.json").read_text())

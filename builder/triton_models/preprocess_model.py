@@ -12,22 +12,16 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 _HERE = Path(__file__).resolve().parent
-
-
-def _sibling(name):
-    """Import a module that sits next to this file (the backend does not put it on sys.path)."""
-    unique = f"_mtqa_{_HERE.parent.name}_v{_HERE.name}_{name}"
-    spec = importlib.util.spec_from_file_location(unique, _HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_UTILS = importlib.util.spec_from_file_location(f"{__name__}_utils", _HERE / "backend_utils.py")
+utils = importlib.util.module_from_spec(_UTILS)
+_UTILS.loader.exec_module(utils)
 
 
 class TritonPythonModel:
     """Decodes each request's images; undecodable bytes fail that request only."""
 
     def initialize(self, args):
-        self.pre = _sibling("preprocess")
+        self.pre = utils.sibling("preprocess")
         params = json.loads((_HERE / "preprocess.json").read_text())
         self.size, self.mean, self.std = params["image_size"], params["mean"], params["std"]
 
@@ -54,10 +48,6 @@ class TritonPythonModel:
                     )
                 )
             except Exception as exc:  # bad bytes -> an error response, never a dead instance
-                # INVALID_ARG (when this Triton knows codes): the client sent bad data.
-                code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
-                message = f"cannot preprocess image: {exc}"
-                args = (message, code) if code is not None else (message,)
-                error = pb_utils.TritonError(*args)
+                error = utils.invalid_arg(f"cannot preprocess image: {exc}")  # the client's data
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses
