@@ -69,10 +69,22 @@ class Encoder(nn.Module):
 
 
 def upsample_to(x: torch.Tensor, ref: torch.Tensor, mode: str) -> torch.Tensor:
-    """Resize `x` to the spatial size of `ref` (static at export time)."""
+    """Resize `x` to the spatial size of `ref` (static at export time).
+
+    An exact integer ratio is passed as a scale factor: it exports as a Resize with constant
+    scales, which ONNX Runtime runs in its NHWC int8 path (no layout transposes around it) and
+    TensorRT takes as is; a target size exports as Shape/Concat arithmetic on the dynamic batch.
+    """
+    (h, w), (rh, rw) = x.shape[-2:], ref.shape[-2:]
+    ratio = rh // h
+    size = (
+        {"scale_factor": float(ratio)}
+        if ratio * h == rh and ratio * w == rw
+        else {"size": (rh, rw)}
+    )
     if mode == "nearest":
-        return F.interpolate(x, size=ref.shape[-2:], mode="nearest")
-    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(x, mode="nearest", **size)
+    return F.interpolate(x, mode="bilinear", align_corners=False, **size)
 
 
 class UNetDecoder(nn.Module):
