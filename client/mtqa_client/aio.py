@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,64 +19,26 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from mtqa_client import protocol
+from mtqa_client.base import POLL_S, ClientBase, Read
 from mtqa_client.endpoints import EndpointPool
-from mtqa_client.errors import (
-    InspectionError,
-    InvalidInputError,
-    ModelNotReadyError,
-    ServerUnavailableError,
-    from_server_error,
-)
+from mtqa_client.errors import InspectionError, ModelNotReadyError
 from mtqa_client.images import ImageLike, ImagesLike, encode_images, is_batch
-from mtqa_client.options import ClientOptions, make_options
-from mtqa_client.results import InspectionResult, TensorResult, Timings, parse_inspect
-from mtqa_client.retry import RetryPolicy, is_retryable
-from mtqa_client.spec import INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec, build_spec, ensemble_steps
-from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
+from mtqa_client.results import InspectionResult, TensorResult
+from mtqa_client.spec import NET_OUTPUTS, ModelSpec
 
 R = TypeVar("R")
-_POLL_S = 0.25
 
 
-class AsyncInspectionClient:
-    """Asyncio client: await `inspect`, `inspect_many` and `infer_tensor`."""
+class AsyncInspectionClient(ClientBase):
+    """Asyncio client: await `inspect`, `inspect_many` and `infer_tensor`.
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        model: str = "mtqa_inspect",
-        version: str | int | None = None,
-        net_model: str = "mtqa_net",
-        timeout_s: float = 30.0,
-        connect_timeout_s: float = 60.0,
-        retries: int | RetryPolicy = 3,
-        tls: bool | TlsConfig | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        endpoints: Sequence[str] = (),
-        validate_images: bool = True,
-    ) -> None:
-        self.options: ClientOptions = make_options(
-            url,
-            model=model,
-            net_model=net_model,
-            version=version,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            retries=retries,
-            tls=tls,
-            headers=headers,
-            max_message_bytes=max_message_bytes,
-            endpoints=endpoints,
-            validate_images=validate_images,
-        )
-        self._pool: EndpointPool[aioclient.InferenceServerClient] | None = None
-        self._spec: ModelSpec | None = None
-        self._net_spec: ModelSpec | None = None
-        self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
-        self._in_flight = 0
-        self.max_in_flight = 0
+    Takes the options of `ClientBase`; channels open in `open()`, inside the running loop.
+    """
+
+    _pool: EndpointPool[aioclient.InferenceServerClient] | None = None
+    _spec: ModelSpec | None = None
+    _in_flight = 0
+    max_in_flight = 0  # the most inference requests this client had in flight at once
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> AsyncInspectionClient:
@@ -134,24 +96,18 @@ class AsyncInspectionClient:
         idempotent_read: bool,
     ) -> R:
         pool, policy = self._endpoints(), self.options.retry
-        known = model in self._verified
         last: InspectionError | None = None
         for round_index in range(policy.retries + 1):
+            if round_index:
+                await asyncio.sleep(policy.delay(round_index - 1))
             for url, client in pool.order():
                 try:
                     value = await fn(client)
                 except InferenceServerException as exc:
-                    last = from_server_error(exc, model=model, endpoint=url)
-                    if not is_retryable(
-                        last, idempotent_read=idempotent_read, model_verified=known
-                    ):
-                        raise last from None
-                    pool.bench(url)
+                    last = self._failed(pool, url, exc, model, idempotent_read)
                     continue
                 pool.restore(url)
                 return value
-            if round_index < policy.retries:
-                await asyncio.sleep(policy.delay(round_index))
         assert last is not None
         raise last
 
@@ -173,16 +129,12 @@ class AsyncInspectionClient:
                     ):
                         return
                 except InferenceServerException as exc:
-                    err = from_server_error(exc, model=opts.model, endpoint=url)
-                    if not is_retryable(err, idempotent_read=True):
-                        raise err from None
+                    self._probe_failed(url, exc)
             if time.monotonic() >= deadline:
                 break
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(POLL_S)
         if seen is None:
-            raise ServerUnavailableError(
-                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
-            )
+            raise self._not_ready(None, None, timeout_s)
         url, client = seen
         try:
             answer = await client.get_model_repository_index(
@@ -191,75 +143,42 @@ class AsyncInspectionClient:
             index = answer.get("models", [])
         except InferenceServerException:
             index = None
-        reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
-        raise ModelNotReadyError(reason, endpoint=url)
+        raise self._not_ready(url, index, timeout_s)
 
-    async def _read(
-        self, fn: Callable[[aioclient.InferenceServerClient], Awaitable[R]], model: str
-    ) -> R:
-        return await self._call(fn, model=model, idempotent_read=True)
+    async def _read(self, read: Read) -> Any:
+        """An idempotent control read; None for an optional one on a missing model."""
+        try:
+            return await self._call(read.fn, model=read.model, idempotent_read=True)
+        except ModelNotReadyError:
+            if read.optional:
+                return None
+            raise
 
     async def _load_spec(self, model: str, kind: str, version: str | None) -> ModelSpec:
-        opts, timeout = self.options, self.options.timeout_s
-        meta = await self._read(
-            lambda c: c.get_model_metadata(
-                model, headers=opts.headers, as_json=True, client_timeout=timeout
-            ),
-            model,
-        )
-        if version and version not in meta.get("versions", []):
-            raise ModelNotReadyError(
-                f"model {model!r} has no version {version}; "
-                f"served versions: {meta.get('versions', [])}",
-                model=model,
-            )
-        config = await self._read(
-            lambda c: c.get_model_config(
-                model, version or "", headers=opts.headers, as_json=True, client_timeout=timeout
-            ),
-            model,
-        )
-        extra = []
-        for step in ensemble_steps(config):
+        plan = self._spec_plan(model, kind, version)
+        read = next(plan)
+        while True:
             try:
-                extra.append(
-                    await self._read(
-                        lambda c, s=step: c.get_model_config(
-                            s, headers=opts.headers, as_json=True, client_timeout=timeout
-                        ),
-                        step,
-                    )
-                )
-            except ModelNotReadyError:
-                continue  # a step model without readable config only loses label names
-        extra_configs = [e.get("config", e) for e in extra]
-        spec = build_spec(meta, config, kind=kind, extra_configs=extra_configs)
-        self._verified.add(model)
-        return spec
+                read = plan.send(await self._read(read))
+            except StopIteration as done:
+                return done.value
 
     async def _infer(
         self, model: str, version: str, inputs: list, outputs: list, timeout_s: float | None
     ) -> tuple[Any, float]:
-        opts, timeout = self.options, timeout_s or self.options.timeout_s
+        send = self._infer_call(model, version, inputs, outputs, timeout_s)
 
-        async def infer(client: aioclient.InferenceServerClient) -> tuple[Any, float]:
+        async def timed(client: aioclient.InferenceServerClient) -> tuple[Any, float]:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             start = time.perf_counter()
             try:
-                result = await client.infer(
-                    model,
-                    inputs,
-                    model_version=version,
-                    outputs=outputs,
-                    client_timeout=timeout,
-                    headers=opts.headers,
-                )
+                result = await send(client)
             finally:
                 self._in_flight -= 1
             return result, (time.perf_counter() - start) * 1000.0
 
-        return await self._call(infer, model=model, idempotent_read=False)
+        return await self._call(timed, model=model, idempotent_read=False)
 
     async def inspect(
         self, images: ImagesLike, *, timeout_s: float | None = None
@@ -281,9 +200,7 @@ class AsyncInspectionClient:
         spec, opts = self.spec, self.options
         inputs, outputs = protocol.inspect_request(chunk, spec)
         result, ms = await self._infer(opts.model, opts.version_str, inputs, outputs, timeout_s)
-        version, server = protocol.response_info(result)
-        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size"])
-        return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
+        return self._inspect_results(result, ms, chunk, spec)
 
     async def inspect_many(
         self,
@@ -295,13 +212,7 @@ class AsyncInspectionClient:
     ) -> list[InspectionResult]:
         """Inspect many images with at most `concurrency` requests in flight; keeps input order."""
         items = list(images)
-        if not items:
-            raise InvalidInputError("no images given (empty list)")
-        if concurrency < 1:
-            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
-        size = protocol.batch_size_for(len(items), self.spec.max_batch_size, concurrency)
-        if batch_size:
-            size = min(batch_size, self.spec.max_batch_size or batch_size)
+        size = self._group_size(items, concurrency, batch_size, self.spec.max_batch_size)
         gate = asyncio.Semaphore(concurrency)
 
         async def run(group: Sequence[ImageLike]) -> list[InspectionResult]:
@@ -344,20 +255,10 @@ class AsyncInspectionClient:
             return protocol.read_outputs(result, list(NET_OUTPUTS)), ms, version, server
 
         parts = await asyncio.gather(*(one(c) for c in protocol.chunks(batch, spec.max_batch_size)))
-        joined = {n: np.concatenate([p[0][n] for p in parts]) for n in NET_OUTPUTS}
-        return TensorResult(
-            **joined,
-            model_name=spec.name,
-            model_version=parts[-1][2],
-            timings=Timings(max(p[1] for p in parts), len(batch), parts[-1][3]),
-        )
+        _, _, version, server = parts[-1]
+        ms = max(p[1] for p in parts)  # chunks ran concurrently
+        return self._tensor_result(spec, (p[0] for p in parts), len(batch), ms, version, server)
 
     async def statistics(self, model: str | None = None) -> dict[str, Any]:
         """Triton's inference statistics for `model` (default: the inspect model) as JSON."""
-        name, opts = model or self.options.model, self.options
-        return await self._read(
-            lambda c: c.get_inference_statistics(
-                name, headers=opts.headers, as_json=True, client_timeout=opts.timeout_s
-            ),
-            name,
-        )
+        return await self._read(self._statistics_read(model))

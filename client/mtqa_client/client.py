@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -20,67 +20,32 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from mtqa_client import protocol, shm
+from mtqa_client.base import POLL_S, ClientBase, Read
 from mtqa_client.endpoints import EndpointPool
-from mtqa_client.errors import (
-    InspectionError,
-    InvalidInputError,
-    ModelNotReadyError,
-    ServerUnavailableError,
-    from_server_error,
-)
+from mtqa_client.errors import InspectionError, InvalidInputError, ModelNotReadyError
 from mtqa_client.images import ImageLike, ImagesLike, encode_images, is_batch
-from mtqa_client.options import ClientOptions, make_options
-from mtqa_client.results import InspectionResult, TensorResult, Timings, parse_inspect
-from mtqa_client.retry import RetryPolicy, is_retryable
-from mtqa_client.spec import INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec, build_spec, ensemble_steps
-from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
+from mtqa_client.results import InspectionResult, TensorResult
+from mtqa_client.spec import NET_OUTPUTS, ModelSpec
 
 R = TypeVar("R")
-_POLL_S = 0.25
 
 
-class InspectionClient:
-    """Synchronous client: `inspect` images through the ensemble, `infer_tensor` raw batches."""
+class InspectionClient(ClientBase):
+    """Synchronous client: `inspect` images through the ensemble, `infer_tensor` raw batches.
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        model: str = "mtqa_inspect",
-        version: str | int | None = None,
-        net_model: str = "mtqa_net",
-        timeout_s: float = 30.0,
-        connect_timeout_s: float = 60.0,
-        retries: int | RetryPolicy = 3,
-        tls: bool | TlsConfig | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        endpoints: Sequence[str] = (),
-        shared_memory: bool = False,
-        validate_images: bool = True,
-    ) -> None:
-        self.options: ClientOptions = make_options(
-            url,
-            model=model,
-            net_model=net_model,
-            version=version,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            retries=retries,
-            tls=tls,
-            headers=headers,
-            max_message_bytes=max_message_bytes,
-            endpoints=endpoints,
-            validate_images=validate_images,
-        )
+    Takes the options of `ClientBase` (url, model, version, net_model, timeout_s,
+    connect_timeout_s, retries, tls, headers, max_message_bytes, endpoints, validate_images) and
+    `shared_memory`.
+    """
+
+    def __init__(self, url: str, *, shared_memory: bool = False, **options: Any) -> None:
+        super().__init__(url, **options)
         if shared_memory and len(self.options.urls) > 1:
             raise InvalidInputError("shared_memory needs a single endpoint on the local host")
         kwargs = self.options.client_kwargs()
         self._pool = EndpointPool(
             [(u, grpcclient.InferenceServerClient(u, **kwargs)) for u in self.options.urls]
         )
-        self._net_spec: ModelSpec | None = None
-        self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
         self._lock = threading.Lock()
         self._shm = shm.ShmPool(self._shm_register, self._shm_unregister) if shared_memory else None
         try:
@@ -117,25 +82,19 @@ class InspectionClient:
         idempotent_read: bool,
     ) -> R:
         """Run `fn` on an endpoint with failover, deadline and retry (see module docstring)."""
-        policy = self.options.retry
-        known = model in self._verified
+        pool, policy = self._pool, self.options.retry
         last: InspectionError | None = None
         for round_index in range(policy.retries + 1):
-            for url, client in self._pool.order():
+            if round_index:
+                time.sleep(policy.delay(round_index - 1))
+            for url, client in pool.order():
                 try:
                     value = fn(client)
                 except InferenceServerException as exc:
-                    last = from_server_error(exc, model=model, endpoint=url)
-                    if not is_retryable(
-                        last, idempotent_read=idempotent_read, model_verified=known
-                    ):
-                        raise last from None
-                    self._pool.bench(url)
+                    last = self._failed(pool, url, exc, model, idempotent_read)
                     continue
-                self._pool.restore(url)
+                pool.restore(url)
                 return value
-            if round_index < policy.retries:
-                time.sleep(policy.delay(round_index))
         assert last is not None
         raise last
 
@@ -157,16 +116,12 @@ class InspectionClient:
                     ):
                         return
                 except InferenceServerException as exc:
-                    err = from_server_error(exc, model=opts.model, endpoint=url)
-                    if not is_retryable(err, idempotent_read=True):
-                        raise err from None
+                    self._probe_failed(url, exc)
             if time.monotonic() >= deadline:
                 break
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
         if server_seen is None:
-            raise ServerUnavailableError(
-                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
-            )
+            raise self._not_ready(None, None, timeout_s)
         url, client = server_seen
         try:
             index = client.get_model_repository_index(
@@ -174,52 +129,40 @@ class InspectionClient:
             ).get("models", [])
         except InferenceServerException:
             index = None
-        reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
-        raise ModelNotReadyError(reason, endpoint=url)
+        raise self._not_ready(url, index, timeout_s)
 
-    def _read(self, fn: Callable[[grpcclient.InferenceServerClient], R], model: str) -> R:
-        return self._call(fn, model=model, idempotent_read=True)
+    def _read(self, read: Read) -> Any:
+        """An idempotent control read; None for an optional one on a missing model."""
+        try:
+            return self._call(read.fn, model=read.model, idempotent_read=True)
+        except ModelNotReadyError:
+            if read.optional:
+                return None
+            raise
 
     def _load_spec(self, model: str, kind: str, version: str | None) -> ModelSpec:
-        opts = self.options
-        timeout = opts.timeout_s
-        meta = self._read(
-            lambda c: c.get_model_metadata(
-                model, headers=opts.headers, as_json=True, client_timeout=timeout
-            ),
-            model,
-        )
-        if version and version not in meta.get("versions", []):
-            raise ModelNotReadyError(
-                f"model {model!r} has no version {version}; "
-                f"served versions: {meta.get('versions', [])}",
-                model=model,
-            )
-        config = self._read(
-            lambda c: c.get_model_config(
-                model, version or "", headers=opts.headers, as_json=True, client_timeout=timeout
-            ),
-            model,
-        )
-        extra = []
-        for step in ensemble_steps(config):
+        plan = self._spec_plan(model, kind, version)
+        read = next(plan)
+        while True:
             try:
-                extra.append(
-                    self._read(
-                        lambda c, s=step: c.get_model_config(
-                            s, headers=opts.headers, as_json=True, client_timeout=timeout
-                        ),
-                        step,
-                    )
-                )
-            except ModelNotReadyError:
-                continue  # a step model without readable config only loses label names
-        extra_configs = [e.get("config", e) for e in extra]
-        spec = build_spec(meta, config, kind=kind, extra_configs=extra_configs)
-        self._verified.add(model)
-        return spec
+                read = plan.send(self._read(read))
+            except StopIteration as done:
+                return done.value
 
     # -- inference -------------------------------------------------------------------------------
+
+    def _infer(
+        self, model: str, version: str, inputs: list, outputs: list, timeout_s: float | None
+    ) -> tuple[Any, float]:
+        """One inference request (never retried on timeout) and its round trip in ms."""
+        send = self._infer_call(model, version, inputs, outputs, timeout_s)
+
+        def timed(client: grpcclient.InferenceServerClient) -> tuple[Any, float]:
+            start = time.perf_counter()
+            result = send(client)
+            return result, (time.perf_counter() - start) * 1000.0
+
+        return self._call(timed, model=model, idempotent_read=False)
 
     def inspect(
         self, images: ImagesLike, *, timeout_s: float | None = None
@@ -234,24 +177,8 @@ class InspectionClient:
     def _inspect_encoded(self, chunk: Sequence, timeout_s: float | None) -> list[InspectionResult]:
         opts, spec = self.options, self.spec
         inputs, outputs = protocol.inspect_request(chunk, spec)
-        timeout = timeout_s or opts.timeout_s
-
-        def infer(client: grpcclient.InferenceServerClient) -> tuple[Any, float]:
-            start = time.perf_counter()
-            result = client.infer(
-                opts.model,
-                inputs,
-                model_version=opts.version_str,
-                outputs=outputs,
-                client_timeout=timeout,
-                headers=opts.headers,
-            )
-            return result, (time.perf_counter() - start) * 1000.0
-
-        result, ms = self._call(infer, model=opts.model, idempotent_read=False)
-        version, server = protocol.response_info(result)
-        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size"])
-        return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
+        result, ms = self._infer(opts.model, opts.version_str, inputs, outputs, timeout_s)
+        return self._inspect_results(result, ms, chunk, spec)
 
     def inspect_many(
         self,
@@ -268,13 +195,7 @@ class InspectionClient:
         a long list of paths is read while earlier requests are on the wire.
         """
         items = list(images)
-        if not items:
-            raise InvalidInputError("no images given (empty list)")
-        if concurrency < 1:
-            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
-        size = protocol.batch_size_for(len(items), self.spec.max_batch_size, concurrency)
-        if batch_size:
-            size = min(batch_size, self.spec.max_batch_size or batch_size)
+        size = self._group_size(items, concurrency, batch_size, self.spec.max_batch_size)
         groups = list(protocol.chunks(items, size))
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="mtqa-inspect")
         try:
@@ -316,38 +237,17 @@ class InspectionClient:
             )
             parts.append(arrays)
             total_ms += ms
-        joined = {n: np.concatenate([p[n] for p in parts]) for n in NET_OUTPUTS}
-        return TensorResult(
-            **joined,
-            model_name=spec.name,
-            model_version=served,
-            timings=Timings(total_ms, len(batch), server),
-        )
+        return self._tensor_result(spec, parts, len(batch), total_ms, served, server)
 
     def _infer_net(
         self, chunk: np.ndarray, version: str, timeout_s: float | None
     ) -> tuple[dict[str, np.ndarray], float, str, dict[str, float]]:
-        opts = self.options
-        timeout = timeout_s or opts.timeout_s
         inputs, outputs = protocol.net_request(chunk)
         region = None
         if self._shm is not None:
             region, layout = self._shm_prepare(chunk, inputs, outputs)
-
-        def infer(client: grpcclient.InferenceServerClient) -> tuple[Any, float]:
-            start = time.perf_counter()
-            result = client.infer(
-                opts.net_model,
-                inputs,
-                model_version=version,
-                outputs=outputs,
-                client_timeout=timeout,
-                headers=opts.headers,
-            )
-            return result, (time.perf_counter() - start) * 1000.0
-
         try:
-            result, ms = self._call(infer, model=opts.net_model, idempotent_read=False)
+            result, ms = self._infer(self.options.net_model, version, inputs, outputs, timeout_s)
             version, server = protocol.response_info(result)
             if region is None:
                 arrays = protocol.read_outputs(result, list(NET_OUTPUTS))
@@ -389,10 +289,12 @@ class InspectionClient:
     def _shm_register(self, name: str, key: str, size: int) -> None:
         opts = self.options
         self._read(
-            lambda c: c.register_system_shared_memory(
-                name, key, size, headers=opts.headers, client_timeout=opts.timeout_s
-            ),
-            opts.net_model,
+            Read(
+                opts.net_model,
+                lambda c: c.register_system_shared_memory(
+                    name, key, size, headers=opts.headers, client_timeout=opts.timeout_s
+                ),
+            )
         )
 
     def _shm_unregister(self, name: str) -> None:
@@ -404,13 +306,4 @@ class InspectionClient:
 
     def statistics(self, model: str | None = None) -> dict[str, Any]:
         """Triton's inference statistics for `model` (default: the inspect model) as JSON."""
-        name = model or self.options.model
-        return self._read(
-            lambda c: c.get_inference_statistics(
-                name,
-                headers=self.options.headers,
-                as_json=True,
-                client_timeout=self.options.timeout_s,
-            ),
-            name,
-        )
+        return self._read(self._statistics_read(model))

@@ -1,0 +1,216 @@
+"""`ClientBase`: what the sync and asyncio clients share apart from I/O.
+
+Validated options, the model-spec bookkeeping (which reads make a spec, which models are
+verified), the retry decision for one failed attempt, the readiness error, the request grouping
+of `inspect_many` and the assembly of results. The subclasses keep only their transport: blocking
+or awaiting a call, sleeping between rounds, running requests concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from mtqa_client import protocol
+from mtqa_client.endpoints import EndpointPool
+from mtqa_client.errors import (
+    InspectionError,
+    InvalidInputError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+    from_server_error,
+)
+from mtqa_client.images import EncodedImage
+from mtqa_client.options import ClientOptions, make_options
+from mtqa_client.results import InspectionResult, TensorResult, Timings, parse_inspect
+from mtqa_client.retry import RetryPolicy, is_retryable
+from mtqa_client.spec import INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec, build_spec, ensemble_steps
+from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
+
+POLL_S = 0.25  # pause between readiness sweeps over the endpoints
+
+
+class Read(NamedTuple):
+    """A control read: `fn(client)` on `model`; an `optional` one yields None if it is absent."""
+
+    model: str
+    fn: Callable[[Any], Any]
+    optional: bool = False
+
+
+SpecPlan = Generator[Read, Any, ModelSpec]
+
+
+class ClientBase:
+    """Options and transport-independent steps; subclasses add the sync or asyncio I/O."""
+
+    _net_spec: ModelSpec | None = None
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str = "mtqa_inspect",
+        version: str | int | None = None,
+        net_model: str = "mtqa_net",
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 60.0,
+        retries: int | RetryPolicy = 3,
+        tls: bool | TlsConfig | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        endpoints: Sequence[str] = (),
+        validate_images: bool = True,
+    ) -> None:
+        self.options: ClientOptions = make_options(
+            url,
+            model=model,
+            net_model=net_model,
+            version=version,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retries=retries,
+            tls=tls,
+            headers=headers,
+            max_message_bytes=max_message_bytes,
+            endpoints=endpoints,
+            validate_images=validate_images,
+        )
+        self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
+
+    # -- retries and readiness ---------------------------------------------------------------
+
+    def _failed(
+        self,
+        pool: EndpointPool[Any],
+        url: str,
+        exc: Exception,
+        model: str,
+        idempotent_read: bool,
+    ) -> InspectionError:
+        """The typed error of a failed attempt: raised if final, else `url` is benched."""
+        error = from_server_error(exc, model=model, endpoint=url)
+        known = model in self._verified
+        if not is_retryable(error, idempotent_read=idempotent_read, model_verified=known):
+            raise error from None
+        pool.bench(url)
+        return error
+
+    def _probe_failed(self, url: str, exc: Exception) -> None:
+        """A failed readiness probe: raise unless the endpoint may still come up."""
+        error = from_server_error(exc, model=self.options.model, endpoint=url)
+        if not is_retryable(error, idempotent_read=True):
+            raise error from None
+
+    def _not_ready(
+        self, seen: str | None, index: Sequence[Mapping[str, Any]] | None, timeout_s: float
+    ) -> InspectionError:
+        """Why the wait failed: no server ready, or (on server `seen`) the model not ready."""
+        opts = self.options
+        if seen is None:
+            return ServerUnavailableError(
+                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
+            )
+        reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
+        return ModelNotReadyError(reason, endpoint=seen)
+
+    # -- model specs -------------------------------------------------------------------------
+
+    def _spec_plan(self, model: str, kind: str, version: str | None) -> SpecPlan:
+        """The reads that make `model`'s spec, sent back one by one by the client's driver."""
+        opts, timeout = self.options, self.options.timeout_s
+        meta = yield Read(
+            model,
+            lambda c: c.get_model_metadata(
+                model, headers=opts.headers, as_json=True, client_timeout=timeout
+            ),
+        )
+        if version and version not in meta.get("versions", []):
+            raise ModelNotReadyError(
+                f"model {model!r} has no version {version}; "
+                f"served versions: {meta.get('versions', [])}",
+                model=model,
+            )
+        config = yield Read(
+            model,
+            lambda c: c.get_model_config(
+                model, version or "", headers=opts.headers, as_json=True, client_timeout=timeout
+            ),
+        )
+        extra = []
+        for step in ensemble_steps(config):
+            answer = yield Read(
+                step,
+                lambda c, s=step: c.get_model_config(
+                    s, headers=opts.headers, as_json=True, client_timeout=timeout
+                ),
+                optional=True,  # a step model without readable config only loses label names
+            )
+            if answer is not None:
+                extra.append(answer.get("config", answer))
+        spec = build_spec(meta, config, kind=kind, extra_configs=extra)
+        self._verified.add(model)
+        return spec
+
+    def _statistics_read(self, model: str | None) -> Read:
+        name, opts = model or self.options.model, self.options
+        return Read(
+            name,
+            lambda c: c.get_inference_statistics(
+                name, headers=opts.headers, as_json=True, client_timeout=opts.timeout_s
+            ),
+        )
+
+    # -- requests and results ----------------------------------------------------------------
+
+    def _infer_call(
+        self, model: str, version: str, inputs: list, outputs: list, timeout_s: float | None
+    ) -> Callable[[Any], Any]:
+        """`fn(client)` sending one inference request (on asyncio it returns an awaitable)."""
+        opts, timeout = self.options, timeout_s or self.options.timeout_s
+        return lambda c: c.infer(
+            model,
+            inputs,
+            model_version=version,
+            outputs=outputs,
+            client_timeout=timeout,
+            headers=opts.headers,
+        )
+
+    def _group_size(
+        self, items: Sequence[Any], concurrency: int, batch_size: int | None, max_batch: int
+    ) -> int:
+        """Images per request for `inspect_many` (InvalidInputError on an empty list)."""
+        if not items:
+            raise InvalidInputError("no images given (empty list)")
+        if concurrency < 1:
+            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
+        if batch_size:
+            return min(batch_size, max_batch or batch_size)
+        return protocol.batch_size_for(len(items), max_batch, concurrency)
+
+    @staticmethod
+    def _inspect_results(
+        result: Any, ms: float, chunk: Sequence[EncodedImage], spec: ModelSpec
+    ) -> list[InspectionResult]:
+        version, server = protocol.response_info(result)
+        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size"])
+        return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
+
+    @staticmethod
+    def _tensor_result(
+        spec: ModelSpec,
+        parts: Iterable[Mapping[str, np.ndarray]],
+        n: int,
+        ms: float,
+        version: str,
+        server: Mapping[str, float],
+    ) -> TensorResult:
+        """Join per-chunk `mtqa_net` outputs into one result for `n` images."""
+        parts = list(parts)
+        joined = {name: np.concatenate([p[name] for p in parts]) for name in NET_OUTPUTS}
+        return TensorResult(
+            **joined, model_name=spec.name, model_version=version, timings=Timings(ms, n, server)
+        )
