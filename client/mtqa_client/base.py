@@ -63,6 +63,7 @@ class ClientBase:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         endpoints: Sequence[str] = (),
         validate_images: bool = True,
+        shared_memory: bool = False,
     ) -> None:
         self.options: ClientOptions = make_options(
             url,
@@ -79,6 +80,12 @@ class ClientBase:
             validate_images=validate_images,
         )
         self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
+        self._open_transport(shared_memory)
+
+    def _open_transport(self, shared_memory: bool) -> None:
+        """Subclass hook run at the end of `__init__`; the base has no shared-memory path."""
+        if shared_memory:
+            raise InvalidInputError(f"{type(self).__name__} does not support shared_memory")
 
     # -- retries and readiness ---------------------------------------------------------------
 

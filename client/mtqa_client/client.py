@@ -34,12 +34,11 @@ class InspectionClient(ClientBase):
     """Synchronous client: `inspect` images through the ensemble, `infer_tensor` raw batches.
 
     Takes the options of `ClientBase` (url, model, version, net_model, timeout_s,
-    connect_timeout_s, retries, tls, headers, max_message_bytes, endpoints, validate_images) and
-    `shared_memory`.
+    connect_timeout_s, retries, tls, headers, max_message_bytes, endpoints, validate_images,
+    shared_memory): it connects, waits for readiness and reads the model in the constructor.
     """
 
-    def __init__(self, url: str, *, shared_memory: bool = False, **options: Any) -> None:
-        super().__init__(url, **options)
+    def _open_transport(self, shared_memory: bool) -> None:
         if shared_memory and len(self.options.urls) > 1:
             raise InvalidInputError("shared_memory needs a single endpoint on the local host")
         kwargs = self.options.client_kwargs()
