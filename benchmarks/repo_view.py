@@ -26,6 +26,7 @@ class RepoInfo:
     std: list[float]
     checkpoint: Path | None
     intra_op_threads: int
+    instances: int
 
 
 def _config(model_dir: Path):
@@ -62,7 +63,8 @@ def inspect_repository(repo: Path) -> RepoInfo:
         (repo / NET / next(iter(variants.values())) / "manifest.json").read_text()
     )
     run_dir = manifest.get("checkpoint", {}).get("run_dir")
-    params = _config(repo / NET).parameters
+    config = _config(repo / NET)
+    params = config.parameters
     threads = params["intra_op_threads"].string_value if "intra_op_threads" in params else "1"
     return RepoInfo(
         variants=variants,
@@ -71,6 +73,7 @@ def inspect_repository(repo: Path) -> RepoInfo:
         std=[float(v) for v in pre["std"]],
         checkpoint=Path(run_dir) if run_dir and Path(run_dir).is_dir() else None,
         intra_op_threads=int(threads),
+        instances=sum(group.count for group in config.instance_group) or 1,
     )
 
 

@@ -47,11 +47,15 @@ def _pick(rows: Iterable[Row], **match: Any) -> list[Row]:
 
 # -- ratios --------------------------------------------------------------------------------------
 def sdk_vs_ort(rows: list[Row]) -> list[Row]:
-    """Served raw network (SDK, Locust) / in-process ORT at the batch the server executed."""
+    """Served raw network (SDK, Locust) / in-process ORT at the batch the server executed, with
+    as many ORT sessions busy as the point kept server instances busy (users, up to the most the
+    peer measured: the server's instance count)."""
     out = []
     for r in _pick(rows, source="locust", target="net"):
         batch = max(1, round(r.get("net_batch") or 1))
-        ort = _pick(rows, source="ort", variant=r["variant"], batch=batch)
+        peers = _pick(rows, source="ort", variant=r["variant"], batch=batch)
+        busy = min(r["users"], max((p["users"] for p in peers), default=1))
+        ort = _pick(peers, users=busy)
         value = ratio(r["throughput"], ort[0]["throughput"] if ort else None)
         out.append({**_key(r), "exec_batch": batch, "ratio": value})
     return out

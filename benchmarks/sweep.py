@@ -9,6 +9,7 @@ With `repo` the sweep starts its own server per batching setting on a view of th
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import subprocess
@@ -239,12 +240,20 @@ class Sweep:
                 if r["variant"] == variant and r["source"] == "locust" and r.get("net_batch")
             }
             onnx = self.info_repo / NET / version / "model.onnx"
-            for batch in sorted(batches):
+            # One busy session per request in flight, up to the server's instance count.
+            for batch, sessions in itertools.product(
+                sorted(batches), sorted({1, self.info.instances})
+            ):
                 res = ort_peer.measure(
-                    onnx, tensors, batch, self.info.intra_op_threads, min(self.opts.duration, 5)
+                    onnx,
+                    tensors,
+                    batch,
+                    self.info.intra_op_threads,
+                    min(self.opts.duration, 5),
+                    instances=sessions,
                 )
                 row = {"source": "ort", "target": "net", "variant": variant, "batching": "n/a"}
-                row.update({"users": 1, "batch": batch, "net_batch": batch, **res})
+                row.update({"users": sessions, "batch": batch, "net_batch": batch, **res})
                 self.rows.append(row)
                 self.log(_describe(row))
 
