@@ -23,6 +23,7 @@ class Serving:
 
     max_batch: int = 32
     queue_delay_us: int = 2000
+    preferred_batch: tuple[int, ...] = ()  # sizes the batcher sends at once (empty: max_batch)
     instances: int = 1
     max_queue_size: int = 256
     queue_timeout_us: int = 5_000_000
@@ -82,6 +83,7 @@ def result_outputs(shapes: Shapes) -> list[mc.ModelOutput]:
 
 def _batching(cfg: mc.ModelConfig, serving: Serving) -> None:
     cfg.dynamic_batching.max_queue_delay_microseconds = serving.queue_delay_us
+    cfg.dynamic_batching.preferred_batch_size.extend(sorted(set(serving.preferred_batch)))
     policy = cfg.dynamic_batching.default_queue_policy
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     policy.default_timeout_microseconds = serving.queue_timeout_us

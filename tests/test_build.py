@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +22,18 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert result["versions"]["mtqa_net"] == {"fp32": 1, "fp16": 2}
     assert result["serving"] == 2 and result["gate"]["fp16"]["passed"]
     assert check_repository(repo) == []
+    # CPU defaults: single-thread instances, no batching delay, small preferred batches.
+    cfg = _config(repo / "mtqa_net")
+    assert cfg.instance_group[0].count == min(os.cpu_count() or 1, 4)
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 0
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [4]
+
+
+def _config(model_dir):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    return text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
 
 
 def test_cli_build_ngc_onnx_target(tiny_run, tmp_path):
@@ -33,6 +46,9 @@ def test_cli_build_ngc_onnx_target(tiny_run, tmp_path):
     cfg = text_format.Parse((repo / "mtqa_net" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert cfg.platform == "onnxruntime_onnx" and not cfg.backend
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert cfg.instance_group[0].count == 2
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert not cfg.dynamic_batching.preferred_batch_size
     assert sorted(p.name for p in (repo / "mtqa_net" / "1").glob("model.*")) == ["model.onnx"]
     assert check_repository(repo) == []
 
