@@ -168,6 +168,11 @@ def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, ca
     assert all(r["images_per_s"] > 0 for r in rows)
     assert rows[1]["drop_points"]["segmentation"] is not None
     assert "int8" in capsys.readouterr().out
+    # The served arrangement: two single-thread sessions per variant at once.
+    two = ["--repo", str(built_repo), "--batch", "2", "--iters", "1", "--threads", "1"]
+    assert bench([*two, "--sessions", "2"]) == 0
+    assert "2 session(s) x 1 thread(s)" in capsys.readouterr().out
+    assert bench([*two, "--sessions", "0"]) == 2
 
 
 def test_ngc_trt_with_prebuilt_engines_for_two_gpu_architectures(tiny_run, tmp_path):
