@@ -133,9 +133,11 @@ def _scrambled(src: Path, dst: Path) -> Path:
     """A loadable ONNX whose weights are shuffled: same contract, different answers."""
     model = onnx.load(str(src))
     rng = np.random.default_rng(0)
+    # Only Conv/Gemm weights and biases: other constants (Resize scales) must stay loadable.
+    weights = {i for n in model.graph.node if n.op_type in ("Conv", "Gemm") for i in n.input[1:]}
     for init in model.graph.initializer:
         arr = numpy_helper.to_array(init)
-        if arr.dtype == np.float32 and arr.size > 1:
+        if init.name in weights and arr.dtype == np.float32 and arr.size > 1:
             init.CopyFrom(numpy_helper.from_array(rng.permutation(arr.ravel()).reshape(arr.shape)
                                                   * -3.0, init.name))  # fmt: skip
     onnx.save(model, str(dst))
