@@ -113,6 +113,31 @@ def locust_vs_perf(rows: list[Row]) -> list[Row]:
     return out
 
 
+def locust_vs_perf_gaps(rows: list[Row], limit: float = 0.2) -> list[str]:
+    """One sentence per point where Locust and perf_analyzer differ by more than `limit`, from
+    what each measured on its side of the wire (both generators share the server's host)."""
+    lines = []
+    for item in locust_vs_perf(rows):
+        if item["ratio"] is None or abs(item["ratio"] - 1) <= limit:
+            continue
+        loc = _pick(rows, source="locust", **_key(item))[0]
+        pa = _pick(rows, source="perf_analyzer", **_key(item))[0]
+        side = [sum(r.get(k) or 0.0 for k in ("client_ms", "network_ms")) for r in (loc, pa)]
+        lines.append(
+            f"{item['target']} {item['variant']} batching {item['batching']}, {item['users']} "
+            f"users: Locust {loc['throughput']:.0f} vs perf_analyzer {pa['throughput']:.0f} img/s "
+            f"(x{item['ratio']:.2f}); client + network per request {side[0]:.2f} ms (Python SDK "
+            f"under gevent) vs {side[1]:.2f} ms (C++), server queue + compute "
+            f"{_server_ms(loc):.1f} vs {_server_ms(pa):.1f} ms: the generator's own CPU use, on "
+            "the cores the server also needs, sets the gap."
+        )
+    return lines
+
+
+def _server_ms(r: Row) -> float:
+    return (r.get("queue_ms") or 0.0) + (r.get("compute_ms") or 0.0)
+
+
 def _key(r: Row) -> Row:
     return {k: r[k] for k in ("target", "variant", "batching", "users")}
 
@@ -326,6 +351,10 @@ def write_report(results: Path, out: Path | None = None) -> dict[str, Any]:
     md += _table(pairs(rows, "batching", "on", "off"), ["target", "variant", "users", "ratio"])
     md += ["", "## Locust / perf_analyzer", ""]
     md += _table(locust_vs_perf(rows), ["target", "variant", "batching", "users", "ratio"])
+    gaps = locust_vs_perf_gaps(rows)
+    if gaps:
+        md += ["", "Points more than 20 % apart, and what each tool saw:", ""]
+        md += [f"- {line}" for line in gaps]
     naive = served_vs_naive(rows)
     if naive:
         md += ["", "## Best served vs naive", ""]

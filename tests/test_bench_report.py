@@ -141,3 +141,12 @@ def test_cli_reports_a_missing_repository(tmp_path: Path, capsys) -> None:
     code = main(["bench", "--repo", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "variants.json is missing" in capsys.readouterr().err
+
+
+def test_locust_perf_gap_is_explained_point_by_point(results: Path) -> None:
+    rows = report.load(results)["rows"]
+    assert report.locust_vs_perf_gaps(rows) == []  # 90 vs 100 img/s: within 20 %
+    rows[3] = {**rows[3], "throughput": 150.0, "client_ms": 0.01, "network_ms": 0.5}
+    (line,) = report.locust_vs_perf_gaps(rows)
+    assert "Locust 90 vs perf_analyzer 150 img/s (x0.60)" in line
+    assert "3.00 ms" in line and "0.51 ms" in line
