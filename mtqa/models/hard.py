@@ -36,7 +36,7 @@ class HardSharingNet(MultiTaskNet):
                 self.encoder.skip_channels, cfg.decoder_width, cfg.upsample, cfg.refine_width
             )
             self.heads["segmentation"] = SegHead(
-                self.decoder.out_channels, num_classes, cfg.upsample, cfg.refine_width
+                self.decoder.out_channels, num_classes, cfg.upsample, self.decoder.refine_channels
             )
 
     def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -49,7 +49,7 @@ class SoftSharingNet(MultiTaskNet):
             skips = self.towers["segmentation"].skip_channels
             self.decoder = UNetDecoder(skips, cfg.decoder_width, cfg.upsample, cfg.refine_width)
             self.heads["segmentation"] = SegHead(
-                self.decoder.out_channels, num_classes, cfg.upsample, cfg.refine_width
+                self.decoder.out_channels, num_classes, cfg.upsample, self.decoder.refine_channels
             )
         use_stitch = cfg.cross_stitch and len(self.tasks) > 1
         n_units = len(cfg.widths) + 1 if use_stitch else 0
