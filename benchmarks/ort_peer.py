@@ -14,6 +14,20 @@ import numpy as np
 from mtqa_bench.stats import latency_summary
 
 
+def session(onnx_path: Path, threads: int, spinning: bool = True):
+    """A CPU session set up as the served `mtqa_net` sets its own (`threads` intra-op, one
+    inter-op); `spinning=False` stops idle workers spin-waiting, for sessions that sit beside
+    other busy ones."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
 def measure(
     onnx_path: Path,
     tensors: np.ndarray,
@@ -24,26 +38,18 @@ def measure(
 ) -> dict[str, float]:
     """Run batches of `batch` images back to back on `instances` sessions in parallel (ORT
     releases the GIL) for `seconds`; throughput in images/s over all of them."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # as the served mtqa_net python model sets it
-    sessions = [
-        ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        for _ in range(max(1, instances))
-    ]
+    sessions = [session(onnx_path, threads) for _ in range(max(1, instances))]
     reps = -(-batch // len(tensors))
     x = np.ascontiguousarray(np.concatenate([tensors] * reps)[:batch])
-    for session in sessions:
-        session.run(None, {"images": x})  # warm-up: first run allocates
+    for sess in sessions:
+        sess.run(None, {"images": x})  # warm-up: first run allocates
     times: list[list[float]] = [[] for _ in sessions]
     start = time.perf_counter()
 
-    def loop(session, out: list[float]) -> None:
+    def loop(sess, out: list[float]) -> None:
         while time.perf_counter() - start < seconds or len(out) < 3:
             t0 = time.perf_counter()
-            session.run(None, {"images": x})
+            sess.run(None, {"images": x})
             out.append((time.perf_counter() - t0) * 1000.0)
 
     workers = [

@@ -19,21 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from mtqa_bench import ort_peer
 
 HEADS = ("presence", "segmentation", "grade")
-
-
-def _session(onnx_path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # as the served model sets it
-    # Every variant's session lives through the interleaved rounds; idle intra-op workers that
-    # spin-wait would steal the cores from the session running (2 cores, 2 threads: fp32 359
-    # img/s interleaved with spinning vs 528 without, 570 alone).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
 def throughput(
@@ -43,7 +31,12 @@ def throughput(
     shared machine hit every variant alike (timing them one after another did not). With
     `sessions` > 1 each model runs that many sessions at once, one batch each per round (ORT
     releases the GIL): the arrangement of a local server with that many single-model instances."""
-    pools = [[_session(p, threads) for _ in range(sessions)] for p in onnx_paths]
+    # Every variant's sessions live through the interleaved rounds; idle workers that spin-wait
+    # would steal the cores from the session running (2 cores, 2 threads: fp32 359 img/s
+    # interleaved with spinning vs 528 without, 570 alone).
+    pools = [
+        [ort_peer.session(p, threads, spinning=False) for _ in range(sessions)] for p in onnx_paths
+    ]
     shape = [d if isinstance(d, int) else batch for d in pools[0][0].get_inputs()[0].shape]
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     times: list[list[float]] = [[] for _ in pools]
