@@ -50,6 +50,9 @@ def test_short_bench_produces_every_column(triton_server, built_repo: Path, tmp_
     for source in ("locust", "ort", "naive"):
         assert by_source.get(source), f"no {source} rows; notes: {notes}"
         assert all(r["throughput"] > 0 for r in by_source[source])
+    # The in-process peer runs 1 session and as many as the server has mtqa_net instances.
+    instances = repo_view.inspect_repository(built_repo).instances
+    assert {r["users"] for r in by_source["ort"]} == {1, instances}
     if "perf_analyzer" not in by_source:  # only when the wheel cannot be downloaded here
         assert any("perf_analyzer column skipped" in n for n in notes), notes
     served = by_source["locust"]
