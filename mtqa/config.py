@@ -31,6 +31,10 @@ class ModelConfig:
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     decoder_width: int = 32
     refine_width: int = 0
+    # how a decoder level merges the coarser map with its skip: `concat` (conv over the concat)
+    # or `add` (conv3x3 on the skip + 1x1 conv on the coarse map before resizing: cheaper, no
+    # Concat in the graph; see blocks.AddFuse)
+    decoder_fuse: str = "concat"
     head_hidden: int = 64
     # `hard` only: presence/grade heads also read the avg+max pooled half-resolution decoder map
     # (local detail the 4 px deepest map has lost), detached so they do not pull on it.
@@ -270,6 +274,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("model.widths must be positive and model.blocks non-negative")
     if m.pool_decoder and (m.arch != "hard" or "segmentation" not in m.tasks):
         raise ConfigError("model.pool_decoder needs model.arch=hard with the segmentation task")
+    if m.decoder_fuse not in ("concat", "add"):
+        raise ConfigError(f"model.decoder_fuse must be 'concat' or 'add', got {m.decoder_fuse!r}")
     if m.upsample not in ("nearest", "bilinear"):
         raise ConfigError(f"model.upsample must be 'nearest' or 'bilinear', got {m.upsample!r}")
     unknown = set(m.tasks) - set(TASKS)

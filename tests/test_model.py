@@ -99,6 +99,7 @@ def test_presets_and_overrides() -> None:
         ("train.epochs=many", "train.epochs"),
         ("model.tasks=[colour]", "model.tasks"),
         ("weighting", "section.key=value"),
+        ("model.decoder_fuse=stack", "model.decoder_fuse"),
     ],
 )
 def test_bad_overrides_are_clear_errors(override: str, message: str) -> None:
@@ -120,7 +121,13 @@ EXPORT_OPS = {
 
 
 @pytest.mark.parametrize(
-    "kw", [{}, {"tasks": ["segmentation"]}, {"arch": "soft", "cross_stitch": True}]
+    "kw",
+    [
+        {},
+        {"tasks": ["segmentation"]},
+        {"arch": "soft", "cross_stitch": True},
+        {"decoder_fuse": "add", "refine_width": 4},
+    ],
 )
 def test_exports_to_onnx_with_plain_ops_and_dynamic_batch(tmp_path, kw) -> None:
     import warnings
@@ -176,3 +183,26 @@ def test_pool_decoder_feeds_the_heads_and_needs_hard_sharing() -> None:
     assert model(torch.randn(2, 3, 32, 32))["presence_logits"].shape == (2, 3)
     with pytest.raises(ConfigError, match="pool_decoder"):
         apply_overrides(named_config("tiny"), ["model.pool_decoder=true", "model.arch=soft"])
+
+
+def test_add_fuse_decoder_has_no_concat_and_keeps_concat_names() -> None:
+    """`add` levels sum a 3x3 conv of the skip and a resized 1x1 conv of the coarse map: no
+    Concat is left in the decoder. `concat` levels keep the parameter names (fuse.I.0.weight)
+    that checkpoints trained before the option existed carry."""
+    from unittest import mock
+
+    x = torch.randn(2, 3, 32, 32)
+    added = build_model(small_cfg(decoder_fuse="add", refine_width=4), 3, 4).eval()
+    feats = added.encoder(x)
+    with mock.patch.object(torch, "cat", wraps=torch.cat) as cat:
+        coarse, fine = added.decoder(feats, x)
+    assert cat.call_count == 0
+    assert coarse.shape == (2, 8, 16, 16) and fine.shape == (2, 4, 32, 32)
+    assert fine.min() >= 0  # ReLU after the sum
+    concat = build_model(small_cfg(refine_width=4), 3, 4).eval()
+    with mock.patch.object(torch, "cat", wraps=torch.cat) as cat:
+        concat.decoder(concat.encoder(x), x)
+    assert cat.call_count == len(concat.decoder.fuse) + 1 == 4  # each level, then refine
+    names = set(concat.state_dict())
+    assert {"decoder.fuse.0.0.weight", "decoder.fuse.0.1.running_mean"} <= names
+    assert "decoder.refine.0.weight" in names

@@ -87,21 +87,65 @@ def upsample_to(x: torch.Tensor, ref: torch.Tensor, mode: str) -> torch.Tensor:
     return F.interpolate(x, mode="bilinear", align_corners=False, **size)
 
 
-class UNetDecoder(nn.Module):
-    """Light U-Net decoder: from the deepest map up, resize, concat the skip, one conv-BN-ReLU.
+class ConcatFuse(nn.Sequential):
+    """One U-Net level: resize the coarse map to the skip's size, concat, conv-BN-ReLU.
 
-    Every level has `width` channels and the last one sits at the stem's resolution (half the
-    input). With `refine_width` > 0 a final level at full resolution fuses the input image
-    itself, so one-pixel-wide scratches and cracks are not lost to a 2x upsampling of logits.
+    A Sequential (conv, BN, ReLU) so its parameters keep the names checkpoints already use.
+    """
+
+    def __init__(self, c_low: int, c_skip: int, c_out: int, mode: str) -> None:
+        super().__init__(*conv_bn_relu(c_low + c_skip, c_out))
+        self.mode = mode
+
+    def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([upsample_to(low, skip, self.mode), skip], dim=1))
+
+
+class AddFuse(nn.Module):
+    """Concat-free U-Net level: ReLU(conv3x3-BN(skip) + resize(conv1x1-BN(coarse))).
+
+    A conv over a concat is a sum of convs over its parts; taking the coarse part as a 1x1 conv
+    *before* the resize moves its cost to the low resolution and drops the Concat, which is a
+    slow, poorly parallel kernel in ONNX Runtime's int8 path. Each BN folds into its own conv.
+    """
+
+    def __init__(self, c_low: int, c_skip: int, c_out: int, mode: str) -> None:
+        super().__init__()
+        self.skip = nn.Sequential(
+            nn.Conv2d(c_skip, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)
+        )
+        self.low = nn.Sequential(nn.Conv2d(c_low, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.mode = mode
+
+    def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.skip(skip) + upsample_to(self.low(low), skip, self.mode))
+
+
+FUSES: dict[str, type[nn.Module]] = {"concat": ConcatFuse, "add": AddFuse}
+
+
+class UNetDecoder(nn.Module):
+    """Light U-Net decoder: from the deepest map up, each level fuses the resized coarser map
+    with the skip (`fuse`: `concat` or `add`, see `ConcatFuse` / `AddFuse`) into `width`
+    channels; the last level sits at the stem's resolution (half the input). With
+    `refine_width` > 0 a final level at full resolution fuses the input image itself, so
+    one-pixel-wide scratches and cracks are not lost to a 2x upsampling of logits.
     `forward` returns `(half-resolution features, full-resolution features or None)`.
     """
 
-    def __init__(self, skip_channels: list[int], width: int, mode: str, refine_width: int = 0):
+    def __init__(
+        self,
+        skip_channels: list[int],
+        width: int,
+        mode: str,
+        refine_width: int = 0,
+        fuse: str = "concat",
+    ) -> None:
         super().__init__()
-        self.mode = mode
+        level = FUSES[fuse]
         self.reduce = conv_bn_relu(skip_channels[-1], width)
-        self.fuse = nn.ModuleList(conv_bn_relu(width + c, width) for c in skip_channels[-2::-1])
-        self.refine = conv_bn_relu(width + 3, refine_width) if refine_width > 0 else None
+        self.fuse = nn.ModuleList(level(width, c, width, mode) for c in skip_channels[-2::-1])
+        self.refine = level(width, 3, refine_width, mode) if refine_width > 0 else None
         self.out_channels = width
         self.refine_channels = refine_width
 
@@ -110,10 +154,8 @@ class UNetDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.reduce(feats[-1])
         for skip, fuse in zip(feats[-2::-1], self.fuse, strict=True):
-            x = fuse(torch.cat([upsample_to(x, skip, self.mode), skip], dim=1))
-        fine = None
-        if self.refine is not None:
-            fine = self.refine(torch.cat([upsample_to(x, image, self.mode), image], dim=1))
+            x = fuse(x, skip)
+        fine = self.refine(x, image) if self.refine is not None else None
         return x, fine
 
 

@@ -33,7 +33,11 @@ class HardSharingNet(MultiTaskNet):
             self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
         if has_seg:
             self.decoder = UNetDecoder(
-                self.encoder.skip_channels, cfg.decoder_width, cfg.upsample, cfg.refine_width
+                self.encoder.skip_channels,
+                cfg.decoder_width,
+                cfg.upsample,
+                cfg.refine_width,
+                cfg.decoder_fuse,
             )
             self.heads["segmentation"] = SegHead(
                 self.decoder.out_channels, num_classes, cfg.upsample, self.decoder.refine_channels

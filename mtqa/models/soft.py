@@ -47,7 +47,9 @@ class SoftSharingNet(MultiTaskNet):
             self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
         if "segmentation" in self.tasks:
             skips = self.towers["segmentation"].skip_channels
-            self.decoder = UNetDecoder(skips, cfg.decoder_width, cfg.upsample, cfg.refine_width)
+            self.decoder = UNetDecoder(
+                skips, cfg.decoder_width, cfg.upsample, cfg.refine_width, cfg.decoder_fuse
+            )
             self.heads["segmentation"] = SegHead(
                 self.decoder.out_channels, num_classes, cfg.upsample, self.decoder.refine_channels
             )
