@@ -12,13 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution (no bias: BatchNorm follows and folds into it at export), BN, ReLU."""
+def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    """Convolution (no bias: BatchNorm follows and folds into it at export), then BN."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
     )
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv-BN, then ReLU."""
+    return nn.Sequential(*conv_bn(c_in, c_out, stride=stride), nn.ReLU(inplace=True))
 
 
 class BasicBlock(nn.Module):
@@ -111,10 +115,8 @@ class AddFuse(nn.Module):
 
     def __init__(self, c_low: int, c_skip: int, c_out: int, mode: str) -> None:
         super().__init__()
-        self.skip = nn.Sequential(
-            nn.Conv2d(c_skip, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)
-        )
-        self.low = nn.Sequential(nn.Conv2d(c_low, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = conv_bn(c_skip, c_out, kernel=3)
+        self.low = conv_bn(c_low, c_out, kernel=1)
         self.mode = mode
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
