@@ -14,15 +14,16 @@ import numpy as np
 from mtqa_bench.stats import latency_summary
 
 
-def session(onnx_path: Path, threads: int, spinning: bool = True):
+def session(onnx_path: Path, threads: int, spinning: bool = True, profile: bool = False):
     """A CPU session set up as the served `mtqa_net` sets its own (`threads` intra-op, one
     inter-op); `spinning=False` stops idle workers spin-waiting, for sessions that sit beside
-    other busy ones."""
+    other busy ones; `profile=True` turns on ORT's profiler (`end_profiling()` gives the trace)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_profiling = profile
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

@@ -6,12 +6,18 @@ prints images/s, the speed-up over FP32 and the per-head gate drops:
 
     python benchmarks/precision_speed.py --repo model_repository --batch 32
     python benchmarks/precision_speed.py --repo model_repository --threads 1 --sessions 2
+    python benchmarks/precision_speed.py --repo model_repository --threads 1 --profile
+
+`--profile` adds, per variant, where a batch's time goes by operator type (ONNX Runtime's own
+profiler, kernel time only).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
 import statistics
 import sys
 import time
@@ -56,6 +62,28 @@ def throughput(
     return [{"images_per_s": sessions * batch / m, "ms_per_batch": m * 1000} for m in medians]
 
 
+def op_profile(onnx_path: Path, batch: int, threads: int, runs: int = 5) -> dict[str, float]:
+    """Kernel milliseconds per batch by operator type, largest first, from ORT's profiler over
+    `runs` batches after one warm-up batch (left out: it allocates)."""
+    sess = ort_peer.session(onnx_path, threads, profile=True)
+    shape = [d if isinstance(d, int) else batch for d in sess.get_inputs()[0].shape]
+    feed = {sess.get_inputs()[0].name: np.zeros(shape, np.float32)}
+    for _ in range(runs + 1):
+        sess.run(None, feed)
+    trace = Path(sess.end_profiling())
+    try:
+        events = json.loads(trace.read_text())
+    finally:
+        os.remove(trace)
+    run_ends = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
+    by_op: collections.Counter[str] = collections.Counter()
+    for event in events:
+        kernel = event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
+        if kernel and event["ts"] >= run_ends[0]:
+            by_op[event["args"]["op_name"]] += event["dur"]
+    return {op: us / 1000 / runs for op, us in by_op.most_common()}
+
+
 def measure(repo: Path, batch: int, iters: int, threads: int, sessions: int = 1) -> list[dict]:
     """One row per published mtqa_net version holding an ONNX file."""
     net = repo / "mtqa_net"
@@ -63,7 +91,7 @@ def measure(repo: Path, batch: int, iters: int, threads: int, sessions: int = 1)
     if not table_path.is_file():
         raise SystemExit(f"error: {table_path} missing; build the repository with `mtqa build`")
     table = json.loads(table_path.read_text())
-    rows, paths = [], []
+    rows = []
     for version, info in sorted(table.items(), key=lambda item: int(item[0])):
         onnx_path = net / version / "model.onnx"
         if not onnx_path.is_file():
@@ -81,11 +109,11 @@ def measure(repo: Path, batch: int, iters: int, threads: int, sessions: int = 1)
                 "grade_accuracy": metrics.get("grade_accuracy"),
                 "drop_points": drops,
                 "kept_fp32": manifest.get("quantization", {}).get("kept_fp32", []),
+                "onnx": onnx_path,
             }
         )
-        paths.append(onnx_path)
-    if paths:
-        speeds = throughput(paths, batch, iters, threads, sessions)
+    if rows:
+        speeds = throughput([r["onnx"] for r in rows], batch, iters, threads, sessions)
         for row, speed in zip(rows, speeds, strict=True):
             row.update(speed)
     return rows
@@ -100,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="ORT threads per session")
     parser.add_argument(
         "--sessions", type=int, default=1, help="sessions per variant running at once"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print kernel time per operator type"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
@@ -125,7 +156,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['version']:>3} {r['precision']:<5} {r['images_per_s']:7.1f} "
             f"{r['ms_per_batch']:9.1f}  {speedup:5.2f}x  {cells}  {drops}"
         )
+    if args.profile:
+        for r in rows:
+            r["op_ms"] = op_profile(r["onnx"], args.batch, args.threads)
+            total = sum(r["op_ms"].values())
+            print(f"v{r['version']} {r['precision']}: {total:.1f} ms of kernels per batch")
+            for op, ms in list(r["op_ms"].items())[:8]:
+                print(f"  {op:<24} {ms:7.2f} ms  {100 * ms / total:5.1f} %")
     if args.json:
+        for r in rows:
+            r["onnx"] = str(r["onnx"])
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 

@@ -157,7 +157,7 @@ def test_fp32_and_int8_versions_are_addressable_side_by_side(triton_server, buil
     assert np.abs(fp32 - int8).max() < 1.0
 
 
-def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, capsys):
+def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, capsys, monkeypatch):
     from mtqa_bench.precision_speed import main as bench
 
     out = tmp_path / "speed.json"
@@ -173,6 +173,14 @@ def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, ca
     assert bench([*two, "--sessions", "2"]) == 0
     assert "2 session(s) x 1 thread(s)" in capsys.readouterr().out
     assert bench([*two, "--sessions", "0"]) == 2
+    # Where the time goes, from ORT's profiler: real kernels of each variant, trace removed.
+    monkeypatch.chdir(tmp_path)  # ORT writes its trace to the working directory
+    assert bench([*two, "--profile", "--json", str(out)]) == 0
+    fp32_ops, int8_ops = (r["op_ms"] for r in json.loads(out.read_text()))
+    assert "Conv" in fp32_ops and "QLinearConv" in int8_ops
+    assert all(ms > 0 for ms in fp32_ops.values())
+    assert "ms of kernels per batch" in capsys.readouterr().out
+    assert not list(tmp_path.glob("onnxruntime_profile_*.json"))
 
 
 def test_ngc_trt_with_prebuilt_engines_for_two_gpu_architectures(tiny_run, tmp_path):
