@@ -166,6 +166,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 8,
             "lr": 3e-3,
             "patience": 5,
+            # Generating a synthetic batch in-process is cheaper than a loader worker fighting
+            # the two compute threads for the 2 cores (8.0 vs 9.9 s an epoch).
+            "num_workers": 0,
         },
         "data": {"image_size": 128, "synth_sizes": [1536, 256, 256], "augment": False},
     },

@@ -98,7 +98,8 @@ class MultiTaskLoss(nn.Module):
         keep = has_mask.bool().reshape(-1)
         if not bool(keep.any()):
             return logits.sum() * 0.0
-        logits, mask = logits[keep], mask[keep]
+        if not bool(keep.all()):  # boolean indexing costs an index_put in backward: skip it
+            logits, mask = logits[keep], mask[keep]
         pw = self.pixel_pos_weight
         pw = pw.view(1, -1, 1, 1) if pw is not None else None
         bce = F.binary_cross_entropy_with_logits(logits, mask, pos_weight=pw)

@@ -32,4 +32,4 @@ def build_optimizer(
         {"params": no_decay, "weight_decay": 0.0},
         {"params": list(weighting.parameters()), "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, fused=True)
