@@ -68,7 +68,10 @@ def _make_variant(
         return out, {"kept_fp32": list(keep)}
     flavour = _int8_flavour(target)
     prec.to_int8(fp32, out, calib.images, flavour, keep_fp32=keep)
-    return out, {"flavour": flavour, "kept_fp32": list(keep), "calibration": calib.describe()}
+    quant = {"flavour": flavour, "kept_fp32": list(keep), "calibration": calib.describe()}
+    if flavour == "ort":
+        quant["float_head_nodes"] = prec.pooled_head_nodes(fp32)
+    return out, quant
 
 
 def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -112,6 +115,12 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
         log(f"export: {fp32.name} parity max|diff| {parity}")
         ref = evaluate_onnx(fp32, val, ckpt.classes, ckpt.grades, ckpt.thresholds)
         log(f"fp32 reference on {len(val)} val images: " + _fmt(ref))
+        if 100.0 / len(val) > opts.tolerance:
+            log(
+                f"warning: one image is {100.0 / len(val):.2f} points of grade accuracy here, "
+                f"more than the gate's {opts.tolerance} point tolerance: one borderline image "
+                "can fail it (give the gate more val images)"
+            )
         variants: list[Variant] = []
         for name in names:
             if name == "fp32":

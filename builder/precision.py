@@ -97,7 +97,8 @@ def to_int8(
     """Quantize `src` to Q/DQ INT8 with MinMax ranges measured on `calib` and write `dst`.
 
     Refuses to run without calibration images: scales are never guessed. MinMax ("max") is used
-    because entropy calibration clipped the head logits in our trials (PLATFORM.md).
+    because entropy calibration clipped the head logits in our trials (PLATFORM.md). The `ort`
+    flavour leaves the pooled head path in float (`pooled_head_nodes`), `keep_fp32` adds nodes.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -112,6 +113,8 @@ def to_int8(
     if calib is None or len(calib) == 0:
         raise CalibrationError("INT8 needs calibration images (--calib PATH|synth|neu_seg)")
     trt = flavour == "tensorrt"
+    float_head = [] if trt else pooled_head_nodes(src)  # `tensorrt` quantizes Conv only anyway
+    exclude = list(dict.fromkeys([*float_head, *keep_fp32]))
     with tempfile.TemporaryDirectory() as tmp:
         prep = Path(tmp) / "prep.onnx"
         # Symbolic shape inference trips on Resize->Concat with a dynamic batch (PLATFORM.md).
@@ -125,7 +128,7 @@ def to_int8(
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=_QUANT_OPS[flavour],
-            nodes_to_exclude=list(keep_fp32),
+            nodes_to_exclude=exclude,
             calibrate_method=CalibrationMethod.MinMax,
             # TensorRT keeps biases in float: an INT32 bias Q/DQ is not in its explicit-quant form.
             extra_options={
@@ -144,6 +147,35 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
         for name in node.input:
             users.setdefault(name, []).append(node)
     return users
+
+
+# Ops that reduce a feature map to a vector: where the pooled head path starts.
+_POOL_OPS = ("ReduceMean", "ReduceMax", "GlobalAveragePool", "GlobalMaxPool")
+
+
+def pooled_head_nodes(path: Path) -> list[str]:
+    """Names of the nodes that work on pooled feature vectors, which the `ort` INT8 flavour keeps
+    in FP32: every global pooling node, everything downstream of one, and a Sigmoid that feeds one.
+
+    The presence and grade heads read one vector that concatenates encoder averages and maxima,
+    segmentation areas (0..0.2) and peak logits (about -20..10). Quantized, that Concat gets a
+    single scale, which rounded the areas to zero (measured: 0.079 against their own 0.0007) and
+    made INT8 fail the gate on some checkpoints; these nodes handle a few hundred numbers per
+    image, so keeping them in float costs nothing measurable.
+    """
+    graph = onnx.load(str(path)).graph
+    users = _consumers(graph)
+    producer = {out: n for n in graph.node for out in n.output}
+    pools = [n for n in graph.node if n.op_type in _POOL_OPS]
+    feeders = [producer.get(p.input[0]) for p in pools]
+    keep = {f.name for f in feeders if f is not None and f.op_type == "Sigmoid"}
+    stack = list(pools)
+    while stack:
+        node = stack.pop()
+        if node.name not in keep:
+            keep.add(node.name)
+            stack.extend(u for out in node.output for u in users.get(out, []))
+    return [n.name for n in graph.node if n.name in keep]
 
 
 def sensitive_nodes(path: Path, compute_ops: Iterable[str] = ("Conv", "Gemm", "MatMul")) -> list:
