@@ -117,10 +117,10 @@ def test_calibration_hash_identifies_the_set(setup):
 def test_gate_fails_a_damaged_variant(setup):
     _, work, fp32, _, _, ref = setup
     model = onnx.load(str(fp32))
-    heads = set(prec.sensitive_nodes(fp32)[1:])  # output-side Conv/Gemm of every head
+    heads = set(prec.sensitive_nodes(fp32)[1:])  # output side of every head
     inits = {t.name: t for t in model.graph.initializer}
     for node in model.graph.node:
-        if node.name in heads:
+        if node.name in heads and node.op_type in ("Conv", "Gemm"):
             for name in node.input[1:]:  # weights and bias: flip their sign
                 if name in inits:
                     flipped = -numpy_helper.to_array(inits[name])
@@ -151,14 +151,16 @@ def test_mixed_precision_keeps_sensitive_nodes_in_fp32(setup):
     q = onnx.load(str(prec.to_int8(fp32, work / "mixed.onnx", calib.images, "ort", keep)))
     producers = {o: n for n in q.graph.node for o in n.output}
     assert {n.name for n in q.graph.node} >= set(keep)  # names survive pre-processing
+    ops = {n.name: n.op_type for n in graph.node}
+    assert {ops[k] for k in keep} >= {"Conv", "Gemm", "Resize", "Add"}  # the mask head's tail too
     for node in q.graph.node:
-        if node.name in keep:  # its weight comes straight from an FP32 initializer
+        if node.name in keep and node.op_type in ("Conv", "Gemm"):  # weights straight from FP32
             assert node.input[1] not in producers
     h = onnx.load(str(prec.to_fp16(fp32, work / "mixed16.onnx", keep)))
     kept = {t.name: t for t in h.graph.initializer}
     assert {n.name for n in h.graph.node} >= set(keep)
     for node in h.graph.node:
-        if node.name in keep:
+        if node.name in keep and node.op_type in ("Conv", "Gemm"):
             assert kept[node.input[1]].data_type == onnx.TensorProto.FLOAT
 
 
