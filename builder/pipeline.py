@@ -115,9 +115,10 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
         log(f"export: {fp32.name} parity max|diff| {parity}")
         ref = evaluate_onnx(fp32, val, ckpt.classes, ckpt.grades, ckpt.thresholds)
         log(f"fp32 reference on {len(val)} val images: " + _fmt(ref))
-        if 100.0 / len(val) > opts.tolerance:
+        image_points = 100.0 / len(val)
+        if image_points > opts.tolerance:
             log(
-                f"warning: one image is {100.0 / len(val):.2f} points of grade accuracy here, "
+                f"warning: one image is {image_points:.2f} points of grade accuracy here, "
                 f"more than the gate's {opts.tolerance} point tolerance: one borderline image "
                 "can fail it (give the gate more val images)"
             )

@@ -150,9 +150,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # full-resolution refine level (a zero-initialised correction of the upsampled logits) costs
     # ~50% more per epoch and lifts val IoU from 0.48 to 0.59 at 10 epochs (thin scratches and
     # cracks). Wider, doubled deep stages ([16,32,64,128], blocks [1,1,2,2]) cost no time but
-    # gave the same curve. `model.decoder_fuse=add` trains faster and better here (15 epochs
-    # instead of 12-13, test IoU +0.04 on two seeds) but its int8 build is not yet robust enough
-    # to be the default (docs/training.md, "Concat-free decoder").
+    # gave the same curve. `model.decoder_fuse=add` trains faster here (21 epochs instead of 16,
+    # test IoU +0.03) but is not the default: switching changes every serving and INT8 figure
+    # of issues 4 and 7 and alone does not reach F1 0.90 (docs/training.md, "Concat-free decoder").
     "tiny": {
         "model": {
             "widths": [16, 24, 48, 96],
