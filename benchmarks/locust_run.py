@@ -26,7 +26,8 @@ def run_locust(
     """Run `users` closed-loop users for `duration` s; returns Locust's aggregated figures.
 
     Keys: rps, avg_ms, p50_ms, p95_ms, p99_ms, requests, failures, and (gRPC users) the SDK's
-    mean round trip `rpc_ms` and the client-side share `client_ms` per request.
+    mean round trip `rpc_ms` and the client-side share `client_ms` per request, and `shm` (1.0
+    when the users passed tensors through system shared memory).
     """
     sidecar = prefix.with_name(prefix.name + "_final.json")
     cmd = [
@@ -50,6 +51,7 @@ def run_locust(
     side = json.loads(sidecar.read_text())
     result = {k: float(v or 0.0) for k, v in side["stats"].items()}
     share = side["client"]
+    result["shm"] = float(share.get("transport") == "shm")
     if share["requests"]:
         result["rpc_ms"] = share["rpc_ms"] / share["requests"]
         result["client_ms"] = (share["total_ms"] - share["rpc_ms"]) / share["requests"]

@@ -4,7 +4,8 @@ naive FastAPI peer over HTTP.
 Run one class by name, e.g.
 ``locust -f benchmarks/locustfile.py --headless -u 16 -t 30s --host 127.0.0.1:8001 InspectUser``.
 `InspectUser` sends encoded product images to `mtqa_inspect` (or `--mtqa-model`), `TensorUser`
-sends preprocessed float32 batches to `mtqa_net` (`--mtqa-version` picks a precision variant),
+sends preprocessed float32 batches to `mtqa_net` (`--mtqa-version` picks a precision variant;
+`--mtqa-shared-memory system` passes them through system shared memory, client on the host),
 `NaiveUser` posts one image per request to `benchmarks/naive_server.py` (`--host http://...`).
 Options also read environment variables (`MTQA_BENCH_*`). Payloads come from `--mtqa-payloads`
 (a folder written by `mtqa_bench.payloads`) or are generated at start. gRPC users also record
@@ -41,12 +42,14 @@ def _options(parser) -> None:
     group.add_argument("--mtqa-version", env_var="MTQA_BENCH_VERSION", default="")
     group.add_argument("--mtqa-batch", type=int, env_var="MTQA_BENCH_BATCH", default=1)
     group.add_argument("--mtqa-sidecar", env_var="MTQA_BENCH_SIDECAR", default="")
+    group.add_argument("--mtqa-shared-memory", env_var="MTQA_BENCH_SHARED_MEMORY", default="")
 
 
 class _ClientShare:
     """Sums of whole-call and SDK round-trip times (ms) of the measured requests."""
 
     def __init__(self) -> None:
+        self.transport = "grpc"  # "shm" once a user's client passes tensors through shared memory
         self.reset()
 
     def reset(self) -> None:
@@ -123,6 +126,7 @@ class _GrpcUser(User):
             timeout_s=_CLIENT_TIMEOUT_S,
             connect_timeout_s=_CLIENT_TIMEOUT_S,
             retries=0,  # a benchmark counts failures instead of hiding them
+            shared_memory=opts.mtqa_shared_memory == "system",
         )
 
     def on_stop(self) -> None:
@@ -178,6 +182,8 @@ class TensorUser(_GrpcUser):
             tensors = rng.standard_normal((_GENERATED_COUNT, 3, side, side), dtype=np.float32)
         self.groups = (np.stack(g) for g in _batches(list(tensors), opts.mtqa_batch))
         self.version = opts.mtqa_version or None
+        if self.client.uses_shared_memory:
+            SHARE.transport = "shm"
         self.name = f"{opts.mtqa_net_model}" + (f" v{self.version}" if self.version else "")
 
     @task

@@ -159,12 +159,15 @@ def run_point(
     batch: int = 1,
     input_data: Path | None = None,
     window_ms: int = 3000,
+    output_shm_bytes: int = 0,
     timeout_s: float = 300.0,
     tag: str = "",
 ) -> PerfPoint:
     """Measure `model` over gRPC at one concurrency with a closed loop of synchronous requests.
 
-    Files go to `work` as `perf_<tag or model>_c<concurrency>.csv|.log`.
+    `output_shm_bytes` > 0 passes inputs and outputs through system shared memory (regions of
+    that many bytes per output), as the SDK's `shared_memory=True` does. Files go to `work` as
+    `perf_<tag or model>_c<concurrency>.csv|.log`.
     """
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"perf_{tag or model}_c{concurrency}.csv"
@@ -195,6 +198,8 @@ def run_point(
         cmd += ["-x", version]
     if input_data is not None:
         cmd += ["--input-data", str(input_data)]
+    if output_shm_bytes:
+        cmd += ["--shared-memory", "system", "--output-shared-memory-size", str(output_shm_bytes)]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env=tool.env(), timeout=timeout_s

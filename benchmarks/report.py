@@ -19,7 +19,7 @@ from mtqa_bench.stats import ratio
 
 Row = dict[str, Any]
 COLUMNS = (
-    "source", "target", "variant", "batching", "users", "batch", "throughput",
+    "source", "target", "transport", "variant", "batching", "users", "batch", "throughput",
     "p50_ms", "p95_ms", "p99_ms", "client_ms", "network_ms", "queue_ms", "compute_ms",
     "net_batch", "failures",
 )  # fmt: skip
@@ -57,7 +57,8 @@ def sdk_vs_ort(rows: list[Row]) -> list[Row]:
         busy = min(r["users"], max((p["users"] for p in peers), default=1))
         ort = _pick(peers, users=busy)
         value = ratio(r["throughput"], ort[0]["throughput"] if ort else None)
-        out.append({**_key(r), "exec_batch": batch, "ratio": value})
+        point = {**_key(r), "transport": r.get("transport"), "exec_batch": batch}
+        out.append({**point, "ratio": value})
     return out
 
 
@@ -92,14 +93,13 @@ def pairs(rows: list[Row], field: str, num: str, den: str, source: str = "locust
 
 
 def ort_int8_vs_fp32(rows: list[Row]) -> list[Row]:
-    """In-process ORT int8 / fp32 at every batch measured for both."""
+    """In-process ORT int8 / fp32 at every batch and session count measured for both."""
     out = []
     for r in _pick(rows, source="ort", variant="int8"):
-        match = _pick(rows, source="ort", variant="fp32", batch=r["batch"])
+        point = {"batch": r["batch"], "users": r["users"]}
+        match = _pick(rows, source="ort", variant="fp32", **point)
         if match:
-            out.append(
-                {"batch": r["batch"], "ratio": ratio(r["throughput"], match[0]["throughput"])}
-            )
+            out.append({**point, "ratio": ratio(r["throughput"], match[0]["throughput"])})
     return out
 
 
@@ -342,11 +342,13 @@ def write_report(results: Path, out: Path | None = None) -> dict[str, Any]:
     md += _table(rows, COLUMNS)
     md += ["", "## Served (SDK) / in-process ORT at the executed batch", ""]
     md += _table(
-        sdk_vs_ort(rows), ["target", "variant", "batching", "users", "exec_batch", "ratio"]
+        sdk_vs_ort(rows),
+        ["target", "transport", "variant", "batching", "users", "exec_batch", "ratio"],
     )
     md += ["", "## int8 / fp32", ""]
     md += _table(pairs(rows, "variant", "int8", "fp32"), ["target", "batching", "users", "ratio"])
-    md += ["", "In-process ORT:", ""] + _table(ort_int8_vs_fp32(rows), ["batch", "ratio"])
+    ort_pairs = [{"sessions": i["users"], **i} for i in ort_int8_vs_fp32(rows)]
+    md += ["", "In-process ORT:", ""] + _table(ort_pairs, ["batch", "sessions", "ratio"])
     md += ["", "## Batching on / off", ""]
     md += _table(pairs(rows, "batching", "on", "off"), ["target", "variant", "users", "ratio"])
     md += ["", "## Locust / perf_analyzer", ""]

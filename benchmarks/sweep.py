@@ -47,6 +47,7 @@ class BenchOptions:
     checkpoint: Path | None = None
     perf_analyzer: bool = True
     request_batch: int = 1
+    shared_memory: bool = False  # raw tensors through system shared memory (same host)
     image_px: int = 256
     image_format: str = "jpeg"
     startup_timeout: float = 240.0
@@ -187,10 +188,14 @@ class Sweep:
         opts = self.opts
         tag = f"{base['batching']}_{base['variant']}_{target}_u{users}"
         options = {"payloads": self.payloads, "batch": opts.request_batch}
+        shm = target == "net" and opts.shared_memory
         if target == "net":
             options["version"] = version
         else:
             options["model"] = model
+        if shm:
+            options["shared-memory"] = "system"
+        base = {**base, "transport": "shm" if shm else "grpc"}
         user_class = "InspectUser" if target == "inspect" else "TensorUser"
         before = server_stats.snapshot(url)
         loc = run_locust(user_class, url, users, opts.duration, self.raw / f"locust_{tag}", options)
@@ -199,6 +204,7 @@ class Sweep:
             self._note(f"locust {tag}: no request completed (see raw/locust_{tag}.log)")
         row = {**base, "source": "locust", "target": target, "users": users}
         row.update(_served_row(loc, opts.request_batch, server))
+        row["transport"] = "shm" if row.pop("shm", 0.0) else "grpc"  # what the clients did
         self.rows.append(row)
         self.log(_describe(row))
         if self.tool is None:
@@ -215,6 +221,7 @@ class Sweep:
                 batch=opts.request_batch,
                 input_data=self.payloads / f"pa_{kind}.json",
                 window_ms=max(1000, int(opts.duration * 1000 / 3)),
+                output_shm_bytes=self._largest_output_bytes(url) if shm else 0,
                 tag=tag,
             )
         except BenchError as exc:
@@ -224,6 +231,16 @@ class Sweep:
         row.update(_perf_row(pa, opts.request_batch))
         self.rows.append(row)
         self.log(_describe(row))
+
+    def _largest_output_bytes(self, url: str) -> int:
+        """Bytes of mtqa_net's largest output (the masks) in one request: the size of
+        perf_analyzer's shared-memory output regions."""
+        from mtqa_client import InspectionClient
+
+        with InspectionClient(url, connect_timeout_s=30) as client:
+            spec = client.net_spec()
+        side = spec.image_size or payloads.read_tensors(self.payloads).shape[-1]
+        return self.opts.request_batch * len(spec.classes) * side * side * 4
 
     def _ort_peer(self, variants: dict[str, str]) -> None:
         from mtqa_bench import ort_peer

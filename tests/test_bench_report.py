@@ -150,3 +150,14 @@ def test_locust_perf_gap_is_explained_point_by_point(results: Path) -> None:
     (line,) = report.locust_vs_perf_gaps(rows)
     assert "Locust 90 vs perf_analyzer 150 img/s (x0.60)" in line
     assert "3.00 ms" in line and "0.51 ms" in line
+
+
+def test_ort_int8_over_fp32_pairs_equal_session_counts() -> None:
+    rows = [
+        _row("ort", "net", "fp32", "n/a", 1, 300.0, batch=32),
+        _row("ort", "net", "fp32", "n/a", 2, 600.0, batch=32),
+        _row("ort", "net", "int8", "n/a", 1, 570.0, batch=32),
+        _row("ort", "net", "int8", "n/a", 2, 1140.0, batch=32),
+    ]
+    pairs = report.ort_int8_vs_fp32(rows)
+    assert sorted((p["users"], p["ratio"]) for p in pairs) == [(1, 1.9), (2, 1.9)]

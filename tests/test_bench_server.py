@@ -92,3 +92,26 @@ def test_own_server_with_batching_off(built_repo: Path, tmp_path: Path) -> None:
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {(r["variant"], r["batching"]) for r in rows} == {("fp32", "off"), ("int8", "off")}
     assert all(r["throughput"] > 0 and r["net_batch"] == 1.0 for r in rows)
+
+
+def test_shared_memory_points_pass_tensors_outside_grpc(
+    triton_server, built_repo: Path, tmp_path: Path
+) -> None:
+    import tritonclient.grpc as grpcclient
+
+    out = tmp_path / "bench"
+    code = main(
+        ["bench", "--url", triton_server.grpc_url, "--repo-info", str(built_repo),
+         "--users", "2", "--duration", "2", "--variants", "fp32", "--targets", "net",
+         "--request-batch", "4", "--shared-memory", "--peers", "ort", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    served = [r for r in rows if r["source"] in ("locust", "perf_analyzer")]
+    assert served and all(r["transport"] == "shm" for r in served)
+    assert all(r["throughput"] > 0 and r.get("failures", 0) == 0 for r in served)
+    assert any(r["source"] == "ort" and r["batch"] == 4 for r in rows)
+    # Every client unregistered its regions: the server holds none afterwards.
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
+        status = client.get_system_shared_memory_status(as_json=True)
+    assert not status.get("regions"), status

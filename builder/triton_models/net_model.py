@@ -39,7 +39,8 @@ class TritonPythonModel:
         finite = [bool(np.isfinite(p).all()) for p in parts]
         good = [p for p, ok in zip(parts, finite, strict=True) if ok]
         try:
-            feed = {"images": np.concatenate(good)} if good else None
+            # One request (batching off, or a lone one): feed it as is, no copy.
+            feed = {"images": good[0] if len(good) == 1 else np.concatenate(good)} if good else None
             results = self.session.run(self.outputs, feed) if feed else []
         except Exception as exc:  # fail this batch's requests, keep the instance alive
             error = pb_utils.TritonError(f"mtqa_net inference failed: {exc}")

@@ -217,7 +217,10 @@ class ClientBase:
     ) -> TensorResult:
         """Join per-chunk `mtqa_net` outputs into one result for `n` images."""
         parts = list(parts)
-        joined = {name: np.concatenate([p[name] for p in parts]) for name in NET_OUTPUTS}
+        if len(parts) == 1:  # one chunk: its arrays are the result, no copy
+            joined = {name: parts[0][name] for name in NET_OUTPUTS}
+        else:
+            joined = {name: np.concatenate([p[name] for p in parts]) for name in NET_OUTPUTS}
         return TensorResult(
             **joined, model_name=spec.name, model_version=version, timings=Timings(ms, n, server)
         )

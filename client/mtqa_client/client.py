@@ -56,6 +56,11 @@ class InspectionClient(ClientBase):
             self.close()
             raise
 
+    @property
+    def uses_shared_memory(self) -> bool:
+        """True when `infer_tensor` passes tensors through system shared memory."""
+        return self._shm is not None
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> InspectionClient:
@@ -241,7 +246,7 @@ class InspectionClient(ClientBase):
     def _infer_net(
         self, chunk: np.ndarray, version: str, timeout_s: float | None
     ) -> tuple[dict[str, np.ndarray], float, str, dict[str, float]]:
-        inputs, outputs = protocol.net_request(chunk)
+        inputs, outputs = protocol.net_request(chunk, with_data=self._shm is None)
         region = None
         if self._shm is not None:
             region, layout = self._shm_prepare(chunk, inputs, outputs)

@@ -67,11 +67,16 @@ def check_tensor(images: Any, spec: ModelSpec) -> np.ndarray:
 
 
 def net_request(
-    images: np.ndarray,
+    images: np.ndarray, *, with_data: bool = True
 ) -> tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
-    """The `mtqa_net` request for a float32 batch already checked by `check_tensor`."""
+    """The `mtqa_net` request for a float32 batch already checked by `check_tensor`.
+
+    `with_data=False` leaves the tensor's bytes out, for a caller that places them in shared
+    memory (serialising them first would copy megabytes for nothing).
+    """
     tensor = grpcclient.InferInput(IMAGES, list(images.shape), "FP32")
-    tensor.set_data_from_numpy(images)
+    if with_data:
+        tensor.set_data_from_numpy(images)
     return [tensor], [grpcclient.InferRequestedOutput(n) for n in NET_OUTPUTS]
 
 

@@ -39,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", type=_words, default=["ort", "naive"], help="ort,naive or none")
     parser.add_argument("--checkpoint", type=Path, help="run dir for the naive peer")
     parser.add_argument("--request-batch", type=int, default=1, help="images per request")
+    parser.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="raw-tensor points pass tensors through system shared memory (client on the host)",
+    )
     parser.add_argument("--image-px", type=int, default=256, help="side of the product images")
     parser.add_argument("--image-format", default="jpeg", choices=["jpeg", "png"])
     parser.add_argument("--no-perf-analyzer", action="store_true", help="skip that column")
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         perf_analyzer=not args.no_perf_analyzer,
         request_batch=args.request_batch,
+        shared_memory=args.shared_memory,
         image_px=args.image_px,
         image_format=args.image_format,
     )
