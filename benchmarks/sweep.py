@@ -9,6 +9,7 @@ With `repo` the sweep starts its own server per batching setting on a view of th
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import socket
@@ -232,6 +233,7 @@ class Sweep:
         self.rows.append(row)
         self.log(_describe(row))
 
+    @functools.cache  # noqa: B019 - one sweep object, a handful of urls
     def _largest_output_bytes(self, url: str) -> int:
         """Bytes of mtqa_net's largest output (the masks) in one request: the size of
         perf_analyzer's shared-memory output regions."""
