@@ -11,8 +11,12 @@ from typing import Any
 from mtqa_builder.errors import BuildError
 
 
-def validation_set(ckpt, source: str | None = None, limit: int | None = None):
-    """The `val` dataset of `source` (default: the data the checkpoint was trained on)."""
+def validation_set(ckpt, source: str | None = None, limit: int | None = None, synth_val: int = 0):
+    """The `val` dataset of `source` (default: the data the checkpoint was trained on).
+
+    A synthetic validation split is a stream, so the gate can read more of it than training
+    did: `synth_val` images (the run's own val images first, then the ones after them).
+    """
     from mtqa.data import DatasetError, build_datasets
 
     data: dict[str, Any] = ckpt.config.get("data") or {}
@@ -20,13 +24,16 @@ def validation_set(ckpt, source: str | None = None, limit: int | None = None):
     if not source:
         raise BuildError("checkpoint config names no data source; pass --val-data")
     seed = (data.get("resolved") or {}).get("seed", 0)
+    sizes = list(data.get("synth_sizes") or (2048, 256, 256))
+    if source == "synth":
+        sizes[1] = max(int(sizes[1]), synth_val)
     try:
         bundle = build_datasets(
             source,
             ckpt.image_size,
             seed=int(seed),
             augment=False,
-            synth_sizes=tuple(data.get("synth_sizes") or (2048, 256, 256)),
+            synth_sizes=tuple(sizes),
             classes=list(ckpt.classes),
             grade_rule=ckpt.config.get("grade_rule"),
             limit=limit or data.get("limit"),

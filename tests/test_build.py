@@ -14,6 +14,22 @@ from PIL import Image
 from mtqa.cli import main
 
 
+def test_gate_reads_further_into_a_synthetic_val_stream(tiny_run):
+    import torch
+    from mtqa_builder.validation import validation_set
+
+    from mtqa.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_run)
+    own = validation_set(ckpt)
+    more = validation_set(ckpt, synth_val=len(own) + 16)
+    assert len(more) == len(own) + 16
+    for i in (0, len(own) - 1):  # the run's own val images come first, unchanged
+        assert torch.equal(more[i]["image"], own[i]["image"])
+    assert not torch.equal(more[len(own)]["image"], own[0]["image"])
+    assert len(validation_set(ckpt, synth_val=4)) == len(own)  # never fewer than the run's
+
+
 def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     repo = tmp_path / "repo"
     args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "8"]

@@ -27,6 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1.0, help="max drop per head, points")
     parser.add_argument("--val-data", help="gate data (default: the checkpoint's data source)")
     parser.add_argument("--val-limit", type=int, help="cap on validation images for the gate")
+    parser.add_argument(
+        "--synth-val",
+        type=int,
+        default=1024,
+        help="synthetic data: validation images for the gate (the run's own first)",
+    )
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument(
         "--queue-delay-us",
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         val_data=args.val_data,
         val_limit=args.val_limit,
+        synth_val=args.synth_val,
         engines=args.engines,
         work_dir=args.work_dir,
     )
