@@ -40,9 +40,20 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert check_repository(repo) == []
     # CPU defaults: single-thread instances, no batching delay, small preferred batches.
     cfg = _config(repo / "mtqa_net")
-    assert cfg.instance_group[0].count == min(os.cpu_count() or 1, 4)
+    assert cfg.instance_group[0].count == min(max(os.cpu_count() or 1, 2), 4)
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4]
+
+
+def test_one_core_host_still_gets_two_instances(tiny_run, tmp_path, monkeypatch):
+    # One instance with dynamic batching stalls ~500 ms in the bundled Triton: never the default.
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    repo = tmp_path / "repo"
+    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
+    assert main(args) == 0
+    cfg = _config(repo / "mtqa_net")
+    assert cfg.instance_group[0].count == 2
+    assert cfg.parameters["intra_op_threads"].string_value == "1"
 
 
 def _config(model_dir):

@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--instances",
         type=int,
-        help="instances per model (default: min(cores, 4) for local, 1 for the NGC GPU targets)",
+        help="instances per model (default: min(max(cores, 2), 4) locally, 1 for NGC GPU targets)",
     )
     parser.add_argument(
         "--intra-op-threads",
@@ -69,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
     local = args.target == "local"
     # CPU (local): several single-thread ORT instances beat one multi-thread one (2 cores, 16
     # users: 435 vs 219 img/s), and a zero batching delay batches whatever queued while an
-    # instance was busy instead of idling the CPU (1 user: 161 vs 105 img/s with 2000 us).
-    instances = args.instances if args.instances is not None else (min(cores, 4) if local else 1)
+    # instance was busy instead of idling the CPU (1 user: 161 vs 105 img/s with 2000 us). At
+    # least two even on one core: with a single instance the bundled Triton's dynamic batcher
+    # stalls ~500 ms now and then (p99 510 ms at 1 user; docs/benchmarks.md).
+    default_instances = min(max(cores, 2), 4) if local else 1
+    instances = args.instances if args.instances is not None else default_instances
     delay = args.queue_delay_us if args.queue_delay_us is not None else (0 if local else 2000)
     # Batched ORT on CPU costs more per image than batch 1 (cache): small batches only amortise
     # the per-request overhead (16 users: batching on/off 0.90 with 4, 0.81 without).
