@@ -55,6 +55,9 @@ class LossConfig:
     max_pos_weight: float = 20.0
     dice_weight: float = 1.0
     seg_bce_weight: float = 1.0
+    # weight of the segmentation's image-level term: BCE of each class's peak pixel logit
+    # against the presence label (`MultiTaskLoss.peak`); 0 leaves it out
+    peak_weight: float = 0.0
     grade: str = "ce"
     label_smoothing: float = 0.0
 
@@ -75,10 +78,9 @@ class TrainConfig:
     """Optimisation: AdamW, warm-up + cosine schedule, precision, early stopping, loaders."""
 
     epochs: int = 10
-    # Seconds for the training loop (0: off). When set, the first epoch is timed (training and
-    # validation) and the run is planned to as many epochs as fit, at most `epochs`; the
-    # cosine schedule is stretched to that length, and a run that falls behind (a machine
-    # that got busier) stops at the end of the epoch that would overrun the budget.
+    # Seconds for the training loop (0: off). When set, the cosine schedule follows the clock
+    # (elapsed / budget) rather than the step count, and the run stops after the epoch past
+    # which another one as long would end more than 5% over the budget (at most `epochs`).
     time_budget: float = 0.0
     batch_size: int = 32
     lr: float = 3e-3
@@ -142,24 +144,24 @@ class RunConfig:
 _SECTIONS = ("model", "loss", "weighting", "train", "data")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~0.38M parameters; trains on synthetic 128 px within 3 minutes on 2 CPU cores: a time
-    # budget (150 s of training; start-up and the final val/test pass add ~8 s) sets the epochs.
-    # Synthetic train images are fresh every epoch, so augmentation only costs time there; a
-    # batch of 8 gives four times the optimiser steps of 32 for the same CPU time, which
-    # measured better (val F1 0.74 / IoU 0.44 vs 0.65 / 0.39 at 16 after 8 epochs). The
-    # full-resolution refine level (a zero-initialised correction of the upsampled logits) costs
-    # ~50% more per epoch and lifts val IoU from 0.48 to 0.59 at 10 epochs (thin scratches and
-    # cracks). Wider, doubled deep stages ([16,32,64,128], blocks [1,1,2,2]) cost no time but
-    # gave the same curve. `model.decoder_fuse=add` trains faster here (21 epochs instead of 16,
-    # test IoU +0.03) but is not the default: switching changes every serving and INT8 figure
-    # of issues 4 and 7 and alone does not reach F1 0.90 (docs/training.md, "Concat-free decoder").
+    # Trains on synthetic 128 px within 3 minutes on 2 CPU cores: a time budget (150 s of
+    # training; start-up and the final val/test pass add ~10 s) sets the epochs. Synthetic
+    # train images are fresh every epoch, so augmentation only costs time there; a batch of 8
+    # gives four times the optimiser steps of 32 for the same CPU time, which measured better
+    # (val F1 0.74 / IoU 0.44 vs 0.65 / 0.39 at 16 after 8 epochs). The full-resolution refine
+    # level (a zero-initialised correction of the upsampled logits) lifts val IoU from 0.48 to
+    # 0.59 at 10 epochs (thin scratches and cracks). `add` decoder levels make a step ~1.5x
+    # faster than `concat` (18-19 epochs instead of 14-16), and the peak term (0.3) lifts
+    # presence F1 on 1024 fresh images from 0.87 to 0.90 (docs/training.md, "Peak term").
     "tiny": {
         "model": {
             "widths": [16, 24, 48, 96],
             "blocks": [1, 1, 1, 1],
             "decoder_width": 24,
             "refine_width": 16,
+            "decoder_fuse": "add",
         },
+        "loss": {"peak_weight": 0.3},
         "train": {
             "epochs": 30,
             "time_budget": 150.0,
@@ -290,6 +292,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"loss.presence must be 'bce' or 'focal', got {cfg.loss.presence!r}")
     if cfg.loss.grade not in ("ce", "ordinal"):
         raise ConfigError(f"loss.grade must be 'ce' or 'ordinal', got {cfg.loss.grade!r}")
+    if cfg.loss.peak_weight < 0:
+        raise ConfigError(f"loss.peak_weight must be >= 0 (0 = off), got {cfg.loss.peak_weight}")
     t = cfg.train
     if t.amp not in ("auto", "bf16", "off"):
         raise ConfigError(f"train.amp must be auto, bf16 or off, got {t.amp!r}")

@@ -1,5 +1,6 @@
 """Per-task losses: presence (BCE with pos_weight, or focal), segmentation (Dice + BCE, masked per
-image by `has_mask`), grade (cross-entropy, or soft ordinal labels).
+image by `has_mask`, plus an optional image-level term on each class's peak logit), grade
+(cross-entropy, or soft ordinal labels).
 
 `MultiTaskLoss` returns a dict of scalar losses, one per active task; how they are combined is
 the weighting strategy's job (`mtqa.weighting`). Class imbalance is handled from the data's
@@ -76,9 +77,12 @@ class MultiTaskLoss(nn.Module):
                 outputs["presence_logits"].float(), batch["presence"]
             )
         if "segmentation" in self.tasks:
-            losses["segmentation"] = self.segmentation(
-                outputs["seg_logits"].float(), batch["mask"], batch["has_mask"]
-            )
+            seg = outputs["seg_logits"].float()
+            losses["segmentation"] = self.segmentation(seg, batch["mask"], batch["has_mask"])
+            if self.cfg.peak_weight > 0:
+                losses["segmentation"] = losses["segmentation"] + self.cfg.peak_weight * (
+                    self.peak(seg, batch["presence"])
+                )
         if "grade" in self.tasks:
             losses["grade"] = self.grade(outputs["grade_logits"].float(), batch["grade"])
         return losses
@@ -104,6 +108,15 @@ class MultiTaskLoss(nn.Module):
         pw = pw.view(1, -1, 1, 1) if pw is not None else None
         bce = F.binary_cross_entropy_with_logits(logits, mask, pos_weight=pw)
         return self.cfg.seg_bce_weight * bce + self.cfg.dice_weight * soft_dice_loss(logits, mask)
+
+    def peak(self, logits: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        """Image-level BCE of each class's peak pixel logit against the presence label (multiple
+        instance learning): the masks' own loss barely notices one missed faint defect or one
+        false peak on a clean image, yet the peak is what tells the presence head a defect is
+        there. Needs only presence labels, so images without masks train the masks too."""
+        return F.binary_cross_entropy_with_logits(
+            logits.flatten(2).amax(2), presence, pos_weight=self.presence_pos_weight
+        )
 
     def grade(self, logits: torch.Tensor, grade: torch.Tensor) -> torch.Tensor:
         if self.cfg.grade == "ordinal":

@@ -57,6 +57,23 @@ def test_segmentation_is_zero_but_differentiable_without_any_mask() -> None:
     assert outputs["seg_logits"].grad is not None
 
 
+def test_peak_term_reads_each_class_peak_pixel_and_needs_no_mask() -> None:
+    outputs, targets = batch()
+    plain = MultiTaskLoss(LossConfig(), TASKS)(outputs, targets)["segmentation"]
+    peak = MultiTaskLoss(LossConfig(peak_weight=0.5), TASKS)(outputs, targets)["segmentation"]
+    top = outputs["seg_logits"].flatten(2).amax(2)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(top, targets["presence"])
+    assert torch.allclose(peak, plain + 0.5 * expected)
+    # Images without masks still train the masks through their presence labels...
+    targets["has_mask"] = torch.zeros(4, dtype=torch.bool)
+    seg = MultiTaskLoss(LossConfig(peak_weight=1.0), TASKS)(outputs, targets)["segmentation"]
+    seg.backward()
+    grad = outputs["seg_logits"].grad.flatten(2)
+    # ...and only at each class's peak pixel.
+    assert ((grad != 0).sum(2) == 1).all()
+    assert torch.equal(grad.abs().argmax(2), outputs["seg_logits"].flatten(2).argmax(2))
+
+
 def test_pos_weight_from_rates_and_its_effect() -> None:
     w = pos_weight_from_rates([0.5, 0.1, 0.0], max_weight=20.0)
     assert torch.allclose(w, torch.tensor([1.0, 9.0, 20.0]))

@@ -100,6 +100,7 @@ def test_presets_and_overrides() -> None:
         ("model.tasks=[colour]", "model.tasks"),
         ("weighting", "section.key=value"),
         ("model.decoder_fuse=stack", "model.decoder_fuse"),
+        ("loss.peak_weight=-1", "loss.peak_weight"),
     ],
 )
 def test_bad_overrides_are_clear_errors(override: str, message: str) -> None:
