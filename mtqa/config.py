@@ -154,7 +154,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # faster than `concat` (17-19 epochs instead of 14-16; the price: INT8 is only ~1.2x their
     # fast FP32 on ONNX Runtime CPU), and the peak term (0.3) lifts presence F1 on 1024 fresh
     # images by ~0.03 (0.868 -> 0.904, same seed). A 32-channel decoder (not 24) costs no epoch
-    # and lifts it again: 0.905-0.911 over four seeds (docs/training.md, "Peak term").
+    # and lifts it again: 0.905-0.920 over five runs (docs/training.md, "Peak term").
     "tiny": {
         "model": {
             "widths": [16, 24, 48, 96],
