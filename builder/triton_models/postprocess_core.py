@@ -12,11 +12,10 @@ REGION_COLUMNS = ("class_index", "score", "x0", "y0", "x1", "y1")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function in float32."""
+    """Logistic function in float32 as 0.5 * tanh(x / 2) + 0.5: stable for any input, and one
+    transcendental pass over the mask logits instead of four (half the stub's time went there)."""
     x = np.asarray(x, dtype=np.float32)
-    return np.where(
-        x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), 1.0 - 1.0 / (1.0 + np.exp(-np.abs(x)))
-    )
+    return np.float32(0.5) * np.tanh(np.float32(0.5) * x) + np.float32(0.5)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -42,7 +41,7 @@ def regions(seg_prob: np.ndarray, masks: np.ndarray, orig_hw: tuple[int, int]) -
     h, w = int(orig_hw[0]), int(orig_hw[1])
     sx, sy = w / s_w, h / s_h
     rows = []
-    for k in range(k_classes):
+    for k in np.flatnonzero(masks.reshape(k_classes, -1).any(axis=1)):
         labels, count = ndimage.label(masks[k])
         if count == 0:
             continue
