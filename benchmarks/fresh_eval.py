@@ -20,34 +20,29 @@ from typing import Any
 def fresh_eval(run_dir: str | Path, n_val: int = 512, n_test: int = 1024) -> dict[str, Any]:
     """Thresholds chosen on `n_val` val-stream images, metrics on `n_test` test-stream images."""
     from mtqa.checkpoint import load_checkpoint
-    from mtqa.data import build_datasets
-    from mtqa.evaluate import evaluate_predictor, select_thresholds, torch_predict_fn
+    from mtqa.evaluate import (
+        checkpoint_split,
+        evaluate_predictor,
+        select_thresholds,
+        torch_predict_fn,
+    )
     from mtqa.evaluate.calibrate import run_source
     from mtqa.evaluate.evaluation import run_evaluation
 
     checkpoint = load_checkpoint(run_dir)
-    config = checkpoint.config
-    if run_source(config) != "synth":
+    if run_source(checkpoint.config) != "synth":
         raise SystemExit(f"{run_dir} was not trained on synthetic data: use `mtqa evaluate`")
-    bundle = build_datasets(
-        "synth",
-        checkpoint.image_size,
-        seed=int(config.get("train", {}).get("seed", 0)),
-        augment=False,
-        synth_sizes=(1, n_val, n_test),
-        classes=list(checkpoint.classes),
-        grade_rule=config.get("grade_rule"),
-    )
-    for split in (bundle.val, bundle.test):
-        split.mean, split.std = tuple(checkpoint.mean), tuple(checkpoint.std)
+    # Exactly n images of each stream: read at least n, cap at n.
+    val_set, _ = checkpoint_split(checkpoint, "val", limit=n_val, synth_size=n_val)
+    test_set, _ = checkpoint_split(checkpoint, "test", limit=n_test, synth_size=n_test)
     predict = torch_predict_fn(checkpoint.model)
     classes, grades = checkpoint.classes, checkpoint.grades
-    val = run_evaluation(predict, bundle.val, classes, grades)
+    val = run_evaluation(predict, val_set, classes, grades)
     thresholds = {
         "presence": select_thresholds(val.presence_probs, val.presence_targets, classes),
         "segmentation": val.pixel_histogram.select(classes),
     }
-    metrics = evaluate_predictor(predict, bundle.test, classes, grades, thresholds)
+    metrics = evaluate_predictor(predict, test_set, classes, grades, thresholds)
     return {"run": str(run_dir), "classes": classes, "n_val": n_val, "n_test": n_test, **metrics}
 
 

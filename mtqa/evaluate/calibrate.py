@@ -26,13 +26,19 @@ def run_source(config: dict[str, Any]) -> str:
 
 
 def checkpoint_split(
-    checkpoint: Any, split: str, source: str | None = None, limit: int | None = None
+    checkpoint: Any,
+    split: str,
+    source: str | None = None,
+    limit: int | None = None,
+    synth_size: int = 0,
 ) -> tuple[Any, str]:
     """(dataset, source) of ``split`` prepared for ``checkpoint`` (a loaded ``Checkpoint``).
 
     ``source`` defaults to the run's own; ``limit`` to the run's own cap (tests use one). The
     dataset's normalisation is set to the checkpoint's, since statistics measured on another
-    source would feed the network inputs it was never trained on.
+    source would feed the network inputs it was never trained on. A synthetic split is a
+    stream, so it can be read further than the run did: at least ``synth_size`` images (the
+    run's own first, then the ones after them).
     """
     from mtqa.data import DatasetError, build_datasets
 
@@ -41,12 +47,16 @@ def checkpoint_split(
     config = checkpoint.config
     data_cfg = config.get("data", {})
     source = source or run_source(config)
+    sizes = list(data_cfg.get("synth_sizes", (2048, 256, 256)))
+    if source == "synth":
+        index = SPLITS.index(split)
+        sizes[index] = max(int(sizes[index]), synth_size)
     bundle = build_datasets(
         source,
         checkpoint.image_size,
         seed=int(config.get("train", {}).get("seed", 0)),
         augment=False,
-        synth_sizes=tuple(data_cfg.get("synth_sizes", (2048, 256, 256))),
+        synth_sizes=tuple(sizes),
         classes=list(checkpoint.classes),
         grade_rule=config.get("grade_rule"),
         limit=limit if limit is not None else data_cfg.get("limit"),
