@@ -1,7 +1,7 @@
 """The in-process peer: ONNX Runtime on the very model.onnx Triton serves, arranged as the server
-runs it (as many sessions as `mtqa_net` has instances, each with the same thread count, all busy at
-once), same batch size, no server in between. Served throughput divided by this is what serving
-costs.
+runs it (as many workers as `mtqa_net` has instances, all busy at once, each running its batch
+through the same `ort_plan.LaneRunner` chunks and lane sessions with the same thread count), same
+batch size, no server in between. Served throughput divided by this is what serving costs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from mtqa_bench.stats import latency_summary
+from mtqa_builder.triton_models.ort_plan import LaneRunner
 
 
 def session(onnx_path: Path, threads: int, spinning: bool = True, profile: bool = False):
@@ -36,31 +37,40 @@ def measure(
     threads: int,
     seconds: float,
     instances: int = 1,
+    lanes: int = 1,
+    chunk: int = 0,
 ) -> dict[str, float]:
-    """Run batches of `batch` images back to back on `instances` sessions in parallel (ORT
-    releases the GIL) for `seconds`; throughput in images/s over all of them."""
-    sessions = [session(onnx_path, threads) for _ in range(max(1, instances))]
+    """Run batches of `batch` images back to back on `instances` workers in parallel (ORT
+    releases the GIL) for `seconds`, each worker over `lanes` sessions in chunks of `chunk` images
+    as the served `mtqa_net` does; throughput in images/s over all of them."""
+    runners = []
+    for _ in range(max(1, instances)):
+        # Idle lanes must not spin-wait on the cores the others use, as in the served model.
+        sessions = [session(onnx_path, threads, spinning=False) for _ in range(max(1, lanes))]
+        runners.append(LaneRunner(sessions, [o.name for o in sessions[0].get_outputs()], chunk))
     reps = -(-batch // len(tensors))
     x = np.ascontiguousarray(np.concatenate([tensors] * reps)[:batch])
-    for sess in sessions:
-        sess.run(None, {"images": x})  # warm-up: first run allocates
-    times: list[list[float]] = [[] for _ in sessions]
+    for runner in runners:
+        runner.run([x])  # warm-up: first run allocates
+    times: list[list[float]] = [[] for _ in runners]
     start = time.perf_counter()
 
-    def loop(sess, out: list[float]) -> None:
+    def loop(runner: LaneRunner, out: list[float]) -> None:
         while time.perf_counter() - start < seconds or len(out) < 3:
             t0 = time.perf_counter()
-            sess.run(None, {"images": x})
+            runner.run([x])
             out.append((time.perf_counter() - t0) * 1000.0)
 
     workers = [
-        threading.Thread(target=loop, args=(s, t), daemon=True)
-        for s, t in zip(sessions, times, strict=True)
+        threading.Thread(target=loop, args=(r, t), daemon=True)
+        for r, t in zip(runners, times, strict=True)
     ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - start
+    for runner in runners:
+        runner.close()
     flat = [t for per in times for t in per]
     return {"throughput": len(flat) * batch / elapsed, **latency_summary(flat)}

@@ -27,6 +27,8 @@ class RepoInfo:
     checkpoint: Path | None
     intra_op_threads: int
     instances: int
+    lane_sessions: int = 1
+    chunk_images: int = 0
 
 
 def _config(model_dir: Path):
@@ -65,15 +67,20 @@ def inspect_repository(repo: Path) -> RepoInfo:
     run_dir = manifest.get("checkpoint", {}).get("run_dir")
     config = _config(repo / NET)
     params = config.parameters
-    threads = params["intra_op_threads"].string_value if "intra_op_threads" in params else "1"
+
+    def param(name: str, default: str) -> int:
+        return int(params[name].string_value if name in params else default)
+
     return RepoInfo(
         variants=variants,
         image_size=int(pre["image_size"]),
         mean=[float(v) for v in pre["mean"]],
         std=[float(v) for v in pre["std"]],
         checkpoint=Path(run_dir) if run_dir and Path(run_dir).is_dir() else None,
-        intra_op_threads=int(threads),
+        intra_op_threads=param("intra_op_threads", "1"),
         instances=sum(group.count for group in config.instance_group) or 1,
+        lane_sessions=param("lane_sessions", "1"),
+        chunk_images=param("chunk_images", "0"),
     )
 
 

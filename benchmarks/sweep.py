@@ -270,6 +270,8 @@ class Sweep:
                     self.info.intra_op_threads,
                     min(self.opts.duration, 5),
                     instances=sessions,
+                    lanes=self.info.lane_sessions,
+                    chunk=self.info.chunk_images,
                 )
                 row = {"source": "ort", "target": "net", "variant": variant, "batching": "n/a"}
                 row.update({"users": sessions, "batch": batch, "net_batch": batch, **res})

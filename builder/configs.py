@@ -28,6 +28,8 @@ class Serving:
     max_queue_size: int = 256
     queue_timeout_us: int = 5_000_000
     intra_op_threads: int = 1  # the CLI derives it from the cores; see mtqa/commands/build.py
+    lane_sessions: int = 1  # local mtqa_net: ORT sessions one batch is spread over (ort_plan.py)
+    chunk_images: int = 0  # local mtqa_net: most images per ORT call, 0 = a whole request
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ def net_config(
     if target == "local":
         cfg = _python(NET, serving, versions)
         cfg.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
+        cfg.parameters["lane_sessions"].string_value = str(serving.lane_sessions)
+        cfg.parameters["chunk_images"].string_value = str(serving.chunk_images)
     else:
         platform = {"ngc-onnx": "onnxruntime_onnx", "ngc-trt": "tensorrt_plan"}[target]
         cfg = mc.ModelConfig(name=NET, platform=platform, max_batch_size=serving.max_batch)

@@ -160,6 +160,7 @@ def _net_files(vdir: Path, target: str, variant: Variant) -> dict[str, str]:
     shutil.copyfile(variant.onnx_path, vdir / "model.onnx")
     if target == "local":
         _python_model(vdir, "net_model.py")
+        shutil.copyfile(_MODELS_DIR / "ort_plan.py", vdir / "ort_plan.py")
     return {}
 
 

@@ -1,8 +1,9 @@
 """Triton python model `mtqa_net` (local target): runs the version's model.onnx on ONNX Runtime.
 
 The bundled CPU tritonserver has only the python backend, so this model stands in for the
-`onnxruntime_onnx` backend used on NGC hosts. Requests gathered by the dynamic batcher are
-concatenated into one ORT call, then split back per request.
+`onnxruntime_onnx` backend used on NGC hosts. The requests of a batch run through
+`ort_plan.LaneRunner`: cut into chunks of at most `chunk_images` images and spread over
+`lane_sessions` ORT sessions at once, outputs written in place per request.
 """
 
 import importlib.util
@@ -19,8 +20,11 @@ utils = importlib.util.module_from_spec(_UTILS)
 _UTILS.loader.exec_module(utils)
 
 
+ort_plan = utils.sibling("ort_plan")
+
+
 class TritonPythonModel:
-    """One ORT session per instance; thread counts come from the config's parameters."""
+    """`lane_sessions` ORT sessions per instance; sizes come from the config's parameters."""
 
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -28,34 +32,40 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(_HERE / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        # Lanes sit beside other busy sessions: idle workers must not spin on the shared cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sessions = [
+            ort.InferenceSession(
+                str(_HERE / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+            for _ in range(max(1, int(params.get("lane_sessions", "1"))))
+        ]
         self.outputs = [o["name"] for o in config["output"]]
+        self.runner = ort_plan.LaneRunner(
+            sessions, self.outputs, int(params.get("chunk_images", "0"))
+        )
+
+    def finalize(self):
+        self.runner.close()
 
     def execute(self, requests):
         parts = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
         # Non-finite input would come back as finite, meaningless logits: refuse it per request.
         finite = [bool(np.isfinite(p).all()) for p in parts]
-        good = [p for p, ok in zip(parts, finite, strict=True) if ok]
         try:
-            # One request (batching off, or a lone one): feed it as is, no copy.
-            feed = {"images": good[0] if len(good) == 1 else np.concatenate(good)} if good else None
-            results = self.session.run(self.outputs, feed) if feed else []
+            results = iter(self.runner.run([p for p, ok in zip(parts, finite, strict=True) if ok]))
         except Exception as exc:  # fail this batch's requests, keep the instance alive
             error = pb_utils.TritonError(f"mtqa_net inference failed: {exc}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
-        responses, start = [], 0
-        for part, ok in zip(parts, finite, strict=True):
+        responses = []
+        for ok in finite:
             if not ok:
                 error = utils.invalid_arg("images hold NaN or Inf")
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
-            stop = start + len(part)
             tensors = [
-                pb_utils.Tensor(name, np.ascontiguousarray(out[start:stop]))
-                for name, out in zip(self.outputs, results, strict=True)
+                pb_utils.Tensor(name, out)
+                for name, out in zip(self.outputs, next(results), strict=True)
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            start = stop
         return responses

@@ -55,6 +55,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="ORT threads per local mtqa_net instance (default: cores / (2 x instances))",
     )
+    parser.add_argument(
+        "--lane-sessions",
+        type=int,
+        help="ORT sessions a local mtqa_net instance spreads one batch over (default: cores)",
+    )
+    parser.add_argument(
+        "--chunk-images",
+        type=int,
+        default=4,
+        help="most images per ORT call in a local mtqa_net, 0 = a whole request (default: 4)",
+    )
     parser.add_argument("--work-dir", type=Path, help="keep intermediate ONNX files here")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -83,8 +94,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"error: --preferred-batch must be a comma list of integers, got {preferred!r}")
         return 2
-    if min(args.max_batch, instances, args.max_queue_size) < 1 or delay < 0:
-        print("error: --max-batch, --instances and --max-queue-size must be >= 1, delay >= 0")
+    # A batch the batcher hands to one instance uses every core (its lanes) instead of leaving
+    # one idle while the sibling instance waits for work (docs/benchmarks.md, session 7).
+    lanes = args.lane_sessions if args.lane_sessions is not None else cores
+    if min(args.max_batch, instances, args.max_queue_size, lanes) < 1 or delay < 0:
+        print(
+            "error: --max-batch, --instances, --max-queue-size and --lane-sessions must be >= 1, "
+            "delay >= 0"
+        )
+        return 2
+    if args.chunk_images < 0:
+        print("error: --chunk-images must be >= 0")
         return 2
     if any(not 1 <= b <= args.max_batch for b in preferred_batch):
         print(f"error: preferred batch sizes must lie in 1..{args.max_batch}")
@@ -107,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
             max_queue_size=args.max_queue_size,
             queue_timeout_us=args.queue_timeout_us,
             intra_op_threads=threads,
+            lane_sessions=lanes,
+            chunk_images=args.chunk_images,
         ),
         serve=args.serve,
         tolerance=args.tolerance,
