@@ -18,6 +18,7 @@ from mtqa.data import (
     preprocess_image,
 )
 from mtqa.data.grading import grade_from_mask, grade_from_presence
+from mtqa.data.preprocess import normalise
 
 
 def test_indexed_dataset_loads_with_consistent_labels(synth_dataset_dir):
@@ -132,3 +133,18 @@ def test_neu_seg_preset_loads_a_handful():
     assert item["presence"].sum() >= 1  # every NEU-Seg image holds a defect
     _, image, mask, _ = bundle.val.raw(0)
     assert image.shape == (200, 200, 3) and mask.shape == (200, 200) and mask.max() <= 3
+
+
+@pytest.mark.parametrize(
+    "mean,std", [((0.4262, 0.4109, 0.3868), (0.1266, 0.1297, 0.1474)), ((0.5,) * 3, (1.0,) * 3)]
+)
+def test_normalise_table_gives_the_per_pixel_float32_formula_bit_for_bit(mean, std):
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    m = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, np.float32).reshape(3, 1, 1)
+    expected = (rgb.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255) - m) / s
+    out = normalise(rgb, mean, std)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    assert np.array_equal(out, expected)
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        normalise(rgb.astype(np.float32), mean, std)

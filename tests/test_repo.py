@@ -13,6 +13,7 @@ from google.protobuf import text_format
 from mtqa_builder.check import check_repository
 from mtqa_builder.configs import ENSEMBLE, NET, POST, PRE
 from mtqa_builder.triton_models.postprocess_core import postprocess, regions
+from scipy import ndimage
 from tritonclient.grpc import model_config_pb2 as mc
 
 
@@ -155,6 +156,19 @@ def test_postprocess_packs_masks_and_boxes_regions_in_original_pixels():
     mask = np.unpackbits(out["masks_packed"][0, 1], bitorder="big").reshape(s, s)
     assert mask.sum() == 8 and mask[2:4, 4:8].all()
     np.testing.assert_allclose(out["regions"][0], [[1, 1.0, 80, 20, 160, 40]], atol=1e-4)
+
+
+def test_region_scores_are_the_mean_probability_of_each_region():
+    rng = np.random.default_rng(0)
+    prob = rng.random((3, 32, 32)).astype(np.float32)
+    masks = prob > 0.8  # many small regions per class
+    rows = regions(prob, masks, (32, 32))
+    expected = []
+    for k in range(3):
+        labels, count = ndimage.label(masks[k])
+        expected += list(ndimage.mean(prob[k], labels, index=np.arange(1, count + 1)))
+    assert len(rows) == len(expected) > 20
+    np.testing.assert_allclose(rows[:, 1], expected, rtol=1e-6)
 
 
 def test_regions_pad_with_minus_one_across_a_batch():
