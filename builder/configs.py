@@ -30,6 +30,7 @@ class Serving:
     intra_op_threads: int = 1  # the CLI derives it from the cores; see mtqa/commands/build.py
     lane_sessions: int = 1  # local mtqa_net: ORT sessions one batch is spread over (ort_plan.py)
     chunk_images: int = 0  # local mtqa_net: most images per ORT call, 0 = a whole request
+    decode_threads: int = 1  # mtqa_preprocess: threads decoding the images of one request
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def net_config(
 def preprocess_config(shapes: Shapes, serving: Serving, versions: Sequence[int]) -> mc.ModelConfig:
     """`mtqa_preprocess`: encoded bytes -> `images` and the original (h, w)."""
     cfg = _python(PRE, serving, versions)
+    cfg.parameters["decode_threads"].string_value = str(serving.decode_threads)
     cfg.input.append(_inp("image_bytes", "TYPE_STRING", [1]))
     s = shapes.image_size
     cfg.output.extend(

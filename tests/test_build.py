@@ -47,6 +47,8 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert cfg.parameters["lane_sessions"].string_value == str(os.cpu_count() or 1)
     assert cfg.parameters["chunk_images"].string_value == "4"
     assert (repo / "mtqa_net" / "1" / "ort_plan.py").is_file()
+    pre = _config(repo / "mtqa_preprocess")
+    assert pre.parameters["decode_threads"].string_value == str(min(os.cpu_count() or 1, 4))
 
 
 def test_one_core_host_still_gets_two_instances(tiny_run, tmp_path, monkeypatch):

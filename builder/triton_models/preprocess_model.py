@@ -1,11 +1,14 @@
 """Triton python model `mtqa_preprocess`: encoded image bytes -> normalised model input.
 
 It imports `preprocess.py`, a verbatim copy of mtqa/data/preprocess.py made at build time, so
-serving decodes, resizes and normalises exactly as training did.
+serving decodes, resizes and normalises exactly as training did. The images of one request are
+decoded on `decode_threads` threads (pillow's decode and resize release the GIL), so a lone
+multi-image request uses every core.
 """
 
 import importlib.util
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,13 @@ class TritonPythonModel:
         self.pre = utils.sibling("preprocess")
         params = json.loads((_HERE / "preprocess.json").read_text())
         self.size, self.mean, self.std = params["image_size"], params["mean"], params["std"]
+        config = json.loads(args["model_config"])
+        threads = int(config.get("parameters", {}).get("decode_threads", {}).get("string_value", 1))
+        self.pool = ThreadPoolExecutor(threads, "decode") if threads > 1 else None
+
+    def finalize(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
     def _one(self, data):
         if isinstance(data, np.ndarray):  # Triton may hand BYTES elements as 0-d object arrays
@@ -36,8 +46,10 @@ class TritonPythonModel:
         for request in requests:
             try:
                 raw = pb_utils.get_input_tensor_by_name(request, "image_bytes").as_numpy()
-                done = [self._one(item) for item in raw.reshape(raw.shape[0], -1)[:, 0]]
-                images = np.stack([d[0] for d in done]).astype(np.float32)
+                items = raw.reshape(raw.shape[0], -1)[:, 0]
+                run = self.pool.map if self.pool is not None and len(items) > 1 else map
+                done = list(run(self._one, items))
+                images = np.stack([d[0] for d in done])  # float32 from normalise
                 sizes = np.asarray([d[1] for d in done], dtype=np.int32).reshape(-1, 2)
                 responses.append(
                     pb_utils.InferenceResponse(

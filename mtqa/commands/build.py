@@ -66,6 +66,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="most images per ORT call in a local mtqa_net, 0 = a whole request (default: 4)",
     )
+    parser.add_argument(
+        "--decode-threads",
+        type=int,
+        help="threads mtqa_preprocess decodes one request's images on (default: cores, at most 4)",
+    )
     parser.add_argument("--work-dir", type=Path, help="keep intermediate ONNX files here")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -103,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
             "delay >= 0"
         )
         return 2
+    decode_threads = args.decode_threads if args.decode_threads is not None else min(cores, 4)
+    if decode_threads < 1:
+        print("error: --decode-threads must be >= 1")
+        return 2
     if args.chunk_images < 0:
         print("error: --chunk-images must be >= 0")
         return 2
@@ -129,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             intra_op_threads=threads,
             lane_sessions=lanes,
             chunk_images=args.chunk_images,
+            decode_threads=decode_threads,
         ),
         serve=args.serve,
         tolerance=args.tolerance,
