@@ -158,6 +158,8 @@ CASES: dict[str, Case] = {
     "truncated_jpeg": ("sdk", lambda c: c.sdk.inspect(_jpeg()[:300]), InvalidInputError),
     "zero_bytes": ("sdk", lambda c: c.sdk.inspect(b""), InvalidInputError),
     "zero_bytes_raw": ("server", lambda c: _ens(c, [b""]), "error"),
+    # Several images a request are decoded on parallel threads: one bad one fails the request.
+    "one_bad_of_three_raw": ("server", lambda c: _ens(c, [c.good_png, b"?", c.good_png]), "error"),
     "text_file": ("sdk", lambda c: c.sdk.inspect(b"lot 42 passed QA\n" * 20), InvalidInputError),
     "random_bytes": ("sdk", lambda c: c.sdk.inspect(_noise_bytes()), InvalidInputError),
     "png_bad_crc": ("sdk", lambda c: c.sdk.inspect(_flip(c.good_png, 45, 60)), InvalidInputError),
