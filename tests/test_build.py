@@ -44,7 +44,7 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4]
     # A batch spreads over every core in 4-image chunks (ort_plan.py beside model.py).
-    assert cfg.parameters["lane_sessions"].string_value == str(os.cpu_count() or 1)
+    assert cfg.parameters["lane_sessions"].string_value == str(min(os.cpu_count() or 1, 4))
     assert cfg.parameters["chunk_images"].string_value == "4"
     assert (repo / "mtqa_net" / "1" / "ort_plan.py").is_file()
     pre = _config(repo / "mtqa_preprocess")

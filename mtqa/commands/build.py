@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lane-sessions",
         type=int,
-        help="ORT sessions a local mtqa_net instance spreads one batch over (default: cores)",
+        help="ORT sessions a local mtqa_net instance spreads a batch over (default: cores, max 4)",
     )
     parser.add_argument(
         "--chunk-images",
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # A batch the batcher hands to one instance uses every core (its lanes) instead of leaving
     # one idle while the sibling instance waits for work (docs/benchmarks.md, session 7).
-    lanes = args.lane_sessions if args.lane_sessions is not None else cores
+    lanes = args.lane_sessions if args.lane_sessions is not None else min(cores, 4)
     if min(args.max_batch, instances, args.max_queue_size, lanes) < 1 or delay < 0:
         print(
             "error: --max-batch, --instances, --max-queue-size and --lane-sessions must be >= 1, "
