@@ -6,6 +6,7 @@ prints images/s, the speed-up over FP32 and the per-head gate drops:
 
     python benchmarks/precision_speed.py --repo model_repository --batch 32
     python benchmarks/precision_speed.py --repo model_repository --threads 1 --sessions 2
+    python benchmarks/precision_speed.py --repo model_repository --threads 1 --lanes 2 --chunk 4
     python benchmarks/precision_speed.py --repo model_repository --threads 1 --profile
 
 `--profile` adds, per variant, where a batch's time goes by operator type (ONNX Runtime's own
@@ -26,31 +27,46 @@ from pathlib import Path
 
 import numpy as np
 from mtqa_bench import ort_peer
+from mtqa_builder.triton_models.ort_plan import LaneRunner
 
 HEADS = ("presence", "segmentation", "grade")
 
 
 def throughput(
-    onnx_paths: list[Path], batch: int, iters: int, threads: int, sessions: int = 1
+    onnx_paths: list[Path],
+    batch: int,
+    iters: int,
+    threads: int,
+    sessions: int = 1,
+    lanes: int = 1,
+    chunk: int = 0,
 ) -> list[dict]:
     """Median images/s of each model; runs are interleaved round-robin so that load changes on a
     shared machine hit every variant alike (timing them one after another did not). With
-    `sessions` > 1 each model runs that many sessions at once, one batch each per round (ORT
-    releases the GIL): the arrangement of a local server with that many single-model instances."""
+    `sessions` > 1 each model runs that many batches at once, one each per round (ORT releases
+    the GIL): the arrangement of a local server with that many instances. Each batch runs through
+    `ort_plan.LaneRunner` over `lanes` sessions in chunks of `chunk` images, as the served model
+    does (`--lanes 1 --chunk 0`: one plain ORT call)."""
     # Every variant's sessions live through the interleaved rounds; idle workers that spin-wait
     # would steal the cores from the session running (2 cores, 2 threads: fp32 359 img/s
     # interleaved with spinning vs 528 without, 570 alone).
-    pools = [
-        [ort_peer.session(p, threads, spinning=False) for _ in range(sessions)] for p in onnx_paths
-    ]
-    shape = [d if isinstance(d, int) else batch for d in pools[0][0].get_inputs()[0].shape]
+    pools = []
+    for path in onnx_paths:
+        pool = []
+        for _ in range(sessions):
+            lane_sessions = [ort_peer.session(path, threads, spinning=False) for _ in range(lanes)]
+            names = [o.name for o in lane_sessions[0].get_outputs()]
+            pool.append(LaneRunner(lane_sessions, names, chunk))
+        pools.append(pool)
+    first = pools[0][0].sessions[0]
+    shape = [d if isinstance(d, int) else batch for d in first.get_inputs()[0].shape]
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     times: list[list[float]] = [[] for _ in pools]
     with ThreadPoolExecutor(max_workers=sessions) as workers:
 
-        def one_round(pool: list) -> float:
+        def one_round(pool: list[LaneRunner]) -> float:
             start = time.perf_counter()
-            list(workers.map(lambda sess: sess.run(None, {"images": x}), pool))
+            list(workers.map(lambda runner: runner.run([x]), pool))
             return time.perf_counter() - start
 
         for pool in pools:  # warm-up
@@ -58,6 +74,8 @@ def throughput(
         for _ in range(iters):
             for pool, bucket in zip(pools, times, strict=True):
                 bucket.append(one_round(pool))
+    for runner in (r for pool in pools for r in pool):
+        runner.close()
     medians = [statistics.median(t) for t in times]
     return [{"images_per_s": sessions * batch / m, "ms_per_batch": m * 1000} for m in medians]
 
@@ -84,7 +102,15 @@ def op_profile(onnx_path: Path, batch: int, threads: int, runs: int = 5) -> dict
     return {op: us / 1000 / runs for op, us in by_op.most_common()}
 
 
-def measure(repo: Path, batch: int, iters: int, threads: int, sessions: int = 1) -> list[dict]:
+def measure(
+    repo: Path,
+    batch: int,
+    iters: int,
+    threads: int,
+    sessions: int = 1,
+    lanes: int = 1,
+    chunk: int = 0,
+) -> list[dict]:
     """One row per published mtqa_net version holding an ONNX file."""
     net = repo / "mtqa_net"
     table_path = net / "variants.json"
@@ -113,7 +139,9 @@ def measure(repo: Path, batch: int, iters: int, threads: int, sessions: int = 1)
             }
         )
     if rows:
-        speeds = throughput([r["onnx"] for r in rows], batch, iters, threads, sessions)
+        speeds = throughput(
+            [r["onnx"] for r in rows], batch, iters, threads, sessions, lanes, chunk
+        )
         for row, speed in zip(rows, speeds, strict=True):
             row.update(speed)
     return rows
@@ -130,20 +158,32 @@ def main(argv: list[str] | None = None) -> int:
         "--sessions", type=int, default=1, help="sessions per variant running at once"
     )
     parser.add_argument(
+        "--lanes", type=int, default=1, help="ORT sessions one batch is spread over (ort_plan)"
+    )
+    parser.add_argument(
+        "--chunk", type=int, default=0, help="most images per ORT call, 0 = the whole batch"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also print kernel time per operator type"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
-    if min(args.batch, args.iters, args.threads, args.sessions) < 1:
-        print("error: --batch, --iters, --threads and --sessions must be >= 1", file=sys.stderr)
+    if min(args.batch, args.iters, args.threads, args.sessions, args.lanes) < 1 or args.chunk < 0:
+        print(
+            "error: --batch, --iters, --threads, --sessions and --lanes must be >= 1, --chunk >= 0",
+            file=sys.stderr,
+        )
         return 2
-    rows = measure(args.repo, args.batch, args.iters, args.threads, args.sessions)
+    rows = measure(
+        args.repo, args.batch, args.iters, args.threads, args.sessions, args.lanes, args.chunk
+    )
     if not rows:
         print(f"error: no ONNX variants under {args.repo}/mtqa_net", file=sys.stderr)
         return 2
     base = next((r["images_per_s"] for r in rows if r["precision"] == "fp32"), None)
     print(
         f"ORT CPU, batch {args.batch}, {args.sessions} session(s) x {args.threads} thread(s), "
+        f"{args.lanes} lane(s), chunk {args.chunk or 'whole batch'}, "
         f"median of {args.iters} interleaved rounds"
     )
     print("ver prec   img/s   ms/batch  x_fp32  F1      mIoU    grade   drop pts (pres/seg/grade)")

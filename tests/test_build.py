@@ -206,6 +206,10 @@ def test_precision_speed_benchmark_reads_the_built_repo(built_repo, tmp_path, ca
     assert bench([*two, "--sessions", "2"]) == 0
     assert "2 session(s) x 1 thread(s)" in capsys.readouterr().out
     assert bench([*two, "--sessions", "0"]) == 2
+    # The plan the local server runs: the batch spread over two lanes, one image a call.
+    assert bench([*two, "--lanes", "2", "--chunk", "1"]) == 0
+    assert "2 lane(s), chunk 1" in capsys.readouterr().out
+    assert bench([*two, "--chunk", "-1"]) == 2
     # Where the time goes, from ORT's profiler: real kernels of each variant, trace removed.
     monkeypatch.chdir(tmp_path)  # ORT writes its trace to the working directory
     assert bench([*two, "--profile", "--json", str(out)]) == 0
