@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,37 +33,38 @@ from mtqa_builder.triton_models.ort_plan import LaneRunner
 HEADS = ("presence", "segmentation", "grade")
 
 
-def throughput(
-    onnx_paths: list[Path],
-    batch: int,
-    iters: int,
-    threads: int,
-    sessions: int = 1,
-    lanes: int = 1,
-    chunk: int = 0,
-) -> list[dict]:
+@dataclass(frozen=True)
+class Arrangement:
+    """How every variant runs: `sessions` batches at once (one per local server instance), each
+    through `ort_plan.LaneRunner` over `lanes` ORT sessions of `threads` threads in chunks of
+    `chunk` images (`lanes` 1 and `chunk` 0: one plain ORT call a batch)."""
+
+    threads: int = 2
+    sessions: int = 1
+    lanes: int = 1
+    chunk: int = 0
+
+
+def throughput(onnx_paths: list[Path], batch: int, iters: int, arr: Arrangement) -> list[dict]:
     """Median images/s of each model; runs are interleaved round-robin so that load changes on a
-    shared machine hit every variant alike (timing them one after another did not). With
-    `sessions` > 1 each model runs that many batches at once, one each per round (ORT releases
-    the GIL): the arrangement of a local server with that many instances. Each batch runs through
-    `ort_plan.LaneRunner` over `lanes` sessions in chunks of `chunk` images, as the served model
-    does (`--lanes 1 --chunk 0`: one plain ORT call)."""
+    shared machine hit every variant alike (timing them one after another did not). Batches run
+    at once release the GIL in ORT, as the instances of a local server do."""
     # Every variant's sessions live through the interleaved rounds; idle workers that spin-wait
     # would steal the cores from the session running (2 cores, 2 threads: fp32 359 img/s
     # interleaved with spinning vs 528 without, 570 alone).
     pools = []
     for path in onnx_paths:
         pool = []
-        for _ in range(sessions):
-            lane_sessions = [ort_peer.session(path, threads, spinning=False) for _ in range(lanes)]
-            names = [o.name for o in lane_sessions[0].get_outputs()]
-            pool.append(LaneRunner(lane_sessions, names, chunk))
+        for _ in range(arr.sessions):
+            lanes = [ort_peer.session(path, arr.threads, spinning=False) for _ in range(arr.lanes)]
+            names = [o.name for o in lanes[0].get_outputs()]
+            pool.append(LaneRunner(lanes, names, arr.chunk))
         pools.append(pool)
     first = pools[0][0].sessions[0]
     shape = [d if isinstance(d, int) else batch for d in first.get_inputs()[0].shape]
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     times: list[list[float]] = [[] for _ in pools]
-    with ThreadPoolExecutor(max_workers=sessions) as workers:
+    with ThreadPoolExecutor(max_workers=arr.sessions) as workers:
 
         def one_round(pool: list[LaneRunner]) -> float:
             start = time.perf_counter()
@@ -77,7 +79,7 @@ def throughput(
     for runner in (r for pool in pools for r in pool):
         runner.close()
     medians = [statistics.median(t) for t in times]
-    return [{"images_per_s": sessions * batch / m, "ms_per_batch": m * 1000} for m in medians]
+    return [{"images_per_s": arr.sessions * batch / m, "ms_per_batch": m * 1000} for m in medians]
 
 
 def op_profile(onnx_path: Path, batch: int, threads: int, runs: int = 5) -> dict[str, float]:
@@ -102,15 +104,7 @@ def op_profile(onnx_path: Path, batch: int, threads: int, runs: int = 5) -> dict
     return {op: us / 1000 / runs for op, us in by_op.most_common()}
 
 
-def measure(
-    repo: Path,
-    batch: int,
-    iters: int,
-    threads: int,
-    sessions: int = 1,
-    lanes: int = 1,
-    chunk: int = 0,
-) -> list[dict]:
+def measure(repo: Path, batch: int, iters: int, arr: Arrangement) -> list[dict]:
     """One row per published mtqa_net version holding an ONNX file."""
     net = repo / "mtqa_net"
     table_path = net / "variants.json"
@@ -139,9 +133,7 @@ def measure(
             }
         )
     if rows:
-        speeds = throughput(
-            [r["onnx"] for r in rows], batch, iters, threads, sessions, lanes, chunk
-        )
+        speeds = throughput([r["onnx"] for r in rows], batch, iters, arr)
         for row, speed in zip(rows, speeds, strict=True):
             row.update(speed)
     return rows
@@ -174,9 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = measure(
-        args.repo, args.batch, args.iters, args.threads, args.sessions, args.lanes, args.chunk
-    )
+    arr = Arrangement(args.threads, args.sessions, args.lanes, args.chunk)
+    rows = measure(args.repo, args.batch, args.iters, arr)
     if not rows:
         print(f"error: no ONNX variants under {args.repo}/mtqa_net", file=sys.stderr)
         return 2
