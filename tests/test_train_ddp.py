@@ -5,6 +5,7 @@ Run as a script, this file is the worker torchrun starts in each process.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -39,13 +40,13 @@ def worker(out: Path, weighting: str) -> None:
     cfg = apply_overrides(named_config("tiny"), [*OVERRIDES, f"weighting.name={weighting}"])
     trainer = Trainer(cfg, "synth", out, env, progress=False)
 
-    def weights() -> torch.Tensor:
-        params = [*trainer.model.parameters(), *trainer.weighting.parameters()]
+    def weights(t: Trainer) -> torch.Tensor:
+        params = [*t.model.parameters(), *t.weighting.parameters()]
         return torch.cat([p.detach().flatten() for p in params])
 
-    initial = weights()
+    initial = weights(trainer)
     trainer.run(resume=False)
-    flat = weights()
+    flat = weights(trainer)
     gathered = [torch.zeros_like(flat) for _ in range(env.world_size)]
     dist.all_gather(gathered, flat)
     if env.is_main:
@@ -56,6 +57,9 @@ def worker(out: Path, weighting: str) -> None:
             "moved": float((flat - initial).abs().max()),
         }
         (out / "ddp.json").write_text(json.dumps(report))
+    # DDP's reducer holds the process group: free it first, or gloo may abort at exit (as train()).
+    del trainer
+    gc.collect()
     close_distributed(env)
 
 
