@@ -30,6 +30,13 @@ def session(onnx_path: Path, threads: int, spinning: bool = True, profile: bool 
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
+def runner(onnx_path: Path, threads: int, lanes: int, chunk: int) -> LaneRunner:
+    """A `LaneRunner` over `lanes` sessions of `onnx_path`, every output, as the served model
+    runs; idle lanes do not spin-wait on the cores the others use."""
+    sessions = [session(onnx_path, threads, spinning=False) for _ in range(max(1, lanes))]
+    return LaneRunner(sessions, [o.name for o in sessions[0].get_outputs()], chunk)
+
+
 def measure(
     onnx_path: Path,
     tensors: np.ndarray,
@@ -43,22 +50,18 @@ def measure(
     """Run batches of `batch` images back to back on `instances` workers in parallel (ORT
     releases the GIL) for `seconds`, each worker over `lanes` sessions in chunks of `chunk` images
     as the served `mtqa_net` does; throughput in images/s over all of them."""
-    runners = []
-    for _ in range(max(1, instances)):
-        # Idle lanes must not spin-wait on the cores the others use, as in the served model.
-        sessions = [session(onnx_path, threads, spinning=False) for _ in range(max(1, lanes))]
-        runners.append(LaneRunner(sessions, [o.name for o in sessions[0].get_outputs()], chunk))
+    runners = [runner(onnx_path, threads, lanes, chunk) for _ in range(max(1, instances))]
     reps = -(-batch // len(tensors))
     x = np.ascontiguousarray(np.concatenate([tensors] * reps)[:batch])
-    for runner in runners:
-        runner.run([x])  # warm-up: first run allocates
+    for each in runners:
+        each.run([x])  # warm-up: first run allocates
     times: list[list[float]] = [[] for _ in runners]
     start = time.perf_counter()
 
-    def loop(runner: LaneRunner, out: list[float]) -> None:
+    def loop(lane_runner: LaneRunner, out: list[float]) -> None:
         while time.perf_counter() - start < seconds or len(out) < 3:
             t0 = time.perf_counter()
-            runner.run([x])
+            lane_runner.run([x])
             out.append((time.perf_counter() - t0) * 1000.0)
 
     workers = [
@@ -70,7 +73,7 @@ def measure(
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - start
-    for runner in runners:
-        runner.close()
+    for each in runners:
+        each.close()
     flat = [t for per in times for t in per]
     return {"throughput": len(flat) * batch / elapsed, **latency_summary(flat)}

@@ -52,14 +52,10 @@ def throughput(onnx_paths: list[Path], batch: int, iters: int, arr: Arrangement)
     # Every variant's sessions live through the interleaved rounds; idle workers that spin-wait
     # would steal the cores from the session running (2 cores, 2 threads: fp32 359 img/s
     # interleaved with spinning vs 528 without, 570 alone).
-    pools = []
-    for path in onnx_paths:
-        pool = []
-        for _ in range(arr.sessions):
-            lanes = [ort_peer.session(path, arr.threads, spinning=False) for _ in range(arr.lanes)]
-            names = [o.name for o in lanes[0].get_outputs()]
-            pool.append(LaneRunner(lanes, names, arr.chunk))
-        pools.append(pool)
+    pools = [
+        [ort_peer.runner(path, arr.threads, arr.lanes, arr.chunk) for _ in range(arr.sessions)]
+        for path in onnx_paths
+    ]
     first = pools[0][0].sessions[0]
     shape = [d if isinstance(d, int) else batch for d in first.get_inputs()[0].shape]
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)

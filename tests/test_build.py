@@ -102,6 +102,14 @@ def test_cli_reports_bad_arguments(tiny_run, tmp_path, capsys):
     assert "unknown precision(s) ['fp8']" in capsys.readouterr().out
     assert main(["build", "--checkpoint", str(tmp_path / "none"), "--repo", str(tmp_path)]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().out
+    for flag, value in (
+        ("--lane-sessions", "0"),
+        ("--decode-threads", "0"),
+        ("--chunk-images", "-1"),
+    ):
+        assert main([*base, flag, value]) == 2
+        assert flag in capsys.readouterr().out
+    assert not (tmp_path / "r").exists()
 
 
 def test_ngc_trt_without_engines_fails_clearly(tiny_run, tmp_path, capsys):

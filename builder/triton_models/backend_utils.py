@@ -21,6 +21,11 @@ def sibling(name):
     return module
 
 
+def parameters(config):
+    """The `parameters` of a model config (the JSON Triton hands to `initialize`) as strings."""
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
 def invalid_arg(message):
     """An INVALID_ARG error where this Triton knows error codes (2.51 does), else a plain one."""
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)

@@ -28,7 +28,7 @@ class TritonPythonModel:
         params = json.loads((_HERE / "preprocess.json").read_text())
         self.size, self.mean, self.std = params["image_size"], params["mean"], params["std"]
         config = json.loads(args["model_config"])
-        threads = int(config.get("parameters", {}).get("decode_threads", {}).get("string_value", 1))
+        threads = int(utils.parameters(config).get("decode_threads", "1"))
         self.pool = ThreadPoolExecutor(threads, "decode") if threads > 1 else None
 
     def finalize(self):

