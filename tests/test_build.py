@@ -43,12 +43,18 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert cfg.instance_group[0].count == min(max(os.cpu_count() or 1, 2), 4)
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4]
-    # A batch spreads over every core in 4-image chunks (ort_plan.py beside model.py).
+    # A batch spreads over every core in chunks of 4 images at 128 px (ort_plan.py beside model.py).
     assert cfg.parameters["lane_sessions"].string_value == str(min(os.cpu_count() or 1, 4))
     assert cfg.parameters["chunk_images"].string_value == "4"
     assert (repo / "mtqa_net" / "1" / "ort_plan.py").is_file()
     pre = _config(repo / "mtqa_preprocess")
     assert pre.parameters["decode_threads"].string_value == str(min(os.cpu_count() or 1, 4))
+
+
+def test_default_chunk_keeps_the_pixels_of_an_ort_call_in_the_cache():
+    from mtqa_builder.configs import chunk_images_for
+
+    assert [chunk_images_for(s) for s in (64, 128, 192, 256, 512)] == [16, 4, 2, 1, 1]
 
 
 def test_one_core_host_still_gets_two_instances(tiny_run, tmp_path, monkeypatch):
