@@ -114,7 +114,14 @@ def _processes_mentioning(text: str) -> list[str]:
 def test_signal_during_startup_leaves_nothing(signum: int, tmp_path: Path) -> None:
     write_python_model(tmp_path, "hangs", HANGING_SOURCE)
     cmd = [*MTQA, "--repo", str(tmp_path), "--grpc-port", "0", "--http-port", "0"]
-    proc = subprocess.Popen([*cmd, "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then keeps ignoring it (no KeyboardInterrupt): give the server the default back.
+    proc = subprocess.Popen(
+        [*cmd, "--metrics-port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 30
     while not any("tritonserver" in c for c in _processes_mentioning(str(tmp_path))):
         assert time.monotonic() < deadline and proc.poll() is None, "server never started"
