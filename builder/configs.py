@@ -30,8 +30,8 @@ class Serving:
     intra_op_threads: int = 1  # the CLI derives it from the cores; see mtqa/commands/build.py
     lane_sessions: int = 1  # local mtqa_net: ORT sessions one batch is spread over (ort_plan.py)
     # local mtqa_net: most images per ORT call, 0 = a whole request, None = `chunk_images_for`
-    # the checkpoint's image size (resolved by the build)
-    chunk_images: int | None = 0
+    # the network's image size
+    chunk_images: int | None = None
     decode_threads: int = 1  # mtqa_preprocess: threads decoding the images of one request
 
 
@@ -131,7 +131,9 @@ def net_config(
         cfg = _python(NET, serving, versions)
         cfg.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
         cfg.parameters["lane_sessions"].string_value = str(serving.lane_sessions)
-        cfg.parameters["chunk_images"].string_value = str(serving.chunk_images)
+        chunk = serving.chunk_images
+        chunk = chunk_images_for(shapes.image_size) if chunk is None else chunk
+        cfg.parameters["chunk_images"].string_value = str(chunk)
     else:
         platform = {"ngc-onnx": "onnxruntime_onnx", "ngc-trt": "tensorrt_plan"}[target]
         cfg = mc.ModelConfig(name=NET, platform=platform, max_batch_size=serving.max_batch)

@@ -6,7 +6,6 @@ fallback) aborts the build and leaves the repository untouched.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import tempfile
 import uuid
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mtqa_builder import precision as prec
-from mtqa_builder.configs import TARGETS, Serving, chunk_images_for
+from mtqa_builder.configs import TARGETS, Serving
 from mtqa_builder.errors import BuildError, GateError
 from mtqa_builder.hashing import file_sha256
 from mtqa_builder.repository import Source, Variant, publish
@@ -152,10 +151,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
             "calibration": calib.describe() if calib is not None else None,
             "validation": {"source": opts.val_data or "checkpoint", "images": len(val)},
         }
-        serving = opts.serving
-        if serving.chunk_images is None:
-            serving = dataclasses.replace(serving, chunk_images=chunk_images_for(ckpt.image_size))
-        result = publish(opts.repo, opts.target, source, variants, serving, serve, build_info)
+        result = publish(opts.repo, opts.target, source, variants, opts.serving, serve, build_info)
     result["gate"] = {v.precision: v.gate for v in variants}
     return result
 

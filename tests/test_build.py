@@ -52,9 +52,13 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
 
 
 def test_default_chunk_keeps_the_pixels_of_an_ort_call_in_the_cache():
-    from mtqa_builder.configs import chunk_images_for
+    from mtqa_builder.configs import Serving, Shapes, chunk_images_for, net_config
 
     assert [chunk_images_for(s) for s in (64, 128, 192, 256, 512)] == [16, 4, 2, 1, 1]
+    chunk = net_config("local", Shapes(192, 3, 4), Serving(), [1]).parameters["chunk_images"]
+    assert chunk.string_value == "2"
+    chunk = net_config("local", Shapes(192, 3, 4), Serving(chunk_images=0), [1])
+    assert chunk.parameters["chunk_images"].string_value == "0"  # 0 = a whole request, as asked
 
 
 def test_one_core_host_still_gets_two_instances(tiny_run, tmp_path, monkeypatch):

@@ -64,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--chunk-images",
         type=int,
         help="most images per ORT call in a local mtqa_net, 0 = a whole request (default: "
-        "64k pixels a call: 4 images at 128 px, 2 at 192)",
+        "64 Ki pixels a call: 4 images at 128 px, 2 at 192)",
     )
     parser.add_argument(
         "--decode-threads",
