@@ -12,29 +12,19 @@ from pathlib import Path
 
 import numpy as np
 from mtqa_bench.stats import latency_summary
-from mtqa_builder.triton_models.ort_plan import LaneRunner
+from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
 
 
-def session(onnx_path: Path, threads: int, spinning: bool = True, profile: bool = False):
-    """A CPU session set up as the served `mtqa_net` sets its own (`threads` intra-op, one
-    inter-op); `spinning=False` stops idle workers spin-waiting, for sessions that sit beside
-    other busy ones; `profile=True` turns on ORT's profiler (`end_profiling()` gives the trace)."""
+def session(onnx_path: Path, threads: int, profile: bool = False):
+    """A CPU session with `threads` intra-op threads and one inter-op; `profile=True` turns on
+    ORT's profiler (`end_profiling()` gives the trace)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.enable_profiling = profile
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
-def runner(onnx_path: Path, threads: int, lanes: int, chunk: int) -> LaneRunner:
-    """A `LaneRunner` over `lanes` sessions of `onnx_path`, every output, as the served model
-    runs; idle lanes do not spin-wait on the cores the others use."""
-    sessions = [session(onnx_path, threads, spinning=False) for _ in range(max(1, lanes))]
-    return LaneRunner(sessions, [o.name for o in sessions[0].get_outputs()], chunk)
 
 
 def measure(
@@ -50,7 +40,7 @@ def measure(
     """Run batches of `batch` images back to back on `instances` workers in parallel (ORT
     releases the GIL) for `seconds`, each worker over `lanes` sessions in chunks of `chunk` images
     as the served `mtqa_net` does; throughput in images/s over all of them."""
-    runners = [runner(onnx_path, threads, lanes, chunk) for _ in range(max(1, instances))]
+    runners = [open_runner(onnx_path, threads, lanes, chunk) for _ in range(max(1, instances))]
     reps = -(-batch // len(tensors))
     x = np.ascontiguousarray(np.concatenate([tensors] * reps)[:batch])
     for each in runners:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from mtqa_bench import ort_peer
-from mtqa_builder.triton_models.ort_plan import LaneRunner
+from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
 
 HEADS = ("presence", "segmentation", "grade")
 
@@ -53,7 +53,7 @@ def throughput(onnx_paths: list[Path], batch: int, iters: int, arr: Arrangement)
     # would steal the cores from the session running (2 cores, 2 threads: fp32 359 img/s
     # interleaved with spinning vs 528 without, 570 alone).
     pools = [
-        [ort_peer.runner(path, arr.threads, arr.lanes, arr.chunk) for _ in range(arr.sessions)]
+        [open_runner(path, arr.threads, arr.lanes, arr.chunk) for _ in range(arr.sessions)]
         for path in onnx_paths
     ]
     first = pools[0][0].sessions[0]

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 _HERE = Path(__file__).resolve().parent
@@ -29,20 +28,13 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = utils.parameters(config)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
-        options.inter_op_num_threads = 1
-        # Lanes sit beside other busy sessions: idle workers must not spin on the shared cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sessions = [
-            ort.InferenceSession(
-                str(_HERE / "model.onnx"), options, providers=["CPUExecutionProvider"]
-            )
-            for _ in range(max(1, int(params.get("lane_sessions", "1"))))
-        ]
         self.outputs = [o["name"] for o in config["output"]]
-        self.runner = ort_plan.LaneRunner(
-            sessions, self.outputs, int(params.get("chunk_images", "0"))
+        self.runner = ort_plan.open_runner(
+            _HERE / "model.onnx",
+            int(params.get("intra_op_threads", "1")),
+            int(params.get("lane_sessions", "1")),
+            int(params.get("chunk_images", "0")),
+            self.outputs,
         )
 
     def finalize(self):

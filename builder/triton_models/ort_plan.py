@@ -100,3 +100,23 @@ class LaneRunner:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+
+def open_runner(
+    onnx_path, threads: int, lanes: int, chunk: int, outputs: Sequence[str] | None = None
+) -> LaneRunner:
+    """A `LaneRunner` over `lanes` CPU sessions of `onnx_path` with `threads` intra-op threads
+    each, for `outputs` (default: all). Idle workers do not spin-wait: the lanes sit beside other
+    busy sessions on the same cores. The served model and the benchmarks' peer both open it so."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sessions = [
+        ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        for _ in range(max(1, lanes))
+    ]
+    names = [o.name for o in sessions[0].get_outputs()] if outputs is None else list(outputs)
+    return LaneRunner(sessions, names, chunk)
