@@ -96,6 +96,40 @@ def test_presence_absent_class_is_nan_and_excluded():
     assert m["presence_macro_f1"] == 1.0  # class b does not drag the mean down
 
 
+def test_presence_one_class_scores_the_positive_label():
+    # K = 1: preds 1,1,0,0,1 vs truth 1,1,1,0,0 -> tp 2, fp 1, fn 1, tn 1 (scikit-learn given
+    # [N, 1] with labels=[0] would score the negative label instead)
+    probs = np.array([[0.9], [0.8], [0.3], [0.2], [0.6]])
+    targets = np.array([[1], [1], [1], [0], [0]])
+    m = presence_metrics(probs, targets, ["crack"])
+    assert m["presence_precision/crack"] == pytest.approx(2 / 3)
+    assert m["presence_recall/crack"] == pytest.approx(2 / 3)
+    assert m["presence_f1/crack"] == pytest.approx(2 / 3)
+    assert m["presence_macro_f1"] == pytest.approx(2 / 3)
+    assert m["presence_f1/crack"] == pytest.approx(f1_score(targets[:, 0], probs[:, 0] >= 0.5))
+    assert m["presence_auroc/crack"] == pytest.approx(roc_auc_score(targets[:, 0], probs[:, 0]))
+    assert m["presence_macro_ap"] == pytest.approx(
+        average_precision_score(targets[:, 0], probs[:, 0])
+    )
+    # every image defective and found: F1 1.0 beside accuracy 1.0 (was n/a)
+    m = presence_metrics(np.array([[0.9], [0.7]]), np.array([[1], [1]]), ["crack"])
+    assert m["presence_accuracy/crack"] == 1.0 and m["presence_f1/crack"] == 1.0
+    assert math.isnan(m["presence_auroc/crack"]) and m["presence_ap/crack"] == 1.0
+
+
+def test_presence_any_defect_ranking():
+    # image score = highest class probability; truth = any class present
+    probs = np.array([[0.9, 0.1], [0.2, 0.7], [0.3, 0.1], [0.6, 0.2]])
+    targets = np.array([[1, 0], [0, 1], [0, 0], [0, 0]])
+    m = presence_metrics(probs, targets, ["a", "b"])
+    assert m["presence_any_auroc"] == pytest.approx(
+        roc_auc_score([1, 1, 0, 0], [0.9, 0.7, 0.3, 0.6])
+    )
+    assert m["presence_any_ap"] == pytest.approx(
+        average_precision_score([1, 1, 0, 0], [0.9, 0.7, 0.3, 0.6])
+    )
+
+
 def test_presence_rejects_bad_shapes():
     with pytest.raises(MetricInputError, match=r"\[N, K\]"):
         presence_metrics(np.zeros((3, 2)), np.zeros((3, 3)), ["a", "b"])

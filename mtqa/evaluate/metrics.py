@@ -10,18 +10,15 @@ Conventions used throughout (see docs/evaluation.md):
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     cohen_kappa_score,
     confusion_matrix,
     f1_score,
-    precision_recall_fscore_support,
     roc_auc_score,
 )
 
@@ -67,6 +64,22 @@ def _binary_scores(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, float
     return auroc, ap
 
 
+def _binary_decisions(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of one class's 0/1 decisions, the positive label
+    being 1 (counted by hand: scikit-learn reads an ``[N, 1]`` array as binary, where
+    ``labels=[0]`` names the negative label). Precision without a predicted positive, recall
+    without a positive and F1 with neither are NaN."""
+    tp = float(np.sum((y_pred == 1) & (y_true == 1)))
+    fp = float(np.sum((y_pred == 1) & (y_true == 0)))
+    fn = float(np.sum((y_pred == 0) & (y_true == 1)))
+    return {
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "precision": tp / (tp + fp) if tp + fp else np.nan,
+        "recall": tp / (tp + fn) if tp + fn else np.nan,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan,
+    }
+
+
 def presence_metrics(
     probs: np.ndarray,
     targets: np.ndarray,
@@ -75,11 +88,13 @@ def presence_metrics(
 ) -> dict[str, float]:
     """Per-class and averaged metrics of the multi-label presence head.
 
-    ``probs`` are sigmoid probabilities ``[N, K]``, ``targets`` the 0/1 truth ``[N, K]``. Returns a
-    flat dict: ``presence_<m>/<class>`` for m in accuracy, precision, recall, f1, auroc, ap, plus
-    ``presence_macro_<m>`` (NaN-excluding mean over classes) and ``presence_micro_<m>`` (all
-    (image, class) decisions pooled; accuracy there is the per-decision accuracy), and
-    ``presence_exact_match`` (images whose whole K-vector is right).
+    ``probs`` are sigmoid probabilities ``[N, K]``, ``targets`` the 0/1 truth ``[N, K]`` (any K,
+    one included). Returns a flat dict: ``presence_<m>/<class>`` for m in accuracy, precision,
+    recall, f1, auroc, ap, plus ``presence_macro_<m>`` (NaN-excluding mean over classes) and
+    ``presence_micro_<m>`` (all (image, class) decisions pooled; accuracy there is the
+    per-decision accuracy), ``presence_exact_match`` (images whose whole K-vector is right) and
+    ``presence_any_auroc`` / ``presence_any_ap``: the image-level "any defect" ranking, each
+    image scored by its highest class probability against "has any defect".
     """
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets).astype(np.int64)
@@ -87,39 +102,28 @@ def presence_metrics(
     thr = threshold_vector(thresholds, len(classes))
     preds = (probs >= thr).astype(np.int64)
     out: dict[str, float] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        prec, rec, f1, _ = precision_recall_fscore_support(
-            targets, preds, average=None, labels=list(range(len(classes))), zero_division=np.nan
-        )
-        per_class: dict[str, list[float]] = {m: [] for m in PRESENCE_METRICS}
-        for k, name in enumerate(classes):
-            auroc, ap = _binary_scores(targets[:, k], probs[:, k])
-            values = {
-                "accuracy": float(accuracy_score(targets[:, k], preds[:, k])),
-                "precision": float(prec[k]),
-                "recall": float(rec[k]),
-                "f1": float(f1[k]),
-                "auroc": auroc,
-                "ap": ap,
-            }
-            for metric, value in values.items():
-                out[f"presence_{metric}/{name}"] = value
-                per_class[metric].append(value)
-        for metric, values in per_class.items():
-            out[f"presence_macro_{metric}"] = nanmean(values)
-        mprec, mrec, mf1, _ = precision_recall_fscore_support(
-            targets.ravel(), preds.ravel(), average="binary", zero_division=np.nan
-        )
-        mauroc, map_ = _binary_scores(targets.ravel(), probs.ravel())
+    per_class: dict[str, list[float]] = {m: [] for m in PRESENCE_METRICS}
+    for k, name in enumerate(classes):
+        auroc, ap = _binary_scores(targets[:, k], probs[:, k])
+        values = {**_binary_decisions(targets[:, k], preds[:, k]), "auroc": auroc, "ap": ap}
+        for metric, value in values.items():
+            out[f"presence_{metric}/{name}"] = value
+            per_class[metric].append(value)
+    for metric, values in per_class.items():
+        out[f"presence_macro_{metric}"] = nanmean(values)
+    micro = _binary_decisions(targets.ravel(), preds.ravel())
+    mauroc, map_ = _binary_scores(targets.ravel(), probs.ravel())
+    any_auroc, any_ap = _binary_scores(targets.max(axis=1), probs.max(axis=1))
     out.update(
-        presence_micro_accuracy=float((preds == targets).mean()),
-        presence_micro_precision=float(mprec),
-        presence_micro_recall=float(mrec),
-        presence_micro_f1=float(mf1),
+        presence_micro_accuracy=micro["accuracy"],
+        presence_micro_precision=micro["precision"],
+        presence_micro_recall=micro["recall"],
+        presence_micro_f1=micro["f1"],
         presence_micro_auroc=mauroc,
         presence_micro_ap=map_,
         presence_exact_match=float((preds == targets).all(axis=1).mean()),
+        presence_any_auroc=any_auroc,
+        presence_any_ap=any_ap,
     )
     return out
 
