@@ -46,7 +46,7 @@ ARMS: dict[str, dict[str, Any]] = {
 # The figures reported per task; a single-task arm reports only its own task's.
 TASK_METRICS = {
     "presence": ("presence_macro_f1", "presence_macro_auroc"),
-    "segmentation": ("miou", "miou_defects", "defect_iou"),
+    "segmentation": ("miou", "miou_with_background", "defect_iou"),
     "grade": ("grade_accuracy", "grade_qwk"),
 }
 ALL_TASKS = ("presence", "segmentation", "grade")
@@ -170,7 +170,8 @@ def results_markdown(args: argparse.Namespace, outcomes: list[ArmOutcome]) -> st
         "",
         "Test split, thresholds chosen on val (max-F1). A single-task arm is scored on its own "
         "task only (`-`); `cut` marks an arm stopped by the budget (its best checkpoint so far is "
-        "scored). mIoU counts background + defect classes as mmsegmentation does; definitions in "
+        "scored). `miou` is the mean over the defect classes, `miou_with_background` counts "
+        "background too (mmsegmentation's mIoU); definitions in "
         "[evaluation.md](evaluation.md).",
         "",
         "| " + " | ".join(header) + " |",

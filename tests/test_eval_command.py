@@ -21,7 +21,14 @@ PNGS = (
 )
 # Every split is capped so the suite stays fast on 2 shared cores.
 LIMIT = 32
-KEYS = ("presence_macro_f1", "miou", "miou_defects", "defect_iou", "grade_accuracy", "grade_qwk")
+KEYS = (
+    "presence_macro_f1",
+    "miou",
+    "miou_with_background",
+    "defect_iou",
+    "grade_accuracy",
+    "grade_qwk",
+)
 
 
 @pytest.fixture

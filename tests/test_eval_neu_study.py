@@ -16,7 +16,12 @@ def test_parse_args_rejects_unknown_arm_and_bad_budget():
 
 def test_results_table_shows_only_the_tasks_an_arm_trained():
     args = parse_args(["--budget", "60"])
-    metrics = {"miou": 0.5, "miou_defects": 0.25, "defect_iou": 0.3, "presence_macro_f1": 0.9}
+    metrics = {
+        "miou": 0.5,
+        "miou_with_background": 0.25,
+        "defect_iou": 0.3,
+        "presence_macro_f1": 0.9,
+    }
     outcomes = [
         ArmOutcome("single_segmentation", ["segmentation"], 3, 59.6, True, metrics),
         ArmOutcome("hard_fixed", ["presence", "segmentation", "grade"], 0, 60, True, None, "none"),

@@ -18,7 +18,13 @@ from mtqa.evaluate import EvaluationError, evaluate_predictor, run_evaluation, t
 
 def test_oracle_scores_perfectly():
     m = evaluate_predictor(oracle, labelled_dataset(), CLASSES, GRADES, batch_size=5)
-    for key in ("presence_macro_f1", "presence_micro_f1", "miou", "miou_defects", "defect_iou"):
+    for key in (
+        "presence_macro_f1",
+        "presence_micro_f1",
+        "miou",
+        "miou_with_background",
+        "defect_iou",
+    ):
         assert m[key] == 1.0, key
     assert m["grade_accuracy"] == 1.0 and m["grade_qwk"] == 1.0
     assert m["pixel_accuracy"] == 1.0
@@ -32,8 +38,8 @@ def test_background_predictor_matches_hand_computation():
     bg_iou = (labels == 0).sum() / labels.size  # every pixel predicted background
     assert m["iou/background"] == pytest.approx(bg_iou)
     assert m["iou/a"] == 0.0
-    assert m["miou"] == pytest.approx(bg_iou / 4)
-    assert m["miou_defects"] == 0.0 and m["defect_iou"] == 0.0
+    assert m["miou_with_background"] == pytest.approx(bg_iou / 4)
+    assert m["miou"] == 0.0 and m["mdice"] == 0.0 and m["defect_iou"] == 0.0
     assert m["presence_macro_f1"] == 0.0
     assert m["presence_macro_precision"] is None  # nothing predicted: undefined, not 0
     grades = np.array([d["grade"] for d in data])

@@ -175,7 +175,8 @@ def test_segmentation_meter_hand_case():
     assert m["iou/background"] == 0.0  # no tp but fp and fn: defined, IoU 0 (not NaN)
     assert m["iou/a"] == pytest.approx(1 / 2)
     assert m["iou/b"] == pytest.approx(1 / 2)
-    assert m["miou_defects"] == pytest.approx(0.5)
+    assert m["miou"] == pytest.approx(0.5)  # defect classes only
+    assert m["miou_with_background"] == pytest.approx(1 / 3)
     assert m["pixel_accuracy"] == pytest.approx(0.5)
     assert m["defect_iou/a"] == pytest.approx(1 / 2)
     assert m["defect_iou/b"] == pytest.approx(1 / 2)
@@ -191,7 +192,7 @@ def test_segmentation_meter_background_and_absent_class():
     m = meter.result()
     assert m["iou/background"] == 1.0 and m["iou/a"] == 1.0
     assert math.isnan(m["iou/b"]) and math.isnan(m["defect_iou/b"])
-    assert m["miou"] == 1.0 and m["miou_defects"] == 1.0 and m["defect_iou"] == 1.0
+    assert m["miou"] == 1.0 and m["miou_with_background"] == 1.0 and m["defect_iou"] == 1.0
 
 
 def test_segmentation_meter_multilabel_masks():

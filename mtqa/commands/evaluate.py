@@ -13,8 +13,10 @@ HELP = "evaluate a checkpoint: metrics.json, confusion matrices, PR/overlay plot
 HEADLINE = (
     "presence_macro_f1",
     "presence_macro_auroc",
+    "presence_macro_ap",
     "miou",
-    "miou_defects",
+    "mdice",
+    "miou_with_background",
     "defect_iou",
     "grade_accuracy",
     "grade_qwk",

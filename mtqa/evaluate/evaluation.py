@@ -209,7 +209,7 @@ def evaluate_predictor(
     """Evaluate any predictor on a dataset and return flat, JSON-safe metrics.
 
     ``thresholds`` is the ``thresholds.json`` mapping (None: 0.5 everywhere). Keys include
-    ``presence_macro_f1``, ``miou`` (background counted), ``miou_defects``, ``defect_iou`` and
+    ``presence_macro_f1``, ``miou`` (defect classes), ``miou_with_background``, ``defect_iou`` and
     ``grade_accuracy``; undefined metrics are None. See docs/evaluation.md for every key.
     """
     return run_evaluation(predict_fn, dataset, classes, grades, thresholds, batch_size).flat()

@@ -225,8 +225,10 @@ class SegmentationMeter:
         self.fn += (~pred & masks).sum(axis=(0, 2, 3))
 
     def result(self) -> dict[str, float]:
-        """Flat metrics: ``iou/<c>`` and ``dice/<c>`` (c in background + classes), ``miou``,
-        ``mdice`` (with background), ``miou_defects``, ``mdice_defects``, ``pixel_accuracy``,
+        """Flat metrics: ``iou/<c>`` and ``dice/<c>`` (c in background + classes); ``miou`` and
+        ``mdice``, the means over the defect classes (the headline: background, most of every
+        image, would flatter them); ``miou_with_background``, ``mdice_with_background``
+        (mmsegmentation's mIoU over background + classes); ``pixel_accuracy``;
         ``defect_iou/<class>``, ``defect_dice/<class>`` and their means ``defect_iou``,
         ``defect_dice`` (multi-label binary IoU per class)."""
         names = ["background", *self.classes]
@@ -241,10 +243,10 @@ class SegmentationMeter:
             out[f"defect_iou/{name}"] = float(i)
             out[f"defect_dice/{name}"] = float(d)
         out.update(
-            miou=nanmean(iou),
-            mdice=nanmean(dice),
-            miou_defects=nanmean(iou[1:]),
-            mdice_defects=nanmean(dice[1:]),
+            miou=nanmean(iou[1:]),
+            mdice=nanmean(dice[1:]),
+            miou_with_background=nanmean(iou),
+            mdice_with_background=nanmean(dice),
             pixel_accuracy=float(np.trace(self.confusion) / total) if total else float("nan"),
             defect_iou=nanmean(biou),
             defect_dice=nanmean(bdice),

@@ -360,6 +360,7 @@ class Trainer:
         loader: DataLoader,
         collect: bool = False,
         thresholds: tuple[np.ndarray, np.ndarray] | None = None,
+        per_class: bool = False,
     ) -> ValidationResult:
         return validate(
             self.model,
@@ -372,6 +373,7 @@ class Trainer:
             channels_last=self.cfg.train.channels_last,
             collect=collect,
             thresholds=thresholds,
+            per_class=per_class,
         )
 
     def _append_metrics(self, row: dict[str, Any]) -> None:
@@ -386,7 +388,7 @@ class Trainer:
     def _finish(self, result: TrainResult) -> None:
         """Reload the best weights, select thresholds on val, score val and test, write files."""
         load_weights(self.model, self.out / MODEL_FILE)
-        val = self._validate(self.val_loader, collect=True)
+        val = self._validate(self.val_loader, collect=True, per_class=True)
         presence = select_thresholds(val.presence_probs, val.presence_targets, self.classes)
         segmentation = val.histogram.select(self.classes)
         save_thresholds(self.out, presence, segmentation, selected_on="val", rule="max_f1")
@@ -397,7 +399,7 @@ class Trainer:
         result.val = val.metrics
         if self.bundle.test is not None:
             test_loader = self._eval_loader(self.bundle.test)
-            result.test = self._validate(test_loader, thresholds=vectors).metrics
+            result.test = self._validate(test_loader, thresholds=vectors, per_class=True).metrics
         summary = {
             "best_epoch": result.best_epoch,
             "best_score": result.best_score,

@@ -24,6 +24,28 @@ from mtqa.evaluate.thresholds import PixelHistogram
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
 
 
+# The figures of every epoch's validation (metrics.csv); `per_class_keys` adds each class's.
+HEADLINE_KEYS = (
+    "presence_macro_f1",
+    "presence_macro_auroc",
+    "presence_macro_ap",
+    "presence_any_ap",
+    "presence_exact_match",
+    "miou",
+    "mdice",
+    "defect_iou",
+)
+
+
+def per_class_keys(classes: Sequence[str]) -> tuple[str, ...]:
+    """Per-class presence F1 / AP and segmentation IoU / Dice keys (`mtqa.evaluate` names)."""
+    return tuple(
+        f"{metric}/{name}"
+        for name in classes
+        for metric in ("presence_f1", "presence_ap", "iou", "dice")
+    )
+
+
 @dataclass
 class ValidationResult:
     """Flat metrics, the selection score, and (optionally) what threshold selection needs."""
@@ -58,10 +80,12 @@ def validate(
     channels_last: bool = False,
     collect: bool = False,
     thresholds: tuple[np.ndarray, np.ndarray] | None = None,
+    per_class: bool = False,
 ) -> ValidationResult:
     """Run the model over `loader` at the given (presence, segmentation) per-class thresholds
     (0.5 by default); with `collect`, also keep presence probabilities and a pixel-probability
-    histogram for threshold selection."""
+    histogram for threshold selection; with `per_class`, also report each class's figures
+    (`per_class_keys`)."""
     presence_thr, seg_thr = thresholds if thresholds is not None else (0.5, 0.5)
     was_training = model.training
     model.eval()
@@ -87,13 +111,10 @@ def validate(
                 hist.update(seg_prob, masks)
     model.train(was_training)
     p, t = np.concatenate(probs), np.concatenate(targets)
-    metrics = {
-        k: v
-        for k, v in presence_metrics(p, t, classes, presence_thr).items()
-        if k in ("presence_macro_f1", "presence_macro_auroc", "presence_exact_match")
-    }
+    presence = presence_metrics(p, t, classes, presence_thr)
     seg_result = seg.result()
-    metrics.update(defect_iou=seg_result["defect_iou"], miou_defects=seg_result["miou_defects"])
+    keep_keys = HEADLINE_KEYS + (per_class_keys(classes) if per_class else ())
+    metrics = {k: v for k, v in {**presence, **seg_result}.items() if k in keep_keys}
     gm, _ = grade_metrics(np.concatenate(grade_true), np.concatenate(grade_pred), grades)
     metrics.update(grade_accuracy=gm["grade_accuracy"])
     return ValidationResult(
