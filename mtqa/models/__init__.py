@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from mtqa.config import ConfigError, ModelConfig
 from mtqa.models.base import OUTPUT_KEYS, MultiTaskNet
+from mtqa.models.encoders import Normalisation, encoder_normalisation
 from mtqa.models.hard import HardSharingNet
 from mtqa.models.soft import SoftSharingNet
 
 ARCHITECTURES: dict[str, type[MultiTaskNet]] = {"hard": HardSharingNet, "soft": SoftSharingNet}
 
-__all__ = ["ARCHITECTURES", "OUTPUT_KEYS", "MultiTaskNet", "build_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "OUTPUT_KEYS",
+    "MultiTaskNet",
+    "Normalisation",
+    "build_model",
+    "encoder_normalisation",
+]
 
 
 def build_model(cfg: ModelConfig, num_classes: int, num_grades: int) -> MultiTaskNet:

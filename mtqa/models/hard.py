@@ -7,11 +7,13 @@ from torch import nn
 
 from mtqa.config import ModelConfig
 from mtqa.models.base import MultiTaskNet
-from mtqa.models.blocks import Encoder, MLPHead, SegHead, UNetDecoder, global_pool, seg_evidence
+from mtqa.models.blocks import MLPHead, SegHead, UNetDecoder, global_pool, seg_evidence
+from mtqa.models.encoders import build_encoder
 
 
 class HardSharingNet(MultiTaskNet):
-    """Shared ResNet-ish encoder and U-Net decoder (the decoder only when segmentation is on).
+    """Shared encoder (`model.encoder`: the ResNet-ish one or EfficientNet-Lite0) and U-Net
+    decoder (the decoder only when segmentation is on).
 
     Presence and grade heads read the avg+max pooled deepest map; when segmentation is active
     they also read its (detached) per-class area and peak logit, which is what tells a
@@ -20,9 +22,9 @@ class HardSharingNet(MultiTaskNet):
 
     def __init__(self, cfg: ModelConfig, num_classes: int, num_grades: int) -> None:
         super().__init__(cfg, num_classes, num_grades)
-        self.encoder = Encoder(cfg.widths, cfg.blocks)
+        self.encoder = build_encoder(cfg)
         has_seg = "segmentation" in self.tasks
-        pooled = 2 * self.encoder.widths[-1] + (2 * num_classes if has_seg else 0)
+        pooled = 2 * self.encoder.skip_channels[-1] + (2 * num_classes if has_seg else 0)
         self.pool_decoder = bool(cfg.pool_decoder) and has_seg
         if self.pool_decoder:
             pooled += 2 * cfg.decoder_width
