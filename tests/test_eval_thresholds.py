@@ -59,6 +59,40 @@ def test_class_without_positives_keeps_default():
     assert cuts == {"a": 0.5}
 
 
+def test_presence_cut_falls_back_when_val_cannot_decide(tmp_path):
+    # every val image defective: max-F1 would cut below the lowest score (call all defective)
+    probs = np.array([[0.99, 0.9, 0.04], [0.98, 0.4, 0.03], [0.97, 0.8, 0.01], [0.985, 0.1, 0.005]])
+    truth = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 0], [1, 0, 0]])
+    cuts = select_thresholds(probs, truth, ["all", "clear", "faint"])
+    assert cuts["all"] == 0.5 and "no negative" in cuts.notes["all"]
+    assert 0.4 < cuts["clear"] < 0.8 and "clear" not in cuts.notes
+    # positives at 0.04 / 0.03, negatives at 0.01 / 0.005: the best cut (0.02) is below the floor
+    assert cuts["faint"] == 0.5 and "below the floor" in cuts.notes["faint"]
+    confident = select_thresholds(
+        np.array([[0.995], [0.999], [0.97]]), np.array([[1], [1], [0]]), ["a"]
+    )
+    assert confident["a"] == 0.95 and "lowered" in confident.notes["a"]
+    save_thresholds(tmp_path, cuts, cuts, "val", "max_f1")
+    notes = load_thresholds(tmp_path)["notes"]
+    assert set(notes["presence"]) == {"all", "faint"} and "no negative" in notes["presence"]["all"]
+
+
+def test_pixel_cut_below_the_floor_falls_back():
+    # class a: the model barely fires on its pixels (0.002 vs 0.0005): the best Dice cut, 0.001,
+    # would paint every faint speck; class b separates cleanly at 0.6
+    probs = np.zeros((1, 2, 2, 4), dtype=np.float32)
+    masks = np.zeros_like(probs)
+    probs[0, 0] = [[0.002, 0.002, 0.0005, 0.0005], [0.0005] * 4]
+    masks[0, 0, 0, :2] = 1
+    probs[0, 1] = [[0.7, 0.7, 0.2, 0.2], [0.1] * 4]
+    masks[0, 1, 0, :2] = 1
+    hist = PixelHistogram(2)
+    hist.update(probs, masks)
+    cuts = hist.select(["a", "b"])
+    assert cuts["a"] == 0.5 and "below the floor" in cuts.notes["a"]
+    assert 0.2 < cuts["b"] <= 0.7 and "b" not in cuts.notes
+
+
 def test_select_rejects_bad_input():
     with pytest.raises(ThresholdError, match="unknown threshold rule"):
         select_thresholds(np.zeros((2, 1)), np.zeros((2, 1)), ["a"], rule="best")

@@ -4,7 +4,12 @@ Presence thresholds come from the exact precision-recall curve of the per-image 
 segmentation thresholds from a streaming histogram of pixel probabilities per class (positives and
 negatives counted per bin), so a whole split never sits in memory. Both rules are defined with the
 decision ``prob >= threshold``. The file format is the one in docs/architecture.md:
-``{"presence": {class: t}, "segmentation": {class: t}, "selected_on": "val", "rule": "max_f1"}``.
+``{"presence": {class: t}, "segmentation": {class: t}, "selected_on": "val", "rule": "max_f1"}``,
+plus ``"notes"``: per head, the classes whose cut the split could not decide, and why.
+
+Where the split cannot decide a class (no positive, no negative, or a best cut below
+``MIN_THRESHOLD``, where the probabilities do not separate the class), the class keeps
+``DEFAULT_THRESHOLD``; a best cut above ``MAX_THRESHOLD`` is lowered to it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,45 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from mtqa.evaluate.jsonsafe import dumps
+
 THRESHOLDS_FILE = "thresholds.json"
 RULES = ("max_f1", "target_recall")
 DEFAULT_THRESHOLD = 0.5
+# The sane range of a chosen cut: below it a "best" cut marks a class the model does not
+# separate (a pixel cut of 0.001 paints noise everywhere), above it one confident split would
+# decide for unseen images that only near-certain scores count.
+MIN_THRESHOLD = 0.05
+MAX_THRESHOLD = 0.95
+
+
+class Selection(dict):
+    """Chosen thresholds by class name, and in ``notes`` why a class's cut is not the split's
+    optimum (fell back to the default, or was clamped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: dict[str, str] = {}
+
+    def set(self, name: str, value: float, note: str | None = None) -> None:
+        """Record the cut of one class (and the reason when it is not the optimum)."""
+        self[name] = float(value)
+        if note:
+            self.notes[name] = note
+
+
+def _guarded(selection: Selection, name: str, best: float) -> None:
+    """Store ``best`` for ``name`` within [MIN_THRESHOLD, MAX_THRESHOLD] (see module doc)."""
+    if best < MIN_THRESHOLD:
+        note = (
+            f"best cut {best:.3f} lies below the floor {MIN_THRESHOLD}: the probabilities do not "
+            f"separate the class; default {DEFAULT_THRESHOLD} used"
+        )
+        selection.set(name, DEFAULT_THRESHOLD, note)
+    elif best > MAX_THRESHOLD:
+        selection.set(name, MAX_THRESHOLD, f"best cut {best:.3f} lowered to {MAX_THRESHOLD}")
+    else:
+        selection.set(name, best)
 
 
 class ThresholdError(ValueError):
@@ -62,12 +103,13 @@ def select_thresholds(
     classes: Sequence[str],
     rule: str = "max_f1",
     target_recall: float = 0.95,
-) -> dict[str, float]:
+) -> Selection:
     """Per-class presence thresholds from probabilities ``[N, K]`` and 0/1 targets ``[N, K]``.
 
     ``max_f1`` maximises each class's F1; ``target_recall`` takes the highest cut whose recall is
     at least ``target_recall`` (the best precision under that recall). A class without a positive
-    example keeps the default 0.5: no cut can be judged there.
+    or without a negative example keeps the default 0.5 (no cut can be judged: with positives
+    only, max-F1 would call everything defective); cuts are kept in the sane range (module doc).
     """
     _check_rule(rule, target_recall)
     probs = np.asarray(probs, dtype=np.float64)
@@ -77,12 +119,19 @@ def select_thresholds(
             f"probs and targets must both be [N, {len(classes)}]; "
             f"got {probs.shape} and {targets.shape}"
         )
-    out = {}
+    out = Selection()
     for k, name in enumerate(classes):
         y = targets[:, k] > 0.5
-        out[name] = (
-            _cut_from_curve(y, probs[:, k], rule, target_recall) if y.any() else DEFAULT_THRESHOLD
-        )
+        if not y.any():
+            out.set(name, DEFAULT_THRESHOLD, f"no positive example; default {DEFAULT_THRESHOLD}")
+        elif y.all():
+            note = (
+                "no negative example, so false positives cannot be judged; "
+                f"default {DEFAULT_THRESHOLD}"
+            )
+            out.set(name, DEFAULT_THRESHOLD, note)
+        else:
+            _guarded(out, name, _cut_from_curve(y, probs[:, k], rule, target_recall))
     return out
 
 
@@ -122,23 +171,28 @@ class PixelHistogram:
 
     def select(
         self, classes: Sequence[str], rule: str = "max_f1", target_recall: float = 0.95
-    ) -> dict[str, float]:
+    ) -> Selection:
         """Per-class segmentation thresholds by the same rules as ``select_thresholds`` (F1 of
-        pixels is the Dice coefficient). A class with no positive pixel keeps 0.5."""
+        pixels is the Dice coefficient). A class with no positive or no negative pixel keeps
+        0.5; cuts are kept in the sane range (module doc)."""
         _check_rule(rule, target_recall)
         if len(classes) != len(self.counts):
             raise ThresholdError(f"expected {len(self.counts)} class names, got {len(classes)}")
-        out = {}
+        out = Selection()
         for k, name in enumerate(classes):
             cuts, tp, fp, fn = self.curve(k)
             if tp[0] == 0:
-                out[name] = DEFAULT_THRESHOLD
+                out.set(name, DEFAULT_THRESHOLD, f"no positive pixel; default {DEFAULT_THRESHOLD}")
+                continue
+            if fp[0] == 0:
+                note = f"no negative pixel; default {DEFAULT_THRESHOLD}"
+                out.set(name, DEFAULT_THRESHOLD, note)
                 continue
             if rule == "max_f1":
                 best = int(np.argmax(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
             else:
                 best = int(np.flatnonzero(tp >= target_recall * tp[0] - 1e-9).max())
-            out[name] = float(cuts[best])
+            _guarded(out, name, float(cuts[best]))
         return out
 
 
@@ -197,14 +251,21 @@ def save_thresholds(
 ) -> Path:
     """Write ``thresholds.json`` into a checkpoint directory (atomically) and return its path.
 
-    ``extra`` keys (e.g. ``target_recall``, ``source``) are stored beside the contract keys.
+    ``extra`` keys (e.g. ``target_recall``, ``source``) are stored beside the contract keys;
+    the ``notes`` of ``Selection`` arguments (why a class kept the default or was clamped) go
+    under ``"notes"`` per head.
     """
+    notes = {
+        head: dict(getattr(chosen, "notes", {}))
+        for head, chosen in (("presence", presence), ("segmentation", segmentation))
+    }
     data = validate_thresholds(
         {
             "presence": {k: float(v) for k, v in presence.items()},
             "segmentation": {k: float(v) for k, v in segmentation.items()},
             "selected_on": selected_on,
             "rule": rule,
+            "notes": notes,
             **extra,
         }
     )
@@ -213,7 +274,7 @@ def save_thresholds(
         raise ThresholdError(f"checkpoint directory {run_dir} does not exist")
     path = run_dir / THRESHOLDS_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(dumps(data) + "\n")
     tmp.replace(path)
     return path
 
