@@ -11,7 +11,6 @@ stream; it is how the issue-2 acceptance figures in docs/training.md are measure
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         f"on {args.test} fresh test images (thresholds from {args.val} val images)"
     )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        from mtqa.evaluate.jsonsafe import dumps
+
+        args.json.write_text(dumps(result) + "\n")
     return 0
 
 

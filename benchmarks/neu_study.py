@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mtqa.cli import add_overrides_option
+from mtqa.evaluate.jsonsafe import dumps
 
 # arm name -> config overrides (`--set` values) that define it
 ARMS: dict[str, dict[str, Any]] = {
@@ -233,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         # rewrite after every arm so a long study leaves partial results behind
-        (args.out / "results.json").write_text(
-            json.dumps([o.__dict__ for o in outcomes], indent=2) + "\n"
-        )
+        (args.out / "results.json").write_text(dumps([o.__dict__ for o in outcomes]) + "\n")
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(results_markdown(args, outcomes))
     print(f"[neu_study] wrote {args.results} and {args.out / 'results.json'}")

@@ -1,5 +1,6 @@
 """Metric functions against hand-computed cases and against scikit-learn."""
 
+import json
 import math
 
 import numpy as np
@@ -234,3 +235,12 @@ def test_grade_metrics_absent_grades_and_undefined_kappa():
     assert m["grade_accuracy"] == 1.0 and math.isnan(m["grade_qwk"])
     with pytest.raises(MetricInputError, match="grade indices"):
         grade_metrics([0, 4], [0, 1], ["ok", "minor"])
+
+
+def test_metrics_json_has_null_not_nan():
+    from mtqa.evaluate.jsonsafe import dumps
+
+    text = dumps({"f1": float("nan"), "ap": np.float32(0.5), "cm": np.eye(2), "inf": math.inf})
+    assert json.loads(text) == {"f1": None, "ap": 0.5, "cm": [[1.0, 0.0], [0.0, 1.0]], "inf": None}
+    with pytest.raises(ValueError):  # json.dumps writes NaN, which is not JSON
+        json.dumps({"f1": float("nan")}, allow_nan=False)

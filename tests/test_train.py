@@ -32,6 +32,15 @@ FAST = [
 ]
 
 
+def strict_json(text: str) -> dict:
+    """Parse JSON as strict parsers do: NaN and Infinity are errors."""
+
+    def reject(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
 def rows(run: Path) -> list[dict[str, str]]:
     with (run / "metrics.csv").open() as fh:
         return list(csv.DictReader(fh))
@@ -127,9 +136,15 @@ def test_single_task_run(tmp_path: Path) -> None:
 
 def test_cli_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sets = [arg for item in FAST for arg in ("--set", item)]
+    # a one-image test split: AUROC is undefined there (one label value per class)
+    sets += ["--set", "data.synth_sizes=[32,16,1]"]
     rc = main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress", *sets])
     assert rc == 0
-    assert json.loads(capsys.readouterr().out)["best_epoch"] == 0
+    printed = strict_json(capsys.readouterr().out)  # undefined figures are null, never NaN
+    assert printed["best_epoch"] == 0
+    assert printed["test"]["presence_macro_auroc"] is None
+    strict_json((tmp_path / "run" / "summary.json").read_text())
+    strict_json((tmp_path / "run" / "thresholds.json").read_text())
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from mtqa.evaluate.artefacts import write_artefacts
     from mtqa.evaluate.calibrate import calibrate_run, checkpoint_split
     from mtqa.evaluate.evaluation import EvaluationError, run_evaluation, torch_predict_fn
+    from mtqa.evaluate.jsonsafe import dumps
     from mtqa.evaluate.metrics import MetricInputError
     from mtqa.evaluate.thresholds import ThresholdError
 
@@ -105,5 +105,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     flat = result.flat()
     summary = {k: flat[k] for k in HEADLINE} | {"n_images": flat["n_images"]}
-    print(json.dumps({"report": str(files["report"]), **summary}, indent=2))
+    print(dumps({"report": str(files["report"]), **summary}))
     return 0

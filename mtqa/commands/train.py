@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from mtqa.checkpoint import CheckpointError, read_config
     from mtqa.config import ConfigError, apply_overrides, named_config
     from mtqa.data import DatasetError
+    from mtqa.evaluate.jsonsafe import dumps
     from mtqa.train import TrainError, run_config_from_checkpoint, train
 
     try:
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(result.seconds, 1),
         "test": {k: round(v, 4) for k, v in result.test.items()},
     }
-    print(json.dumps(summary, indent=2))
+    print(dumps(summary))
     return 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mtqa.evaluate.evaluation import EvaluationResult
+from mtqa.evaluate.jsonsafe import dumps
 from mtqa.evaluate.plots import (
     plot_confusion,
     plot_overlays,
@@ -47,9 +47,9 @@ def write_artefacts(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps({**info, **result.flat()}, indent=2) + "\n")
+    metrics_path.write_text(dumps({**info, **result.flat()}) + "\n")
     confusion_path = out_dir / "confusion_matrices.json"
-    confusion_path.write_text(json.dumps(confusion_payload(result), indent=2) + "\n")
+    confusion_path.write_text(dumps(confusion_payload(result)) + "\n")
     has_log = metrics_csv is not None and metrics_csv.is_file()
     plots = {
         "pr_curves": plot_pr_curves(result, out_dir / "pr_curves.png"),

@@ -8,7 +8,6 @@ split's masks are never held in memory at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from mtqa.evaluate.jsonsafe import json_safe
 from mtqa.evaluate.metrics import (
     SegmentationMeter,
     grade_metrics,
@@ -60,10 +60,7 @@ class EvaluationResult:
 
     def flat(self) -> dict[str, float | int | None]:
         """The metrics as a JSON-safe dict (NaN, i.e. undefined, becomes None)."""
-        return {
-            k: None if isinstance(v, float) and math.isnan(v) else v
-            for k, v in self.metrics.items()
-        }
+        return json_safe(self.metrics)
 
 
 def iter_batches(dataset: Sequence[Mapping[str, Any]], batch_size: int) -> Iterator[dict]:

@@ -33,6 +33,7 @@ from mtqa.checkpoint import (
 )
 from mtqa.config import RunConfig
 from mtqa.data import DataBundle, build_datasets, class_stats
+from mtqa.evaluate.jsonsafe import dumps
 from mtqa.evaluate.thresholds import save_thresholds, select_thresholds
 from mtqa.losses import MultiTaskLoss, pos_weight_from_rates
 from mtqa.models import build_model
@@ -84,6 +85,7 @@ def checkpoint_config(cfg: RunConfig, bundle: DataBundle, source: str) -> dict[s
         "grades": list(bundle.grades),
         "grade_rule": bundle.grade_rule,
         "image_size": int(bundle.image_size),
+        "resize": cfg.data.resize,
         "mean": [float(v) for v in bundle.mean],
         "std": [float(v) for v in bundle.std],
         "name": cfg.name,
@@ -125,6 +127,10 @@ class Trainer:
             classes=d.classes,
             grade_rule=d.grade_rule,
             limit=d.limit,
+            resize=d.resize,
+            crop_size=d.crop_size,
+            defect_crop_share=d.defect_crop_share,
+            epoch_items=d.epoch_items,
         )
         self.classes, self.grades = list(self.bundle.classes), list(self.bundle.grades)
         self.tasks = tuple(cfg.model.tasks)
@@ -408,7 +414,7 @@ class Trainer:
             "val_at_0.5": result.val,
             "test_at_selected_thresholds": result.test,
         }
-        (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        (self.out / SUMMARY_FILE).write_text(dumps(summary) + "\n")
 
 
 def train(
