@@ -1,4 +1,5 @@
-"""`mtqa data`: write a synthetic dataset (`synth`) or describe a dataset (`info`)."""
+"""`mtqa data`: write a synthetic dataset (`synth`), import labelled data (`import`), or
+describe a dataset (`info`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "Write a synthetic dataset or print a dataset's classes, split sizes and class rates."
+HELP = (
+    "Write a synthetic dataset, import YOLO / COCO / LabelMe / mask-folder labels, or print a "
+    "dataset's classes, split sizes and class rates."
+)
+
+# mtqa.data.importers.FORMATS, spelled here so that building the parser imports no torch.
+IMPORT_FORMATS = ("yolo", "coco", "labelme", "masks")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--val-frac", type=float, default=0.1)
     synth.add_argument("--test-frac", type=float, default=0.1)
     synth.add_argument("--max-defects", type=int, default=3, help="defects per image at most")
+    _configure_import(sub)
     info = sub.add_parser("info", help="classes, split sizes and class frequencies")
     info.add_argument("source", help="'synth', 'neu_seg' or a dataset path (folder or .csv)")
     info.add_argument("--image-size", type=int, default=128)
@@ -28,11 +36,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _configure_import(sub) -> None:
+    imp = sub.add_parser(
+        "import",
+        help="import YOLO / COCO / LabelMe / mask-folder labels into the indexed-mask format",
+        description="Import a labelled dataset into the indexed-mask format (images/, masks/, "
+        "classes.json) and write report.json (classes, split counts, image sizes, defect areas, "
+        "images without labels, files skipped). Splits are kept where the source has them, "
+        "else drawn seeded and stratified by class.",
+    )
+    imp.add_argument("source", type=Path, help="the dataset folder (or data.yaml / COCO .json)")
+    imp.add_argument(
+        "--from", dest="fmt", choices=IMPORT_FORMATS, required=True, help="source format"
+    )
+    imp.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the drawn splits")
+    imp.add_argument("--val-fraction", type=float, default=0.15, help="val share when drawn")
+    imp.add_argument("--test-fraction", type=float, default=0.15, help="test share when drawn")
+    imp.add_argument(
+        "--limit", type=int, default=None, help="import N images evenly spaced (a quick trial)"
+    )
+    imp.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def run(args: argparse.Namespace) -> int:
     from mtqa.data import DatasetError
 
+    actions = {"synth": _synth, "import": _import, "info": _info}
     try:
-        return _synth(args) if args.data_command == "synth" else _info(args)
+        return actions[args.data_command](args)
     except DatasetError as exc:
         print(f"mtqa data: error: {exc}", file=sys.stderr)
         return 2
@@ -52,6 +84,24 @@ def _synth(args: argparse.Namespace) -> int:
         test_frac=args.test_frac,
     )
     print(f"wrote {sum(sizes.values())} images to {args.out} ({sizes})")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from mtqa.data.importers import import_dataset, summary_text
+
+    report = import_dataset(
+        args.fmt,
+        args.source,
+        args.out,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        limit=args.limit,
+    )
+    print(json.dumps(report, indent=2) if args.json else summary_text(report))
+    if not args.json:
+        print(f"report: {args.out / 'report.json'}")
     return 0
 
 

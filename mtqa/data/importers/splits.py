@@ -1,0 +1,68 @@
+"""Seeded splits stratified by class, for sources that ship without (some of) their splits.
+
+Each image falls into one stratum: its rarest class (by images over the pool), or the defect-free
+stratum. Every stratum is shuffled with the seed and cut by the fractions, so each class keeps its
+share in every split; a class with two or more images puts at least one into val (and, with
+three or more and a test share, one into test), so thresholds can be chosen for every class.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from mtqa.data.errors import DatasetError
+from mtqa.data.importers.base import Sample
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DatasetError(
+            f"bad split fractions val={val_fraction} test={test_fraction}: need 0 < val, "
+            "0 <= test and val + test < 1"
+        )
+
+
+def _stratum(sample: Sample, images_per_class: Counter) -> int:
+    present = sample.classes_present()
+    if not present:
+        return 0
+    return min(present, key=lambda c: (images_per_class[c], c))
+
+
+def _cut(n: int, val_fraction: float, test_fraction: float, defect: bool) -> tuple[int, int]:
+    """(val, test) counts for a stratum of ``n`` images; train keeps at least one."""
+    n_val = round(n * val_fraction)
+    n_test = round(n * test_fraction)
+    if defect and n >= 2:
+        n_val = max(1, n_val)
+    if defect and n >= 3 and test_fraction > 0:
+        n_test = max(1, n_test)
+    while n_val + n_test > n - 1 and n_val + n_test > 0:
+        if n_test >= n_val and n_test > 0:
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n_val, n_test
+
+
+def stratified_splits(
+    samples: list[Sample], seed: int, val_fraction: float, test_fraction: float
+) -> dict[str, str]:
+    """Split name per sample id; the same samples and seed always give the same answer."""
+    check_fractions(val_fraction, test_fraction)
+    images_per_class = Counter(c for s in samples for c in s.classes_present())
+    strata: dict[int, list[str]] = {}
+    for sample in sorted(samples, key=lambda s: s.id):
+        strata.setdefault(_stratum(sample, images_per_class), []).append(sample.id)
+    rng = np.random.default_rng(seed)
+    splits: dict[str, str] = {}
+    for key in sorted(strata):
+        ids = strata[key]
+        order = rng.permutation(len(ids))
+        n_val, n_test = _cut(len(ids), val_fraction, test_fraction, defect=key != 0)
+        for rank, i in enumerate(order):
+            split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+            splits[ids[i]] = split
+    return splits

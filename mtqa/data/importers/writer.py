@@ -1,0 +1,170 @@
+"""Write an importer's :class:`Source` as an indexed-mask dataset plus ``report.json``.
+
+Images are copied byte for byte when the loader reads their suffix (else re-encoded as PNG);
+masks are class-index PNGs at the image's own size; ``classes.json`` names the classes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mtqa.data.errors import DatasetError
+from mtqa.data.importers.base import Sample, Source
+from mtqa.data.importers.rasterise import rasterise
+from mtqa.data.importers.report import ImportStats
+from mtqa.data.importers.splits import check_fractions, stratified_splits
+from mtqa.data.records import IMAGE_SUFFIXES, SPLITS
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def unique_ids(samples: list[Sample]) -> None:
+    """Make ids file-name safe and unique (``id``, ``id_2`` ...) in place."""
+    seen: set[str] = set()
+    for sample in samples:
+        base = _UNSAFE.sub("_", sample.id).strip("._") or "image"
+        name, k = base, 1
+        while name in seen:
+            k += 1
+            name = f"{base}_{k}"
+        seen.add(name)
+        sample.id = name
+
+
+def evenly_spaced(samples: list[Sample], limit: int | None) -> list[Sample]:
+    """At most ``limit`` samples, evenly spaced over the list (so every source split shows)."""
+    if limit is None or limit >= len(samples):
+        return samples
+    if limit < 1:
+        raise DatasetError(f"limit must be >= 1, got {limit}")
+    picks = np.unique(np.linspace(0, len(samples) - 1, limit).round().astype(int))
+    return [samples[i] for i in picks]
+
+
+def assign_splits(
+    source: Source, seed: int, val_fraction: float, test_fraction: float
+) -> tuple[dict[str, str], str]:
+    """Split per sample id and a sentence saying where the splits came from."""
+    check_fractions(val_fraction, test_fraction)
+    samples = source.samples
+    given = {s.id: s.split for s in samples if s.split} if source.keep_splits else {}
+    if not given:
+        origin = (
+            f"seeded (seed {seed}) and stratified by class: "
+            f"val {val_fraction:g}, test {test_fraction:g}, train the rest"
+        )
+        return stratified_splits(samples, seed, val_fraction, test_fraction), origin
+    kept = sorted(set(given.values()), key=SPLITS.index)
+    origin = f"kept from the source ({', '.join(kept)})"
+    loose = [s for s in samples if s.id not in given]
+    if loose:
+        given |= stratified_splits(loose, seed, val_fraction, test_fraction)
+        origin += f"; {len(loose)} images without a source split divided seeded and stratified"
+    if "val" not in given.values():
+        train = [s for s in samples if given[s.id] == "train"]
+        moved = stratified_splits(train, seed, val_fraction, 0.0)
+        given |= {i: "val" for i, split in moved.items() if split == "val"}
+        origin += f"; val carved from train (fraction {val_fraction:g}, seeded, stratified)"
+    return given, origin
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"{out} is not an empty folder; choose a new or empty output folder")
+
+
+def _open_image(sample: Sample) -> tuple[Image.Image, bytes | None]:
+    """The decoded image (fully loaded, so a truncated file fails here) and embedded bytes."""
+    data = None
+    if not sample.image.is_file():
+        if sample.image_data is None:
+            raise DatasetError("image file not found")
+        data = sample.image_data
+    try:
+        img = Image.open(io.BytesIO(data) if data is not None else sample.image)
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"cannot read image: {exc}") from exc
+    return img, data
+
+
+def _write_image(sample: Sample, img: Image.Image, data: bytes | None, folder: Path) -> None:
+    suffix = sample.image.suffix.lower()
+    if data is None and suffix in IMAGE_SUFFIXES:
+        shutil.copyfile(sample.image, folder / f"{sample.id}{suffix}")
+    elif data is not None and img.format in ("PNG", "JPEG"):
+        ext = ".png" if img.format == "PNG" else ".jpg"
+        (folder / f"{sample.id}{ext}").write_bytes(data)
+    else:
+        img.save(folder / f"{sample.id}.png")
+
+
+def write_dataset(
+    source: Source,
+    out: Path,
+    *,
+    fmt: str,
+    src: Path,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    limit: int | None = None,
+) -> dict:
+    """Write ``source`` into ``out`` (new or empty) and return the report (also report.json)."""
+    out = Path(out)
+    _check_out(out)
+    if not source.classes:
+        raise DatasetError(f"{src}: no defect classes found")
+    if len(source.classes) > 255:
+        raise DatasetError(f"{src}: {len(source.classes)} classes; masks hold at most 255")
+    samples = sorted(source.samples, key=lambda s: (s.split or "", s.id))
+    unique_ids(samples)
+    samples = evenly_spaced(samples, limit)
+    if not samples:
+        raise DatasetError(f"{src}: no images found")
+    source.samples = samples
+    splits, origin = assign_splits(source, seed, val_fraction, test_fraction)
+    stats = ImportStats(list(source.classes))
+    skipped = list(source.skipped)
+    for sample in samples:
+        where = str(sample.image)
+        try:
+            img, data = _open_image(sample)
+            mask, overlap = rasterise(sample.labels, (img.height, img.width), where)
+        except DatasetError as exc:
+            skipped.append({"file": where, "reason": str(exc)})
+            continue
+        split = splits[sample.id]
+        for kind in ("images", "masks"):
+            (out / kind / split).mkdir(parents=True, exist_ok=True)
+        _write_image(sample, img, data, out / "images" / split)
+        Image.fromarray(mask).save(out / "masks" / split / f"{sample.id}.png")
+        stats.add(split, mask, overlap)
+    if not stats.split_counts:
+        raise DatasetError(f"{src}: none of {len(samples)} images could be read")
+    without_label = sorted(str(s.image) for s in samples if not s.has_label_file)
+    report = {
+        "format": fmt,
+        "source": str(src),
+        "out": str(out),
+        "seed": seed,
+        "limit": limit,
+        "classes": list(source.classes),
+        "split_origin": origin,
+        **stats.to_dict(),
+        "images_without_label_file": {"count": len(without_label), "files": without_label},
+        "skipped": skipped,
+        "warnings": list(source.warnings),
+        "notes": list(dict.fromkeys(source.notes)),
+    }
+    meta = {"classes": list(source.classes), "imported_from": {"format": fmt, "source": str(src)}}
+    (out / "classes.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
