@@ -1,7 +1,20 @@
-"""gRPC TLS, mutual TLS and restricted model control, checked against the real local server."""
+"""The security policy (loopback, admin protocols behind a key, TLS) against the real server.
+
+Covered: the load-with-code-override attack and unload refused without the key on HTTP and gRPC
+(and the same payload running with it, so the refusal is what stops it); shared-memory, trace,
+logging and index refused without the key; the refusal mapped to the SDK's PermissionDeniedError;
+loopback-only listening sockets read from /proc; a metrics port that serves metrics only; TLS and
+mutual TLS; and the listen rules, checked before anything is launched.
+"""
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import json
+import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,15 +22,20 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from fixtures.serving import DOUBLE_SOURCE, assert_cleaned_up, write_python_model
+from google.protobuf import json_format
+from mtqa_client.errors import PermissionDeniedError, from_server_error
+from mtqa_client.retry import is_retryable
+from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from mtqa.serving import (
     ModelControlError,
     RestrictedProtocols,
     SecurityConfigError,
+    ServingError,
     TlsConfig,
     TritonServer,
-    http_api,
+    control_grpc_headers,
 )
 from mtqa.serving.certs import DevPki, write_dev_pki
 
@@ -49,39 +67,202 @@ def _infer(client: grpcclient.InferenceServerClient) -> np.ndarray:
     return client.infer("double", [inp], client_timeout=10).as_numpy("y")
 
 
-# -- restricted model control ----------------------------------------------------------------
+# -- the security policy on a running server ---------------------------------------------------
+ATTACK_SOURCE = """
+import pathlib
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        pathlib.Path({marker!r}).write_text("ran as the server's user")
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def _attack_parts(marker: Path) -> tuple[str, dict[str, bytes]]:
+    """The python-backend config (JSON) and files of a load request that runs code at load."""
+    config = mc.ModelConfig(name="evil", backend="python", max_batch_size=0)
+    config.input.add(name="x", data_type=mc.TYPE_FP32, dims=[1])
+    config.output.add(name="y", data_type=mc.TYPE_FP32, dims=[1])
+    source = ATTACK_SOURCE.format(marker=str(marker)).encode()
+    return json_format.MessageToJson(config), {"file:1/model.py": source}
+
+
+def _http_load(server: TritonServer, name: str, config: str, files: dict[str, bytes], headers):
+    """POST /v2/repository/models/NAME/load with the config and files in `parameters`."""
+    parameters = {"config": config}
+    parameters.update({k: base64.b64encode(v).decode() for k, v in files.items()})
+    return _http(
+        server.http_url, f"/v2/repository/models/{name}/load", {"parameters": parameters}, headers
+    )
+
+
+def _http(host: str, path: str, body: object | None, headers: dict[str, str] | None = None):
+    """(status, text) of a GET (body None) or JSON POST to `host` (loopback only)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://{host}{path}",
+        data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
 @pytest.fixture(scope="module")
-def restricted_server(repo: Path) -> Iterator[TritonServer]:
-    yield from _serve(repo, restricted=RestrictedProtocols.parse("admin-key=s3cret"))
+def plain_server(repo: Path) -> Iterator[TritonServer]:
+    """Started as `mtqa serve` starts it by default: model control off, generated key."""
+    yield from _serve(repo, model_control=False)
+
+
+@pytest.fixture(scope="module")
+def control_server(repo: Path) -> Iterator[TritonServer]:
+    """Model control on (explicit, as swap needs), behind a generated key."""
+    yield from _serve(repo, models=["double"])
+
+
+def _refused(call, *args, **kwargs) -> PermissionDeniedError:
+    """Run a tritonclient call that must be refused as restricted; return the SDK's error."""
+    with pytest.raises(InferenceServerException, match="restricted") as caught:
+        call(*args, **kwargs)
+    error = from_server_error(caught.value, endpoint="test")
+    assert isinstance(error, PermissionDeniedError), error
+    return error
 
 
 @pytest.mark.server
-def test_grpc_model_control_needs_the_key(restricted_server: TritonServer) -> None:
-    client = grpcclient.InferenceServerClient(restricted_server.grpc_url)
-    with pytest.raises(InferenceServerException, match="restricted"):
-        client.unload_model("double")
-    with pytest.raises(InferenceServerException, match="restricted"):
-        client.load_model("double", headers={"admin-key": "wrong"})
-    assert restricted_server.model_ready("double")
+@pytest.mark.parametrize("fixture", ["plain_server", "control_server"])
+def test_load_with_code_override_is_refused_without_the_key(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    server: TritonServer = request.getfixturevalue(fixture)
+    marker = tmp_path / "marker"
+    config, files = _attack_parts(marker)
+    status, text = _http_load(server, "evil", config, files, {})
+    assert status != 200 and "restricted" in text
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    _refused(client.load_model, "evil", config=config, files=files)
+    wrong = control_grpc_headers("not-the-key")
+    _refused(client.load_model, "evil", config=config, files=files, headers=wrong)
+    _refused(client.unload_model, "double")
+    status, text = _http(server.http_url, "/v2/repository/models/double/unload", {})
+    assert status != 200 and "restricted" in text
+    assert server.model_ready("double") and not marker.exists()
     np.testing.assert_array_equal(_infer(client), [[2, 2, 2, 2]])  # inference stays open
-    headers = restricted_server.restricted.grpc_headers()
-    assert headers == {"triton-grpc-protocol-admin-key": "s3cret"}
-    client.unload_model("double", headers=headers)
-    restricted_server.unload("double")  # waits until the unload has finished
-    assert not client.is_model_ready("double")
-    client.load_model("double", headers=headers)
-    assert client.is_model_ready("double")
+    if server.model_control:  # the payload is real: with the key it runs (the key is the gate)
+        status, text = _http_load(server, "evil", config, files, server.control.http_headers())
+        assert status == 200, text
+        assert marker.read_text() == "ran as the server's user"
+        client.unload_model("evil", headers=control_grpc_headers(server.control.key))
 
 
 @pytest.mark.server
-def test_http_model_control_needs_the_key(restricted_server: TritonServer) -> None:
-    url = f"http://{restricted_server.http_url}/v2/repository/models/double/unload"
-    with pytest.raises(ModelControlError, match="restricted"):
-        http_api.post(url, {}, 5.0, "unload without key")
-    assert restricted_server.model_ready("double")
-    restricted_server.unload("double")  # the launcher sends the key itself
-    restricted_server.load("double")
-    assert restricted_server.model_ready("double")
+def test_admin_protocols_need_the_key_and_reads_stay_open(plain_server: TritonServer) -> None:
+    client = grpcclient.InferenceServerClient(plain_server.grpc_url)
+    error = _refused(client.register_system_shared_memory, "r", "/mtqa-probe", 64)
+    assert "mtqa-control-key" in str(error) and not is_retryable(error, idempotent_read=True)
+    _refused(client.get_model_repository_index)
+    _refused(client.update_trace_settings, settings={"trace_file": "/tmp/mtqa-probe"})
+    _refused(client.update_log_settings, settings={"log_verbose_level": 1})
+    for path, body in [
+        ("/v2/systemsharedmemory/region/r/register", {"key": "/mtqa-probe", "byte_size": 64}),
+        ("/v2/trace/setting", {"trace_file": "/tmp/mtqa-probe"}),
+        ("/v2/logging", {"log_verbose_level": 1}),
+        ("/v2/repository/index", {}),
+    ]:
+        status, text = _http(plain_server.http_url, path, body)
+        assert status != 200 and "restricted" in text, (path, status, text)
+    assert client.get_model_config("double").config.name == "double"
+    assert client.get_inference_statistics("double").model_stats
+    with pytest.raises(ModelControlError, match="model control is off"):
+        plain_server.load("double")
+    assert [m["name"] for m in plain_server.repository_index()] == ["double"]  # key: the launcher
+
+
+def _socket_inodes(pgid: int) -> set[str]:
+    """Inodes of the sockets open in any process of group `pgid` (the server and its stubs)."""
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+        except OSError:  # the process exited or is not ours to read
+            continue
+    return inodes
+
+
+def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp* prints it (host-order 32-bit words in hex)."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(words)
+
+
+def listening_sockets(pgid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state held by process group `pgid`."""
+    inodes, found = _socket_inodes(pgid), []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: TCP_LISTEN
+                address, port = local.split(":")
+                found.append((str(_address(address)), int(port, 16)))
+    return found
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@pytest.mark.server
+def test_default_server_listens_on_loopback_only(plain_server: TritonServer) -> None:
+    sockets = listening_sockets(plain_server.pid)
+    ports = {port for _, port in sockets}
+    assert {plain_server.grpc_port, plain_server.http_port, plain_server.metrics_port} <= ports
+    assert sockets and all(_loopback(address) for address, _ in sockets), sockets
+    command = Path(f"/proc/{plain_server.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--model-control-mode=none" in command
+    key_file = plain_server.key_file
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.read_text().strip() == plain_server.control.key
+
+
+@pytest.mark.server
+def test_metrics_port_serves_metrics_only(plain_server: TritonServer) -> None:
+    """Triton's metrics server answers any other GET with an empty 200 and refuses every POST."""
+    metrics = plain_server.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    status, text = _http(metrics, "/metrics", None)
+    assert status == 200 and "nv_inference_request_success" in text
+    for path in (
+        "/v2/health/ready",
+        "/v2/models/double",
+        "/v2/models/double/config",
+        "/v2/logging",
+    ):
+        assert _http(metrics, path, None)[1] == "", path
+    for path, body in [
+        ("/v2/repository/models/double/unload", {}),
+        ("/v2/repository/index", {}),
+        ("/v2/systemsharedmemory/region/r/register", {"key": "/mtqa-probe", "byte_size": 64}),
+        ("/v2/models/double/infer", {"inputs": []}),
+        ("/v2/logging", {"log_verbose_level": 1}),
+    ]:
+        assert _http(metrics, path, body)[0] == 405, path
+    assert plain_server.model_ready("double")
 
 
 # -- TLS ---------------------------------------------------------------------------------------
@@ -158,3 +339,59 @@ def test_restricted_protocols_validation_and_flags() -> None:
         "--http-restricted-api=model-repository,shared-memory:admin=k",
     ]
     assert spec.http_headers() == {"admin": "k"}
+
+
+def _flags(server: TritonServer) -> dict[str, str]:
+    """The server's `--name=value` flags, without launching it."""
+    command = server._command(Path("tritonserver"), Path("backends"))
+    return dict(a.removeprefix("--").split("=", 1) for a in command[1:] if "=" in a)
+
+
+def test_default_binds_loopback_and_restricts_both_protocols(repo: Path) -> None:
+    server = TritonServer(repo, model_control=False)
+    flags = _flags(server)
+    for name in ("grpc-address", "http-address", "metrics-address"):
+        assert flags[name] == "127.0.0.1"
+    assert flags["model-control-mode"] == "none" and "load-model" not in flags
+    spec = f"model-repository,shared-memory,logging,trace:mtqa-control-key={server.control.key}"
+    assert flags["grpc-restricted-protocol"] == flags["http-restricted-api"] == spec
+    assert len(server.control.key) >= 32 and TritonServer(repo).control.key != server.control.key
+    assert _flags(TritonServer(repo, models=["double"]))["model-control-mode"] == "explicit"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"listen": "0.0.0.0", "model_control": False}, "without TLS"),
+        ({"listen": "10.1.2.3", "model_control": False}, "without TLS"),
+        ({"listen": "0.0.0.0", "insecure": True}, "model control on and no control key"),
+        ({"listen": "localhost"}, "must be an IPv4 address"),
+        ({"listen": "::"}, "must be an IPv4 address"),
+        ({"restricted": RestrictedProtocols("h", "k", ("shared-memory",))}, "control key already"),
+    ],
+)
+def test_unsafe_settings_are_refused_before_launch(
+    kwargs: dict, message: str, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MTQA_TRITONSERVER", "/nonexistent/tritonserver")  # nothing may start
+    with pytest.raises(SecurityConfigError, match=message):
+        TritonServer(repo, **kwargs)
+
+
+def test_wider_listen_rules(
+    repo: Path, pki: DevPki, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = TlsConfig(pki.server_cert, pki.server_key)
+    with_tls = _flags(TritonServer(repo, tls=tls, listen="0.0.0.0", model_control=False))
+    assert (with_tls["grpc-address"], with_tls["metrics-address"]) == ("0.0.0.0", "0.0.0.0")
+    assert with_tls["http-address"] == "127.0.0.1"  # Triton's HTTP has no TLS
+    keyed = TritonServer(repo, tls=tls, listen="10.1.2.3", key="operator-key")
+    assert keyed.grpc_url.startswith("10.1.2.3:") and keyed.http_url.startswith("127.0.0.1:")
+    insecure = TritonServer(repo, listen="0.0.0.0", model_control=False, insecure=True)
+    assert insecure.exposure.warning and "INSECURE" in insecure.exposure.warning
+    assert _flags(insecure)["http-address"] == "0.0.0.0"
+    assert insecure.grpc_url.startswith("127.0.0.1:")  # 0.0.0.0 includes loopback
+    monkeypatch.setenv("MTQA_TRITONSERVER", "/nonexistent/tritonserver")
+    with caplog.at_level("WARNING"), pytest.raises(ServingError):
+        insecure.start()  # the warning is logged before the binary is even looked up
+    assert "INSECURE" in caplog.text

@@ -13,10 +13,21 @@ from mtqa.serving.ports import (
     DEFAULT_METRICS_PORT,
     free_ports,
 )
-from mtqa.serving.security import RestrictedProtocols, TlsConfig
+from mtqa.serving.security import (
+    ADMIN_PROTOCOLS,
+    CONTROL_HEADER,
+    CONTROL_KEY_ENV,
+    RestrictedProtocols,
+    TlsConfig,
+    control_grpc_headers,
+    control_key,
+)
 from mtqa.serving.server import TritonServer
 
 __all__ = [
+    "ADMIN_PROTOCOLS",
+    "CONTROL_HEADER",
+    "CONTROL_KEY_ENV",
     "DEFAULT_GRPC_PORT",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_METRICS_PORT",
@@ -28,5 +39,7 @@ __all__ = [
     "ServingError",
     "TlsConfig",
     "TritonServer",
+    "control_grpc_headers",
+    "control_key",
     "free_ports",
 ]

@@ -20,4 +20,5 @@ class ModelControlError(ServingError):
 
 
 class SecurityConfigError(ServingError):
-    """TLS files or a restricted-protocol setting are missing or malformed."""
+    """TLS files, a key or a restricted-protocol setting are missing or malformed, or a listen
+    request breaks the security policy (raised before anything is launched)."""

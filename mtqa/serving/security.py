@@ -1,19 +1,39 @@
-"""gRPC TLS and restricted-protocol settings, turned into `tritonserver` flags and client headers.
+"""gRPC TLS, restricted protocols and the listen policy, turned into `tritonserver` flags.
 
 Triton checks restricted protocols per request: gRPC callers must send the metadata header
 `triton-grpc-protocol-<header>: <key>`, HTTP callers the plain header `<header>: <key>`. We restrict
 both endpoints with the same key, so the HTTP port is no back door around a restricted gRPC port.
+
+The policy every launcher applies (docs/serving.md, "Security policy"):
+
+- the admin protocols (`ADMIN_PROTOCOLS`) are always restricted by the control key, whether model
+  control is on or off; without a key from the user a random one is generated;
+- every endpoint binds to 127.0.0.1 unless a listen address is given;
+- a non-loopback listen needs gRPC TLS or an explicit `insecure`, and with model control on a key
+  the user supplied (a generated key never leaves this host); with TLS, HTTP stays on loopback.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from mtqa.serving.errors import SecurityConfigError
 
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+LOOPBACK = "127.0.0.1"
+CONTROL_HEADER = "mtqa-control-key"
+CONTROL_KEY_ENV = "MTQA_CONTROL_KEY"
+# What an unauthenticated peer must never reach: load/unload/index (runs code as the server's
+# user), shared-memory registration (makes the server read or write /dev/shm objects), trace and
+# logging settings (choose files the server writes, fill its disk). Model config, metadata and
+# statistics stay open: clients read them to build their model spec, and the metrics port
+# publishes the same counters as statistics.
+ADMIN_PROTOCOLS = ("model-repository", "shared-memory", "logging", "trace")
 PROTOCOLS = (
     "health",
     "metadata",
@@ -115,3 +135,98 @@ class RestrictedProtocols:
     def http_headers(self) -> dict[str, str]:
         """Headers an HTTP client sends to use the restricted APIs."""
         return {self.header: self.key}
+
+
+def new_key() -> str:
+    """A random control key (URL-safe text, so it is a valid restricted-protocol value)."""
+    return secrets.token_urlsafe(32)
+
+
+def read_key_file(path: Path | str) -> str:
+    """The control key stored in `path` (surrounding whitespace dropped)."""
+    path = Path(path)
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise SecurityConfigError(f"cannot read the control key file {path}: {exc}") from None
+    if not key:
+        raise SecurityConfigError(f"control key file {path} is empty")
+    return key
+
+
+def write_key_file(path: Path, key: str) -> Path:
+    """Write `key` to a new file readable by its owner only (0600) and return the path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return path
+
+
+def control_key(key_file: Path | str | None = None) -> str | None:
+    """The key from `key_file`, else from $MTQA_CONTROL_KEY, else None (not configured)."""
+    if key_file is not None:
+        return read_key_file(key_file)
+    return os.environ.get(CONTROL_KEY_ENV, "").strip() or None
+
+
+def control_grpc_headers(key: str | None) -> dict[str, str]:
+    """gRPC metadata carrying the control key (empty without a key)."""
+    return {GRPC_HEADER_PREFIX + CONTROL_HEADER: key} if key else {}
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Where each endpoint binds, decided by `listen_policy`; `warning` is set for --insecure."""
+
+    grpc: str
+    http: str
+    metrics: str
+    warning: str | None = None
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
+def listen_policy(
+    listen: str,
+    *,
+    tls: bool,
+    insecure: bool,
+    model_control: bool,
+    key_given: bool,
+) -> Exposure:
+    """Check a listen request against the policy and return the bind addresses.
+
+    Raises SecurityConfigError (before anything starts) for a non-IPv4 address, a non-loopback
+    listen without TLS or `insecure`, and a non-loopback listen with model control on and no key
+    from the user. With TLS, HTTP binds to loopback: Triton's HTTP endpoint has no TLS.
+    """
+    try:
+        address = ipaddress.IPv4Address(listen)
+    except ValueError:
+        raise SecurityConfigError(
+            f"listen address {listen!r} must be an IPv4 address (e.g. 0.0.0.0 or 10.0.0.5)"
+        ) from None
+    if address.is_loopback:
+        return Exposure(listen, listen, listen)
+    if model_control and not key_given:
+        raise SecurityConfigError(
+            f"refusing to listen on {listen} with model control on and no control key: give one"
+            f" (--key-file or ${CONTROL_KEY_ENV}) or turn model control off"
+        )
+    if tls:
+        return Exposure(grpc=listen, http=LOOPBACK, metrics=listen)
+    if not insecure:
+        raise SecurityConfigError(
+            f"refusing to listen on {listen} without TLS: images, results and the control key"
+            " would cross the network in plain text; give --tls-cert/--tls-key, or --insecure"
+            " on a network you trust"
+        )
+    return Exposure(
+        listen,
+        listen,
+        listen,
+        warning=f"INSECURE: gRPC and HTTP listen on {listen} in plain text without TLS; anyone"
+        " who can reach these ports can send inference and read the control key off the wire",
+    )

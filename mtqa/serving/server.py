@@ -4,6 +4,10 @@ The server runs in its own process group with its output in a log file. Every wa
 python-backend stub that cannot start makes Triton hang instead of exiting, so a start that does
 not become ready in `startup_timeout` seconds is killed (whole group) and reported with the log
 tail. Stopping removes the python backend's shared-memory regions of this server only.
+
+Every server follows the security policy of `mtqa.serving.security`: loopback unless `listen`
+widens it, and the admin protocols restricted by a control key (generated when none is given,
+written to a 0600 file the server's own tools and `mtqa swap` read).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import shutil
@@ -30,9 +35,19 @@ from mtqa.serving import http_api, shm
 from mtqa.serving.binary import backend_directory, find_tritonserver
 from mtqa.serving.errors import ModelControlError, ServerStartError, ServingError
 from mtqa.serving.ports import free_ports
-from mtqa.serving.security import RestrictedProtocols, TlsConfig
+from mtqa.serving.security import (
+    ADMIN_PROTOCOLS,
+    CONTROL_HEADER,
+    LOOPBACK,
+    RestrictedProtocols,
+    SecurityConfigError,
+    TlsConfig,
+    listen_policy,
+    new_key,
+    write_key_file,
+)
 
-HOST = "127.0.0.1"
+_log = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^E\d{4} ")
 _HARMLESS = ("CudaDriverHelper has not been initialized",)  # every start on a CPU-only host
 _PORT_CLASH = "already in use"  # gRPC: "Address already in use"; HTTP: "Socket ... already in use"
@@ -60,8 +75,16 @@ class TritonServer:
 
     Ports given as 0 are picked free (and re-picked if another process takes them first).
     `models=None` loads every model in the repository, an empty list loads none (explicit model
-    control; use `load`/`unload`); `poll=True` lets Triton poll the repository instead. URLs are
-    `host:port` for tritonclient (`grpc_url`, `http_url`) and a full URL for `metrics_url`.
+    control; use `load`/`unload`); `poll=True` lets Triton poll the repository instead.
+    `model_control=False` runs Triton with model control off (every model loaded at start, no
+    load/unload). URLs are `host:port` for tritonclient (`grpc_url`, `http_url`) and a full URL
+    for `metrics_url`.
+
+    Security (checked here, before anything starts; SecurityConfigError): endpoints bind to
+    `listen` (default 127.0.0.1); the admin protocols need `key` on both gRPC and HTTP (a random
+    key when None; `control` holds the header and key, `key_file` the 0600 file holding it while
+    the server runs); a non-loopback `listen` needs `tls` or `insecure=True`, and with model
+    control on a `key` given by the caller. `restricted` adds restrictions on other protocols.
     """
 
     def __init__(
@@ -78,12 +101,38 @@ class TritonServer:
         poll_secs: int = 5,
         log_verbose: int = 0,
         exit_timeout: int = 10,
+        *,
+        listen: str = LOOPBACK,
+        model_control: bool = True,
+        key: str | None = None,
+        insecure: bool = False,
     ) -> None:
         self.repo = Path(repo).resolve()
         self.models = None if models is None else list(models)
         if poll and self.models is not None:
             raise ServingError("poll mode loads every model in the repository; do not name models")
+        if not model_control and (poll or self.models is not None):
+            raise ServingError(
+                "with model control off every model loads at start: do not name models or poll"
+            )
+        self.model_control = model_control
         self.tls = tls
+        self.listen = listen
+        self.exposure = listen_policy(
+            listen,
+            tls=tls is not None,
+            insecure=insecure,
+            model_control=model_control,
+            key_given=key is not None,
+        )
+        self.control = RestrictedProtocols(CONTROL_HEADER, key or new_key(), ADMIN_PROTOCOLS)
+        if restricted is not None:
+            shared = sorted(set(restricted.protocols) & set(ADMIN_PROTOCOLS))
+            if shared:
+                raise SecurityConfigError(
+                    f"{', '.join(shared)} are restricted by the control key already;"
+                    " `restricted` may only add other protocols"
+                )
         self.restricted = restricted
         self.startup_timeout = startup_timeout
         self.poll = poll
@@ -99,19 +148,25 @@ class TritonServer:
         self._final_log = ""
         self._exit_code: int | None = None
         self._pid: int | None = None
+        self._key_file: Path | None = None
 
     # -- addresses ---------------------------------------------------------------------------
     @property
     def grpc_url(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
+        return f"{_connect_host(self.exposure.grpc)}:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
-        return f"{HOST}:{self.http_port}"
+        return f"{_connect_host(self.exposure.http)}:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{HOST}:{self.metrics_port}/metrics"
+        return f"http://{_connect_host(self.exposure.metrics)}:{self.metrics_port}/metrics"
+
+    @property
+    def key_file(self) -> Path | None:
+        """The 0600 file holding the control key while the server runs (removed by `stop`)."""
+        return self._key_file
 
     @property
     def pid(self) -> int | None:
@@ -141,6 +196,8 @@ class TritonServer:
             raise ServingError(f"server already running (pid {self.pid})")
         if not self.repo.is_dir():
             raise ServerStartError(f"model repository {self.repo} is not a directory")
+        if self.exposure.warning:
+            _log.warning(self.exposure.warning)
         binary = find_tritonserver()
         if self.poll:
             # The stub runs isolated (ignores PYTHONDONTWRITEBYTECODE) and writes __pycache__ into
@@ -165,6 +222,7 @@ class TritonServer:
         """Pick ports, prepare the work folder and spawn the server in its own process group."""
         self._workdir = Path(tempfile.mkdtemp(prefix="mtqa-triton-"))
         self._log_path = self._workdir / "tritonserver.log"
+        self._key_file = write_key_file(self._workdir / "control.key", self.control.key)
         picked = iter(free_ports(3))
         self.grpc_port, self.http_port, self.metrics_port = (
             p or next(picked) for p in self._requested
@@ -187,8 +245,11 @@ class TritonServer:
             str(binary),
             f"--model-repository={self.repo}",
             f"--backend-directory={backends}",
+            f"--http-address={self.exposure.http}",
             f"--http-port={self.http_port}",
+            f"--grpc-address={self.exposure.grpc}",
             f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.exposure.metrics}",
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
@@ -198,7 +259,9 @@ class TritonServer:
             f"--log-verbose={self.log_verbose}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
         ]
-        if self.poll:
+        if not self.model_control:
+            cmd.append("--model-control-mode=none")
+        elif self.poll:
             cmd += ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
         else:
             cmd.append("--model-control-mode=explicit")
@@ -206,6 +269,7 @@ class TritonServer:
             cmd += [f"--load-model={name}" for name in names]
         if self.tls is not None:
             cmd += self.tls.server_args()
+        cmd += self.control.server_args()
         if self.restricted is not None:
             cmd += self.restricted.server_args()
         return cmd
@@ -275,7 +339,7 @@ class TritonServer:
             self._final_log = self._log_path.read_text(errors="replace")
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-        self._workdir = self._log_path = None
+        self._workdir = self._log_path = self._key_file = None
 
     @property
     def running(self) -> bool:
@@ -291,11 +355,15 @@ class TritonServer:
 
     # -- model control -----------------------------------------------------------------------
     def _control_headers(self) -> dict[str, str]:
-        return self.restricted.http_headers() if self.restricted is not None else {}
+        return self.control.http_headers()
 
     def _require_running(self) -> None:
         if not self.running:
             raise ServingError("server is not running")
+
+    def _require_model_control(self) -> None:
+        if not self.model_control:
+            raise ModelControlError("model control is off on this server (model_control=False)")
 
     def is_ready(self) -> bool:
         """True when the server answers /v2/health/ready."""
@@ -308,6 +376,7 @@ class TritonServer:
     def load(self, name: str) -> None:
         """Load (or reload, picking up new versions) model `name`; blocks until done."""
         self._require_running()
+        self._require_model_control()
         url = f"http://{self.http_url}/v2/repository/models/{quote(name, safe='')}/load"
         http_api.post(url, self._control_headers(), self.startup_timeout, f"load model {name!r}")
         if not self.model_ready(name):
@@ -316,6 +385,7 @@ class TritonServer:
     def unload(self, name: str) -> None:
         """Unload model `name` and wait (bounded) until it no longer answers ready."""
         self._require_running()
+        self._require_model_control()
         url = f"http://{self.http_url}/v2/repository/models/{quote(name, safe='')}/unload"
         http_api.post(url, self._control_headers(), self.startup_timeout, f"unload model {name!r}")
         deadline = time.monotonic() + self.startup_timeout
@@ -331,6 +401,11 @@ class TritonServer:
         self._require_running()
         url = f"http://{self.http_url}/v2/repository/index"
         return http_api.post(url, self._control_headers(), 10.0, "repository index") or []
+
+
+def _connect_host(bound: str) -> str:
+    """Where a local client reaches an endpoint bound to `bound` (0.0.0.0 includes loopback)."""
+    return LOOPBACK if bound == "0.0.0.0" else bound
 
 
 def _kill_group(pgid: int, timeout: float = 5.0) -> None:
