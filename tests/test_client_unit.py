@@ -95,7 +95,12 @@ def test_truncated_jpeg_is_caught_by_full_decode() -> None:
         ("StatusCode.NOT_FOUND", "Request for unknown model: 'x'", "ModelNotReadyError"),
         ("StatusCode.INVALID_ARGUMENT", "unexpected shape for input", "InvalidInputError"),
         ("StatusCode.INTERNAL", "cannot preprocess image: bad bytes", "InvalidInputError"),
-        ("StatusCode.UNAVAILABLE", "This protocol is restricted", "AuthenticationError"),
+        (
+            "StatusCode.UNAVAILABLE",
+            "This protocol is restricted, expecting header 'triton-grpc-protocol-k'",
+            "PermissionDeniedError",
+        ),
+        ("StatusCode.UNAUTHENTICATED", "bad token", "AuthenticationError"),
         ("StatusCode.INTERNAL", "segfault in backend", "InspectionError"),
     ],
 )

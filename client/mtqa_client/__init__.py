@@ -6,6 +6,7 @@ ensemble and return typed results; `infer_tensor` calls the raw `mtqa_net`. Erro
 """
 
 from mtqa_client.aio import AsyncInspectionClient
+from mtqa_client.batch import BatchError
 from mtqa_client.client import InspectionClient
 from mtqa_client.errors import (
     AuthenticationError,
@@ -14,10 +15,19 @@ from mtqa_client.errors import (
     InvalidInputError,
     ModelContractError,
     ModelNotReadyError,
+    PermissionDeniedError,
     ServerOverloadedError,
     ServerUnavailableError,
 )
-from mtqa_client.results import DefectScore, Grade, InspectionResult, Region, TensorResult, Timings
+from mtqa_client.results import (
+    DefectScore,
+    Grade,
+    InspectionResult,
+    ItemError,
+    Region,
+    TensorResult,
+    Timings,
+)
 from mtqa_client.retry import RetryPolicy
 from mtqa_client.spec import ModelSpec
 from mtqa_client.transport import TlsConfig
@@ -27,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncInspectionClient",
     "AuthenticationError",
+    "BatchError",
     "DefectScore",
     "Grade",
     "InferenceTimeoutError",
@@ -34,9 +45,11 @@ __all__ = [
     "InspectionError",
     "InspectionResult",
     "InvalidInputError",
+    "ItemError",
     "ModelContractError",
     "ModelNotReadyError",
     "ModelSpec",
+    "PermissionDeniedError",
     "Region",
     "RetryPolicy",
     "ServerOverloadedError",

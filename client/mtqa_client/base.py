@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mtqa_client import protocol
+from mtqa_client.batch import Collector, Outcome
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import (
     InspectionError,
@@ -22,14 +23,29 @@ from mtqa_client.errors import (
     ServerUnavailableError,
     from_server_error,
 )
-from mtqa_client.images import EncodedImage
+from mtqa_client.images import DEFAULT_MAX_PIXELS, EncodedImage, encode_one
 from mtqa_client.options import ClientOptions, make_options
-from mtqa_client.results import InspectionResult, TensorResult, Timings, parse_inspect
+from mtqa_client.results import TensorResult, Timings, parse_inspect
 from mtqa_client.retry import RetryPolicy, is_retryable
-from mtqa_client.spec import INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec, build_spec, ensemble_steps
+from mtqa_client.spec import (
+    INSPECT_OUTPUTS,
+    ITEM_ERROR,
+    NET_OUTPUTS,
+    ModelSpec,
+    build_spec,
+    ensemble_steps,
+)
 from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
 
 POLL_S = 0.25  # pause between readiness sweeps over the endpoints
+# gRPC metadata that carries an mtqa server's control key (`mtqa serve` restricts shared-memory
+# registration, model control, logging and trace settings with it).
+CONTROL_KEY_METADATA = "triton-grpc-protocol-mtqa-control-key"
+
+
+def control_headers(key: str | None) -> dict[str, str]:
+    """The headers that send `key` as the server's control key (empty without a key)."""
+    return {CONTROL_KEY_METADATA: key} if key else {}
 
 
 class Read(NamedTuple):
@@ -64,7 +80,12 @@ class ClientBase:
         endpoints: Sequence[str] = (),
         validate_images: bool = True,
         shared_memory: bool = False,
+        key: str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
+        """`headers` go with every call; `key` (the server's control key, needed for
+        `shared_memory=True` on an mtqa server) is added to them."""
+        headers = {**(headers or {}), **control_headers(key)}
         self.options: ClientOptions = make_options(
             url,
             model=model,
@@ -78,6 +99,7 @@ class ClientBase:
             max_message_bytes=max_message_bytes,
             endpoints=endpoints,
             validate_images=validate_images,
+            max_pixels=max_pixels,
         )
         self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
         self._open_transport(shared_memory)
@@ -198,12 +220,29 @@ class ClientBase:
             return min(batch_size, max_batch or batch_size)
         return protocol.batch_size_for(len(items), max_batch, concurrency)
 
+    def _collect(self, items: Sequence[Any], offset: int, batch: bool) -> tuple[Collector, list]:
+        """Encode images `offset ..` of a call: (their collector, the sendable EncodedImages).
+
+        In a batch an unusable image becomes its ItemError; a single one raises its error.
+        """
+        opts, size = self.options, self.spec.image_size
+
+        def encode(item: Any, index: int) -> EncodedImage:
+            return encode_one(
+                item, index, validate=opts.validate_images, max_pixels=opts.max_pixels, size=size
+            )
+
+        collector = Collector(offset, len(items))
+        if not batch:
+            return collector, [encode(items[0], offset)]
+        return collector, collector.encode(items, encode)
+
     @staticmethod
     def _inspect_results(
         result: Any, ms: float, chunk: Sequence[EncodedImage], spec: ModelSpec
-    ) -> list[InspectionResult]:
+    ) -> list[Outcome]:
         version, server = protocol.response_info(result)
-        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size"])
+        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size", ITEM_ERROR])
         return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
 
     @staticmethod

@@ -21,10 +21,11 @@ from tritonclient.utils import InferenceServerException
 
 from mtqa_client import protocol, shm
 from mtqa_client.base import POLL_S, ClientBase, Read
+from mtqa_client.batch import Collector, Outcome, finish
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import InspectionError, InvalidInputError, ModelNotReadyError
-from mtqa_client.images import ImageLike, ImagesLike, encode_images, is_batch
-from mtqa_client.results import InspectionResult, TensorResult
+from mtqa_client.images import ImageLike, ImagesLike, as_items, is_batch
+from mtqa_client.results import InspectionResult, ItemError, TensorResult
 from mtqa_client.spec import NET_OUTPUTS, ModelSpec
 
 R = TypeVar("R")
@@ -35,7 +36,7 @@ class InspectionClient(ClientBase):
 
     Takes the options of `ClientBase` (url, model, version, net_model, timeout_s,
     connect_timeout_s, retries, tls, headers, max_message_bytes, endpoints, validate_images,
-    shared_memory): it connects, waits for readiness and reads the model in the constructor.
+    shared_memory, key): it connects, waits for readiness and reads the model in the constructor.
     """
 
     def _open_transport(self, shared_memory: bool) -> None:
@@ -170,15 +171,34 @@ class InspectionClient(ClientBase):
 
     def inspect(
         self, images: ImagesLike, *, timeout_s: float | None = None
-    ) -> InspectionResult | list[InspectionResult]:
-        """Inspect one image (returns one result) or a list (returns a list, split into batches)."""
-        encoded = encode_images(images, validate=self.options.validate_images)
-        results: list[InspectionResult] = []
-        for chunk in protocol.chunks(encoded, self.spec.max_batch_size):
-            results.extend(self._inspect_encoded(chunk, timeout_s))
-        return results if is_batch(images) else results[0]
+    ) -> InspectionResult | list[InspectionResult | ItemError]:
+        """Inspect one image (returns its result, raises its error) or a list (returns a list in
+        input order, split into requests of at most max_batch_size images).
 
-    def _inspect_encoded(self, chunk: Sequence, timeout_s: float | None) -> list[InspectionResult]:
+        In a list a bad image becomes an `ItemError` at its index and the others are answered; a
+        request that fails as a whole raises `BatchError` after the other requests ran, with
+        every answer in `.results` (see `mtqa_client.batch`).
+        """
+        batch = is_batch(images)
+        part = self._inspect_part(as_items(images), 0, timeout_s, batch)
+        return finish([part], batch)
+
+    def _inspect_part(
+        self, items: Sequence[ImageLike], offset: int, timeout_s: float | None, batch: bool
+    ) -> Collector:
+        """Encode and send images `offset ..` of a call, request by request; never raises for
+        one request in a batch (its images get ItemErrors)."""
+        part, encoded = self._collect(items, offset, batch)
+        for chunk in protocol.chunks(encoded, self.spec.max_batch_size):
+            try:
+                part.answered(self._inspect_encoded(chunk, timeout_s))
+            except InspectionError as exc:
+                if not batch:
+                    raise
+                part.failed(chunk, exc)
+        return part
+
+    def _inspect_encoded(self, chunk: Sequence, timeout_s: float | None) -> list[Outcome]:
         opts, spec = self.options, self.spec
         inputs, outputs = protocol.inspect_request(chunk, spec)
         result, ms = self._infer(opts.model, opts.version_str, inputs, outputs, timeout_s)
@@ -191,23 +211,24 @@ class InspectionClient(ClientBase):
         concurrency: int = 4,
         batch_size: int | None = None,
         timeout_s: float | None = None,
-    ) -> list[InspectionResult]:
+    ) -> list[InspectionResult | ItemError]:
         """Inspect many images with up to `concurrency` requests in flight; results keep order.
 
         Images are grouped into requests of `batch_size` (default: small enough to keep all
         workers busy, never above the model's max_batch_size) and encoded inside the workers, so
-        a long list of paths is read while earlier requests are on the wire.
+        a long list of paths is read while earlier requests are on the wire. Bad images and
+        failed requests are reported as in `inspect` of a list: ItemError entries, and BatchError
+        (carrying every answer) when a request failed as a whole.
         """
         items = list(images)
         size = self._group_size(items, concurrency, batch_size, self.spec.max_batch_size)
-        groups = list(protocol.chunks(items, size))
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="mtqa-inspect")
         try:
-            futures = [pool.submit(self.inspect, list(g), timeout_s=timeout_s) for g in groups]
-            results: list[InspectionResult] = []
-            for future in futures:
-                results.extend(future.result())
-            return results
+            futures = [
+                pool.submit(self._inspect_part, items[start : start + size], start, timeout_s, True)
+                for start in range(0, len(items), size)
+            ]
+            return finish([future.result() for future in futures], True)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -60,6 +60,14 @@ class AuthenticationError(InspectionError):
     """The server rejected the credentials or auth headers (UNAUTHENTICATED, restricted API)."""
 
 
+class PermissionDeniedError(AuthenticationError):
+    """The call uses a restricted protocol and the right key was not sent. Never retried.
+
+    Triton answers such a call with gRPC UNAVAILABLE ("This protocol is restricted, expecting
+    header ..."), which would otherwise read as a server that is down; it is told by its message.
+    """
+
+
 # Message fragments Triton uses for conditions that share a gRPC status with other errors.
 # "request timeout expired": Triton's queue policy dropped the request after waiting its timeout.
 _OVERLOAD_MARKERS = (
@@ -72,7 +80,8 @@ _TOO_LARGE_MARKERS = ("larger than max", "message larger", "exceeds the maximum"
 _NOT_FOUND_MARKERS = ("unknown model", "is not found", "not ready", "is not available")
 # The mtqa preprocess model answers undecodable bytes with this (as an INTERNAL error).
 _BAD_IMAGE_MARKERS = ("cannot preprocess image", "cannot identify image", "not a decodable image")
-_AUTH_MARKERS = ("restricted", "unauthenticated", "permission denied", "expecting header")
+_RESTRICTED_MARKERS = ("protocol is restricted", "api is restricted", "expecting header")
+_AUTH_MARKERS = ("restricted", "unauthenticated", "permission denied")
 
 
 def _status_name(status: object) -> str | None:
@@ -101,6 +110,10 @@ def from_server_error(
         return ServerOverloadedError(f"server resources exhausted: {message}", **kw)
     if status == "DEADLINE_EXCEEDED":
         return InferenceTimeoutError(f"deadline exceeded: {message}", **kw)
+    if any(m in low for m in _RESTRICTED_MARKERS):
+        return PermissionDeniedError(
+            f"refused: this call needs the server's key (pass key= or headers=): {message}", **kw
+        )
     if status in ("UNAUTHENTICATED", "PERMISSION_DENIED") or any(m in low for m in _AUTH_MARKERS):
         return AuthenticationError(f"not authorised: {message}", **kw)
     if status == "NOT_FOUND" or any(m in low for m in _NOT_FOUND_MARKERS):
