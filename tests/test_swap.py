@@ -38,7 +38,8 @@ def served(built_repo: Path, tmp_path: Path) -> Iterator[tuple[Path, TritonServe
 
 
 def _swap(repo: Path, server: TritonServer, *args: str) -> int:
-    return main(["swap", "--repo", str(repo), "--url", server.grpc_url, *args])
+    key = ["--key-file", str(server.key_file)]  # what `mtqa serve` prints
+    return main(["swap", "--repo", str(repo), "--url", server.grpc_url, *key, *args])
 
 
 def _pinned(repo: Path) -> int:
@@ -46,7 +47,7 @@ def _pinned(repo: Path) -> int:
 
 
 def _ready(server: TritonServer) -> list[int]:
-    control = ModelControl(server.grpc_url)
+    control = ModelControl(server.grpc_url, key=server.control.key)
     try:
         return control.ready_versions("mtqa_net")
     finally:

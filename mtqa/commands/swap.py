@@ -28,15 +28,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--precision", help="precision label of an engine file given to --to")
     parser.add_argument("--timeout", type=float, default=120.0, help="per control call, seconds")
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        help="file holding the server's control key (`mtqa serve` prints it; default:"
+        " $MTQA_CONTROL_KEY)",
+    )
     parser.add_argument("--json", action="store_true", help="print the history record as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     """Swap; a rejected or rolled-back swap prints one `error:` line and exits 2."""
+    from mtqa.serving import SecurityConfigError, control_key
     from mtqa.swap import SwapError, SwapFailedError, SwapRequest, swap
 
     if args.golden_count < 1 or args.tolerance < 0 or args.timeout <= 0:
         print("error: --golden-count must be >= 1, --tolerance >= 0 and --timeout > 0")
+        return 2
+    try:
+        key = control_key(args.key_file)
+    except SecurityConfigError as exc:
+        print(f"error: {exc}")
         return 2
     request = SwapRequest(
         repo=args.repo,
@@ -47,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         precision=args.precision,
         timeout_s=args.timeout,
+        key=key,
     )
     log = (lambda _m: None) if args.json else print
     try:

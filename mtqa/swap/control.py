@@ -4,6 +4,8 @@ Triton's load API takes the whole model config as JSON (`load_model(name, config
 the server ignores config.pbtxt, so the new version policy takes effect without touching the
 repository until the swap has succeeded. A (re)load keeps serving the versions that stay in the
 policy and only returns once every listed version is ready (or failed).
+
+Model control is restricted by the server's control key (docs/serving.md): every call carries it.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ from typing import Any
 from google.protobuf import json_format
 from mtqa_builder.configs import mc
 
+from mtqa.serving.security import CONTROL_KEY_ENV, control_grpc_headers
 from mtqa.swap.errors import ControlError
 
 PREFLIGHT = "mtqa_net_swap_preflight"
 
 
 class ModelControl:
-    """Load/unload/readiness calls against one server (`url` is gRPC host:port)."""
+    """Load/unload/readiness calls against one server (`url` is gRPC host:port, `key` the
+    server's control key, sent with every call)."""
 
-    def __init__(self, url: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 120.0, key: str | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
         self.url = url
         self.timeout_s = timeout_s
+        self._headers = control_grpc_headers(key)
         self._client = grpcclient.InferenceServerClient(url)
 
     def close(self) -> None:
@@ -37,9 +42,15 @@ class ModelControl:
         from tritonclient.utils import InferenceServerException
 
         try:
-            return fn(*args, **kwargs)
+            return fn(*args, headers=self._headers, **kwargs)
         except InferenceServerException as exc:
-            raise ControlError(f"{what} failed on {self.url}: {exc.message()}") from None
+            hint = ""
+            if "restricted" in (exc.message() or ""):
+                hint = (
+                    " (model control needs the server's control key: --key-file or"
+                    f" ${CONTROL_KEY_ENV}{'; the key given was refused' if self._headers else ''})"
+                )
+            raise ControlError(f"{what} failed on {self.url}: {exc.message()}{hint}") from None
 
     def check_reachable(self) -> None:
         """Fail with a clear message unless the server at `url` is live."""

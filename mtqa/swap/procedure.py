@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class SwapRequest:
     tolerance: float = 1.0
     precision: str | None = None
     timeout_s: float = 120.0
+    key: str | None = field(default=None, repr=False)  # the server's control key
 
 
 def _precision(repo: Path, version: int, manifest: dict[str, Any]) -> str | None:
@@ -60,7 +61,7 @@ class _Swap:
         self.ens_cfg = repository.read_config(self.repo, ENSEMBLE)
         self.served = repository.served_versions(self.net_cfg)
         self.current = repository.pinned_step(self.ens_cfg, NET)
-        self.control = ModelControl(req.url, req.timeout_s)
+        self.control = ModelControl(req.url, req.timeout_s, key=req.key)
         self.done: list[str] = []  # steps started, in order
         self.current_manifest: dict[str, Any] = {}
         self.record: dict[str, Any] = {
