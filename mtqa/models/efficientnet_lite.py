@@ -13,9 +13,9 @@ Two details follow the TensorFlow training, not PyTorch habit, because the weigh
   before than after; PyTorch's symmetric `padding=k//2` shifts the sampling grid by one pixel at
   each of the five stride-2 layers. Measured on 48 crops of three photographs: ImageNet top-1
   agreed with the 'SAME' network on only 38 % of them with symmetric padding (KL 0.43), so the
-  pretrained function is kept exactly. Only where the padding is uneven does the graph get a
-  `Pad` node (zero padding, which ONNX Runtime and TensorRT fuse into the next Conv); everywhere
-  else the Conv pads itself.
+  pretrained function is kept exactly. Where the padding is uneven (the stem and the four
+  stride-2 depthwise convs, at even sizes) it is an explicit zero `F.pad`, which the ONNX export
+  folds into the Conv's own asymmetric `pads`: the graph has plain Conv nodes only.
 - Inputs scaled as `(x - 127) / 128` on 0..255 pixels (TF's lite builder: "inception-style MEAN
   & STDDEV for better post-quantization"), i.e. `INPUT_MEAN` / `INPUT_STD` on 0..1 pixels. The
   lukemelas README's ImageNet mean/std is the B0 recipe, not the one these weights learnt with.
