@@ -93,6 +93,20 @@ def test_yolo_polygon_on_the_border_empty_and_missing_labels_and_boxes(tmp_path)
     assert bundle.source["sizes"]["val"] == 1
 
 
+def test_unreadable_images_are_skipped_with_the_reason(tmp_path):
+    src, out = _yolo(tmp_path / "src"), tmp_path / "out"
+    (src / "images" / "train" / "junk.png").write_bytes(b"not an image")
+    good = (src / "images" / "train" / "a.png").read_bytes()
+    (src / "images" / "train" / "cut.png").write_bytes(good[: len(good) // 2])
+    report = import_dataset("yolo", src, out)
+    reasons = {Path(s["file"]).name: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {"junk.png", "cut.png"}
+    assert all(r.startswith("cannot read image") for r in reasons.values())
+    assert report["counts"]["train"] == 3
+    assert not list((out / "images").rglob("junk*")) and not list((out / "masks").rglob("cut*"))
+    build_datasets(str(out), 32, augment=False)
+
+
 def test_yolo_class_id_out_of_range_names_the_file_and_line(tmp_path):
     src = _yolo(tmp_path / "src", names="[scratch]")
     (src / "labels" / "train" / "a.txt").write_text("0 0.1 0.1 0.2 0.1 0.2 0.2\n3 0 0 1 0 1 1\n")
@@ -131,6 +145,9 @@ def test_rle_decodes_uncompressed_and_compressed_counts_to_the_right_pixels():
     assert (decode_rle({"size": [17, 23], "counts": _uncompressed_counts(blob)}, "t") == blob).all()
     with pytest.raises(DatasetError, match="bad RLE"):
         decode_rle({"size": [3, 2], "counts": [1, 2]}, "test")
+    for bad in ("", "garbage!!"):
+        with pytest.raises(DatasetError, match="bad RLE"):
+            decode_rle({"size": [3, 2], "counts": bad}, "test")
 
 
 def test_coco_polygons_and_both_rle_forms(tmp_path):
@@ -227,6 +244,9 @@ def test_labelme_shapes_relative_paths_embedded_images_and_unlabelled_images(tmp
     }
     (src / "b.json").write_text(json.dumps(embedded))
     (src / "broken.json").write_text("{not json")
+    _image(src / "c.png", 10, 10)  # saved on another machine: found beside the JSON by its name
+    doc_c = {"shapes": [], "imagePath": "C:\\Users\\me\\c.png"}
+    (src / "c.json").write_text(json.dumps(doc_c))
     report = import_dataset("labelme", src, out)
     assert report["classes"] == ["crack", "dent"]  # sorted labels
     a = _mask_of(out, _split_of(out, "a"), "a")
@@ -240,6 +260,7 @@ def test_labelme_shapes_relative_paths_embedded_images_and_unlabelled_images(tmp
     assert _mask_of(out, b_split, "b")[0, 3] == 2
     assert report["images_without_label_file"]["count"] == 1
     assert not _mask_of(out, _split_of(out, "unlabelled"), "unlabelled").any()
+    assert report["counts"]["all"] == 4  # a, b, c, unlabelled
     assert [s["file"].endswith("broken.json") for s in report["skipped"]] == [True]
     build_datasets(str(out), 32, augment=False)
 

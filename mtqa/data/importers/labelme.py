@@ -75,6 +75,14 @@ def _class_names(src: Path, docs: list[tuple[Path, dict]]) -> list[str]:
     return sorted({str(s.get("label")) for _, d in docs for s in d.get("shapes") or []})
 
 
+def _image_path(json_path: Path, image_path: str) -> Path:
+    """``imagePath`` relative to the JSON; else a file of that name beside it (a path saved on
+    another machine, e.g. ``C:\\data\\a.jpg``)."""
+    given = (json_path.parent / image_path.replace("\\", "/")).resolve()
+    beside = json_path.parent / Path(image_path.replace("\\", "/")).name
+    return given if given.is_file() or not beside.is_file() else beside.resolve()
+
+
 def _split_of(path: Path, src: Path) -> str | None:
     for parent in path.relative_to(src).parents:
         if parent.name and (split := split_of_folder(parent.name)):
@@ -102,7 +110,7 @@ def read(src: Path) -> Source:
     class_of = {name: k for k, name in enumerate(source.classes, start=1)}
     labelled: set[Path] = set()
     for path, doc in docs:
-        image = (path.parent / str(doc["imagePath"]).replace("\\", "/")).resolve()
+        image = _image_path(path, str(doc["imagePath"]))
         labelled.add(image)
         sample = Sample(id=path.stem, image=image, split=_split_of(path, src))
         if not image.is_file() and doc.get("imageData"):

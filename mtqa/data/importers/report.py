@@ -1,7 +1,8 @@
 """The import report: what was written, how big the images and defects are, what was left out.
 
 A defect is a connected region (8-neighbour) of one class in the written mask; its area is given
-in pixels and as a fraction of its image, so a planner can tell small defects from large ones.
+in pixels and as a fraction of its image, and its short side (the smaller side of its bounding
+box, in pixels) tells thin defects apart, so a planner can choose a resolution that keeps them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ImportStats:
     widths: list[int] = field(default_factory=list)
     region_px: dict[int, list[int]] = field(default_factory=dict)
     region_frac: dict[int, list[float]] = field(default_factory=dict)
+    region_short: dict[int, list[int]] = field(default_factory=dict)
     overlap_px: int = 0
     overlap_images: int = 0
 
@@ -56,6 +58,10 @@ class ImportStats:
             areas = np.bincount(regions.ravel(), minlength=n + 1)[1:]
             self.region_px.setdefault(cls, []).extend(int(a) for a in areas)
             self.region_frac.setdefault(cls, []).extend(float(a) / (h * w) for a in areas)
+            self.region_short.setdefault(cls, []).extend(
+                min(b[0].stop - b[0].start, b[1].stop - b[1].start)
+                for b in ndimage.find_objects(regions)
+            )
         if overlap_px:
             self.overlap_px += overlap_px
             self.overlap_images += 1
@@ -70,9 +76,11 @@ class ImportStats:
                 "regions": len(self.region_px.get(k, [])),
                 "area_px": quantiles(self.region_px.get(k, []), 1),
                 "area_fraction": quantiles(self.region_frac.get(k, [])),
+                "short_side_px": quantiles(self.region_short.get(k, []), 1),
             }
         all_px = [a for v in self.region_px.values() for a in v]
         all_frac = [a for v in self.region_frac.values() for a in v]
+        all_short = [a for v in self.region_short.values() for a in v]
         return {
             "counts": {s: self.split_counts[s] for s in splits}
             | {"all": sum(self.split_counts.values())},
@@ -86,8 +94,9 @@ class ImportStats:
                 "count": len(all_px),
                 "area_px": quantiles(all_px, 1),
                 "area_fraction": quantiles(all_frac),
+                "short_side_px": quantiles(all_short, 1),
                 "per_class": {
-                    n: {k: c[k] for k in ("regions", "area_px", "area_fraction")}
+                    n: {k: c[k] for k in ("regions", "area_px", "area_fraction", "short_side_px")}
                     for n, c in per_class.items()
                 },
             },
@@ -116,19 +125,26 @@ def summary_text(report: dict) -> str:
         "image size min / p5 / p50 / p95 / max: "
         f"height {_q(report['image_height'], '.0f')}, width {_q(report['image_width'], '.0f')}",
     ]
-    width = max([len(c) for c in report["classes"]] + [5])
     regions = report["defect_regions"]["per_class"]
-    lines.append(
-        f"  {'class':<{width}}  images (per split)      regions  "
-        "area px min / p5 / p50 / p95 / max      fraction p50"
-    )
+    rows = [("class", "images", "per split", "regions", "area px", "area fraction", "short side")]
     for name, counts in report["images_per_class"].items():
-        per = ", ".join(f"{s} {n}" for s, n in counts.items() if s != "all")
-        frac = regions[name]["area_fraction"]
+        region = regions[name]
+        rows.append(
+            (
+                name,
+                str(counts["all"]),
+                ", ".join(f"{s} {n}" for s, n in counts.items() if s != "all"),
+                str(region["regions"]),
+                _q(region["area_px"], ".0f"),
+                _q(region["area_fraction"], ".1e"),
+                _q(region["short_side_px"], ".0f"),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines.append("defect regions per class (min / p5 / p50 / p95 / max):")
+    for row in rows:
         lines.append(
-            f"  {name:<{width}}  {counts['all']:>5} ({per})  {regions[name]['regions']:>7}  "
-            f"{_q(regions[name]['area_px'], '.0f'):<36}  "
-            f"{'-' if frac is None else format(frac['p50'], '.2e')}"
+            "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
         )
     if report["overlap"]["pixels"]:
         lines.append(

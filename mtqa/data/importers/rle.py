@@ -19,6 +19,8 @@ def decode_rle(rle: dict, where: str) -> np.ndarray:
             encoded = coco_mask.frPyObjects({"size": [h, w], "counts": counts}, h, w)
         else:
             text = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+            if not text:  # pycocotools would decode an empty string to stray pixels
+                raise ValueError("empty counts")
             encoded = {"size": [h, w], "counts": text}
         mask = coco_mask.decode(encoded)
     except (KeyError, TypeError, ValueError, UnicodeEncodeError) as exc:

@@ -72,6 +72,8 @@ def assign_splits(
         moved = stratified_splits(train, seed, val_fraction, 0.0)
         given |= {i: "val" for i, split in moved.items() if split == "val"}
         origin += f"; val carved from train (fraction {val_fraction:g}, seeded, stratified)"
+    if "test" not in given.values():
+        origin += "; the source has no test split"
     return given, origin
 
 
