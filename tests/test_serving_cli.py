@@ -23,7 +23,7 @@ from fixtures.serving import (
 )
 from tritonclient.utils import InferenceServerException
 
-from mtqa.serving import TritonServer
+from mtqa.serving import CONTROL_KEY_ENV, TritonServer, control_grpc_headers
 from mtqa.serving.certs import write_dev_pki
 
 pytestmark = pytest.mark.server
@@ -55,24 +55,37 @@ def test_serve_command_runs_until_sigterm(double_repo: Path) -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         seen = _read_until(proc, r"^\s+pid\s+\d+", timeout=60)
+        assert all(seen[k].startswith("127.0.0.1:") for k in ("grpc", "http"))
         client = grpcclient.InferenceServerClient(seen["grpc"])
         assert client.is_model_ready("double") and not client.is_model_ready("double_b")
         assert urllib.request.urlopen(seen["metrics"], timeout=5).status == 200
+        assert seen["control"] == "on"  # --model needs explicit control: behind the key
+        key_file = Path(seen["keyfile"])
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.load_model("double_b")
+        key = key_file.read_text().strip()
+        client.load_model("double_b", headers=control_grpc_headers(key))
+        assert client.is_model_ready("double_b")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        assert key not in proc.stdout.read()  # the key is never echoed
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not stray_processes(int(seen["pid"]))
+    assert not stray_processes(int(seen["pid"])) and not key_file.exists()
 
 
 def test_serve_command_with_mtls_and_restricted_control(double_repo: Path, tmp_path: Path) -> None:
     pki = write_dev_pki(tmp_path / "pki")
     cmd = [*MTQA, "--repo", str(double_repo), "--model", "double", "--metrics-port", "0"]
-    cmd += ["--grpc-port", "0", "--http-port", "0", "--restrict-model-control", "admin=k3y"]
+    cmd += ["--grpc-port", "0", "--http-port", "0", "--model-control"]
     cmd += ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
     cmd += ["--tls-ca", str(pki.ca)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, CONTROL_KEY_ENV: "k3y"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     try:
         seen = _read_until(proc, r"^\s+pid\s+\d+", timeout=60)
         client = grpcclient.InferenceServerClient(
@@ -84,7 +97,7 @@ def test_serve_command_with_mtls_and_restricted_control(double_repo: Path, tmp_p
         )
         with pytest.raises(InferenceServerException, match="restricted"):
             client.load_model("double_b")
-        client.load_model("double_b", headers={"triton-grpc-protocol-admin": "k3y"})
+        client.load_model("double_b", headers={"triton-grpc-protocol-mtqa-control-key": "k3y"})
         assert client.is_model_ready("double_b")
         plain = grpcclient.InferenceServerClient(seen["grpc"])
         with pytest.raises(InferenceServerException, match="UNAVAILABLE"):
@@ -140,8 +153,10 @@ def test_signal_during_startup_leaves_nothing(signum: int, tmp_path: Path) -> No
     ("args", "message"),
     [
         (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key are both required"),
-        (["--restrict-model-control", "nokey"], "expected HEADER=KEY"),
+        (["--key-file", "missing.key"], "cannot read the control key file"),
         (["--poll", "--model", "double"], "poll mode loads every model"),
+        (["--listen", "0.0.0.0"], "refusing to listen on 0.0.0.0 without TLS"),
+        (["--listen", "0.0.0.0", "--insecure", "--poll"], "model control on and no control key"),
         (["--repo", "does-not-exist"], "is not a directory"),
     ],
 )
@@ -149,7 +164,9 @@ def test_serve_command_reports_bad_input(
     args: list[str], message: str, double_repo: Path, tmp_path: Path
 ) -> None:
     cmd = [*MTQA, "--repo", str(double_repo), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    env = {**os.environ, "MTQA_TRITONSERVER": "/nonexistent/tritonserver"}  # refused pre-launch
+    env.pop(CONTROL_KEY_ENV, None)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert done.returncode == 1
     assert message in done.stderr and "Traceback" not in done.stderr
 
