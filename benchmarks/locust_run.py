@@ -22,6 +22,7 @@ def run_locust(
     duration: float,
     prefix: Path,
     options: dict[str, str],
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Run `users` closed-loop users for `duration` s; returns Locust's aggregated figures.
 
@@ -43,7 +44,7 @@ def run_locust(
     log_path = prefix.with_name(prefix.name + ".log")
     sidecar.unlink(missing_ok=True)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         code = _wait(proc, sidecar, time.monotonic() + duration + _GRACE_S)
     if code != 0 or not sidecar.is_file():
         tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-4:])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -127,6 +128,7 @@ class _GrpcUser(User):
             connect_timeout_s=_CLIENT_TIMEOUT_S,
             retries=0,  # a benchmark counts failures instead of hiding them
             shared_memory=opts.mtqa_shared_memory == "system",
+            key=os.environ.get("MTQA_CONTROL_KEY") or None,  # shared-memory registration needs it
         )
 
     def on_stop(self) -> None:

@@ -162,6 +162,7 @@ def run_point(
     output_shm_bytes: int = 0,
     timeout_s: float = 300.0,
     tag: str = "",
+    headers: dict[str, str] | None = None,
 ) -> PerfPoint:
     """Measure `model` over gRPC at one concurrency with a closed loop of synchronous requests.
 
@@ -200,6 +201,8 @@ def run_point(
         cmd += ["--input-data", str(input_data)]
     if output_shm_bytes:
         cmd += ["--shared-memory", "system", "--output-shared-memory-size", str(output_shm_bytes)]
+    for name, value in (headers or {}).items():  # e.g. the control key shm registration needs
+        cmd += ["-H", f"{name}:{value}"]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, env=tool.env(), timeout=timeout_s

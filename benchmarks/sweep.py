@@ -12,6 +12,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from typing import Any
 from mtqa_bench import payloads, perf, repo_view, server_stats
 from mtqa_bench.errors import BenchError, ToolUnavailableError
 from mtqa_bench.locust_run import run_locust
+
+from mtqa.serving.security import CONTROL_KEY_ENV, control_grpc_headers
 
 TARGETS = ("inspect", "net")
 PEERS = ("ort", "naive")
@@ -52,6 +55,7 @@ class BenchOptions:
     image_px: int = 256
     image_format: str = "jpeg"
     startup_timeout: float = 240.0
+    key: str | None = field(default=None, repr=False)  # control key of the --url server
 
     def validate(self) -> None:
         if (self.repo is None) == (self.url is None):
@@ -88,6 +92,7 @@ class Sweep:
         self.info_repo = opts.repo or opts.repo_info
         self.info = repo_view.inspect_repository(self.info_repo) if self.info_repo else None
         self.tool: perf.PerfAnalyzer | None = None
+        self.key = opts.key  # the served server's control key (shared-memory registration)
 
     # -- set-up ----------------------------------------------------------------------------
     def _note(self, text: str) -> None:
@@ -160,6 +165,7 @@ class Sweep:
         )
         self.log(f"starting Triton on {view} (dynamic batching {batching})")
         with TritonServer(view, startup_timeout=self.opts.startup_timeout) as server:
+            self.key = server.control.key
             yield server.grpc_url, {p: repo_view.ensemble_name(p) for p in variants}
 
     def _served_ensembles(self, variants: dict[str, str]) -> dict[str, str]:
@@ -198,8 +204,11 @@ class Sweep:
             options["shared-memory"] = "system"
         base = {**base, "transport": "shm" if shm else "grpc"}
         user_class = "InspectUser" if target == "inspect" else "TensorUser"
+        key = self.key if shm else None
+        env = {**os.environ, CONTROL_KEY_ENV: key} if key else None
         before = server_stats.snapshot(url)
-        loc = run_locust(user_class, url, users, opts.duration, self.raw / f"locust_{tag}", options)
+        prefix = self.raw / f"locust_{tag}"
+        loc = run_locust(user_class, url, users, opts.duration, prefix, options, env=env)
         server = server_stats.difference(before, server_stats.snapshot(url), model, NET)
         if loc["requests"] == 0:
             self._note(f"locust {tag}: no request completed (see raw/locust_{tag}.log)")
@@ -224,6 +233,7 @@ class Sweep:
                 window_ms=max(1000, int(opts.duration * 1000 / 3)),
                 output_shm_bytes=self._largest_output_bytes(url) if shm else 0,
                 tag=tag,
+                headers=control_grpc_headers(key),
             )
         except BenchError as exc:
             self._note(f"perf_analyzer {tag}: {exc}")
@@ -361,7 +371,11 @@ class Sweep:
             except BenchError as exc:
                 self._note(f"naive peer failed: {exc} (log: {self.raw / 'naive_server.log'})")
         meta = {
-            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+            "options": {
+                k: str(v) if isinstance(v, Path) else v
+                for k, v in asdict(opts).items()
+                if k != "key"  # a secret: never written to the results
+            },
             "variants": variants,
             "seconds": round(time.time() - started, 1),
             "host": socket.gethostname(),

@@ -103,15 +103,20 @@ def test_shared_memory_points_pass_tensors_outside_grpc(
     code = main(
         ["bench", "--url", triton_server.grpc_url, "--repo-info", str(built_repo),
          "--users", "2", "--duration", "2", "--variants", "fp32", "--targets", "net",
-         "--request-batch", "4", "--shared-memory", "--peers", "ort", "--out", str(out)]
+         "--request-batch", "4", "--shared-memory", "--peers", "ort", "--out", str(out),
+         "--key-file", str(triton_server.key_file)]  # shm registration needs the control key
     )  # fmt: skip
     assert code == 0
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    results = (out / "results.json").read_text()
+    assert triton_server.control.key not in results  # the key is never written to a report
+    rows = json.loads(results)["rows"]
     served = [r for r in rows if r["source"] in ("locust", "perf_analyzer")]
     assert served and all(r["transport"] == "shm" for r in served)
     assert all(r["throughput"] > 0 and r.get("failures", 0) == 0 for r in served)
     assert any(r["source"] == "ort" and r["batch"] == 4 for r in rows)
     # Every client unregistered its regions: the server holds none afterwards.
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:
-        status = client.get_system_shared_memory_status(as_json=True)
+        status = client.get_system_shared_memory_status(
+            as_json=True, headers=triton_server.control.grpc_headers()
+        )
     assert not status.get("regions"), status

@@ -44,6 +44,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="raw-tensor points pass tensors through system shared memory (client on the host)",
     )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        help="with --url --shared-memory: the server's control key (default: $MTQA_CONTROL_KEY)",
+    )
     parser.add_argument("--image-px", type=int, default=256, help="side of the product images")
     parser.add_argument("--image-format", default="jpeg", choices=["jpeg", "png"])
     parser.add_argument("--no-perf-analyzer", action="store_true", help="skip that column")
@@ -55,8 +60,13 @@ def run(args: argparse.Namespace) -> int:
     from mtqa_bench.report import format_summary, write_report
     from mtqa_bench.sweep import BenchOptions, Sweep
 
-    from mtqa.serving import ServingError
+    from mtqa.serving import ServingError, control_key
 
+    try:
+        key = control_key(args.key_file)
+    except ServingError as exc:
+        print(f"mtqa bench: {exc}", file=sys.stderr)
+        return 1
     opts = BenchOptions(
         out=args.out,
         repo=args.repo,
@@ -74,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         shared_memory=args.shared_memory,
         image_px=args.image_px,
         image_format=args.image_format,
+        key=key,
     )
     try:
         results = Sweep(opts).run()
