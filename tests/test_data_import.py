@@ -340,6 +340,22 @@ def test_masks_good_folder_and_mask_suffix_layout(tmp_path):
     assert (m[1:3] == 1).all() and m.sum() == 40
 
 
+def test_masks_shared_images_overlap_later_class_wins(tmp_path):
+    src, out = tmp_path / "shared", tmp_path / "out"
+    for i in range(4):
+        _image(src / "images" / f"im{i}.png", 20, 16)
+    _mask_file(src / "masks" / "Defect_Crack" / "im0.png", (0, 8, 0, 20))
+    _mask_file(src / "masks" / "Defect_Stain" / "im0.png", (4, 12, 0, 20))
+    _mask_file(src / "masks" / "Defect_Stain" / "im1_mask.png", (0, 2, 0, 2))
+    report = import_dataset("masks", src, out)
+    assert report["classes"] == ["crack", "stain"]
+    m = _mask_of(out, _split_of(out, "im0"), "im0")
+    assert (m[0:4] == 1).all() and (m[4:12] == 2).all() and (m[12:] == 0).all()
+    assert report["overlap"] == {"pixels": 4 * 20, "images": 1}
+    assert _mask_of(out, _split_of(out, "im1"), "im1").sum() == 2 * 4
+    assert report["defect_free_images"]["all"] == 2
+
+
 def test_masks_mvtec_layout(tmp_path):
     src, out = tmp_path / "bottle", tmp_path / "out"
     for i in range(3):
