@@ -107,6 +107,23 @@ def test_unreadable_images_are_skipped_with_the_reason(tmp_path):
     build_datasets(str(out), 32, augment=False)
 
 
+def test_exif_rotated_photo_is_written_upright_with_its_labels(tmp_path):
+    src, out = _yolo(tmp_path / "src"), tmp_path / "out"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x20, shown turned 90 degrees clockwise: 20 wide, 40 high
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :4] = 255  # the stored left edge becomes the upright top edge
+    Image.fromarray(stored).save(src / "images" / "train" / "phone.jpg", exif=exif)
+    (src / "labels" / "train" / "phone.txt").write_text("0 0 0 1 0 1 0.25 0 0.25\n")  # top
+    report = import_dataset("yolo", src, out)
+    image = np.asarray(Image.open(out / "images" / "train" / "phone.png"))
+    assert image.shape == (40, 20, 3) and image[:4].mean() > 200 and image[8:].mean() < 50
+    mask = _mask_of(out, "train", "phone")
+    assert mask.shape == (40, 20) and (mask[:10] == 1).all() and not mask[11:].any()
+    assert any("EXIF orientation" in n for n in report["notes"])
+    build_datasets(str(out), 32, augment=False)
+
+
 def test_yolo_class_id_out_of_range_names_the_file_and_line(tmp_path):
     src = _yolo(tmp_path / "src", names="[scratch]")
     (src / "labels" / "train" / "a.txt").write_text("0 0.1 0.1 0.2 0.1 0.2 0.2\n3 0 0 1 0 1 1\n")

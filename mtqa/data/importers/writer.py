@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import Sample, Source
@@ -23,6 +23,7 @@ from mtqa.data.importers.splits import check_fractions, stratified_splits
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_ORIENTATION = 0x0112  # the EXIF orientation tag
 
 
 def unique_ids(samples: list[Sample]) -> None:
@@ -82,8 +83,12 @@ def _check_out(out: Path) -> None:
         raise DatasetError(f"{out} is not an empty folder; choose a new or empty output folder")
 
 
-def _open_image(sample: Sample) -> tuple[Image.Image, bytes | None]:
-    """The decoded image (fully loaded, so a truncated file fails here) and embedded bytes."""
+def _open_image(sample: Sample) -> tuple[Image.Image, bytes | None, bool]:
+    """(decoded image, embedded bytes or None, whether it was turned upright).
+
+    Fully loaded, so a truncated file fails here. An EXIF orientation is applied: annotation
+    tools show (and label) the upright image, while the project's loader ignores EXIF.
+    """
     data = None
     if not sample.image.is_file():
         if sample.image_data is None:
@@ -92,14 +97,20 @@ def _open_image(sample: Sample) -> tuple[Image.Image, bytes | None]:
     try:
         img = Image.open(io.BytesIO(data) if data is not None else sample.image)
         img.load()
+        if img.getexif().get(_ORIENTATION, 1) != 1:
+            return ImageOps.exif_transpose(img), data, True
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"cannot read image: {exc}") from exc
-    return img, data
+    return img, data, False
 
 
-def _write_image(sample: Sample, img: Image.Image, data: bytes | None, folder: Path) -> None:
+def _write_image(
+    sample: Sample, img: Image.Image, data: bytes | None, upright: bool, folder: Path
+) -> None:
     suffix = sample.image.suffix.lower()
-    if data is None and suffix in IMAGE_SUFFIXES:
+    if upright:
+        img.save(folder / f"{sample.id}.png")
+    elif data is None and suffix in IMAGE_SUFFIXES:
         shutil.copyfile(sample.image, folder / f"{sample.id}{suffix}")
     elif data is not None and img.format in ("PNG", "JPEG"):
         ext = ".png" if img.format == "PNG" else ".jpg"
@@ -135,10 +146,12 @@ def write_dataset(
     splits, origin = assign_splits(source, seed, val_fraction, test_fraction)
     stats = ImportStats(list(source.classes))
     skipped = list(source.skipped)
+    notes = list(source.notes)
+    turned = 0
     for sample in samples:
         where = str(sample.image)
         try:
-            img, data = _open_image(sample)
+            img, data, upright = _open_image(sample)
             mask, overlap = rasterise(sample.labels, (img.height, img.width), where)
         except DatasetError as exc:
             skipped.append({"file": where, "reason": str(exc)})
@@ -146,11 +159,17 @@ def write_dataset(
         split = splits[sample.id]
         for kind in ("images", "masks"):
             (out / kind / split).mkdir(parents=True, exist_ok=True)
-        _write_image(sample, img, data, out / "images" / split)
+        _write_image(sample, img, data, upright, out / "images" / split)
+        turned += upright
         Image.fromarray(mask).save(out / "masks" / split / f"{sample.id}.png")
         stats.add(split, mask, overlap)
     if not stats.split_counts:
         raise DatasetError(f"{src}: none of {len(samples)} images could be read")
+    if turned:
+        notes.append(
+            f"{turned} image(s) carried an EXIF orientation: written upright as PNG, labels drawn "
+            "on the upright image (as annotation tools show it)"
+        )
     without_label = sorted(str(s.image) for s in samples if not s.has_label_file)
     report = {
         "format": fmt,
@@ -164,7 +183,7 @@ def write_dataset(
         "images_without_label_file": {"count": len(without_label), "files": without_label},
         "skipped": skipped,
         "warnings": list(source.warnings),
-        "notes": list(dict.fromkeys(source.notes)),
+        "notes": list(dict.fromkeys(notes)),
     }
     meta = {"classes": list(source.classes), "imported_from": {"format": fmt, "source": str(src)}}
     (out / "classes.json").write_text(json.dumps(meta, indent=2) + "\n")
