@@ -38,6 +38,7 @@ K8S = DOCKER / "k8s"
 PORTS = {"http": DEFAULT_HTTP_PORT, "grpc": DEFAULT_GRPC_PORT, "metrics": DEFAULT_METRICS_PORT}
 REACHABLE = {"grpc": DEFAULT_GRPC_PORT, "metrics": DEFAULT_METRICS_PORT}  # HTTP stays on loopback
 PLACEHOLDER = "REPLACE_WITH_A_RANDOM_KEY"
+COMPOSE_KEY = "${MTQA_CONTROL_KEY:?set MTQA_CONTROL_KEY in docker/.env (see docker/.env.example)}"
 SERVER_IMAGE = f"mtqa-triton-server:{versions.NGC_RELEASE}"
 
 
@@ -94,14 +95,17 @@ def _shell_command(command: list[str]) -> list[str]:
     return words[1:]
 
 
-def _assert_serving_command(command: list[str], server_help: str, key: str) -> None:
+def _assert_serving_command(
+    command: list[str], server_help: str, key: str, control: str = "none"
+) -> None:
     """Known flags, repository, ports and the security policy; `key`: how the key is read."""
     _assert_known_flags(command, server_help)
     assert _flag(command, "model-repository") == "/models"
     for kind, port in PORTS.items():
         assert int(_flag(command, f"{kind}-port")) == port
-    assert _flag(command, "model-control-mode") == "none"
-    assert not any(a.startswith("--load-model") for a in command)
+    assert _flag(command, "model-control-mode") == control
+    loads = [a for a in command if a.startswith("--load-model")]
+    assert loads == ([] if control == "none" else ["--load-model=*"])
     assert _flag(command, "http-address") == "127.0.0.1"
     assert _flag(command, "grpc-address") == _flag(command, "metrics-address") == "0.0.0.0"
     spec = f"{','.join(ADMIN_PROTOCOLS)}:{CONTROL_HEADER}={key}"
@@ -137,8 +141,7 @@ def test_compose_gpu_health_ports_and_prometheus(server_help: str) -> None:
     assert triton["build"]["args"]["NGC_RELEASE"] == versions.NGC_RELEASE
     assert services["builder"]["build"]["args"]["NGC_RELEASE"] == versions.NGC_RELEASE
     assert services["builder"]["image"].endswith(f":{versions.NGC_RELEASE}")
-    key = "${MTQA_CONTROL_KEY:?set MTQA_CONTROL_KEY in docker/.env (see docker/.env.example)}"
-    _assert_serving_command(triton["command"], server_help, key)
+    _assert_serving_command(triton["command"], server_help, COMPOSE_KEY)
     assert sorted(triton["ports"]) == sorted(f"127.0.0.1:{p}:{p}" for p in REACHABLE.values())
     assert any(v.endswith(":/models:ro") for v in triton["volumes"])
     for name in ("triton", "builder"):
@@ -194,6 +197,15 @@ def test_key_comes_from_a_secret_and_grpc_uses_tls() -> None:
     tls_volume = next(v for v in pod["volumes"] if v.get("secret"))
     for name in ("grpc-server-cert", "grpc-server-key"):
         assert _flag(args, name).startswith(mounts[tls_volume["name"]] + "/")
+
+
+def test_compose_swap_override_turns_on_restricted_control_only(server_help: str) -> None:
+    """compose.control.yaml: explicit model control for `mtqa swap`, everything else the same."""
+    base = _yaml(DOCKER / "compose.yaml")["services"]["triton"]["command"]
+    override = _yaml(DOCKER / "compose.control.yaml")["services"]["triton"]["command"]
+    _assert_serving_command(override, server_help, COMPOSE_KEY, control="explicit")
+    changed = {"--model-control-mode=none", "--model-control-mode=explicit", "--load-model=*"}
+    assert [a for a in override if a not in changed] == [a for a in base if a not in changed]
 
 
 def test_compose_key_comes_from_an_ignored_env_file() -> None:
