@@ -37,7 +37,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rule", default="max_f1", choices=("max_f1", "target_recall"))
     parser.add_argument("--target-recall", type=float, default=0.95)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--limit", type=int, help="cap every split (default: the run's own cap)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="score only the first N images of each split read (default: the whole split, "
+        "whatever data.limit the run trained under)",
+    )
     parser.add_argument("--samples", type=int, default=4, help="images in overlays.png")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "data": source,
             "split": args.split,
+            "limit": args.limit,
             "thresholds_rule": checkpoint.thresholds.get("rule"),
             "thresholds_selected_on": checkpoint.thresholds.get("selected_on"),
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -104,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"mtqa evaluate: error: {exc}", file=sys.stderr)
         return 2
     flat = result.flat()
-    summary = {k: flat[k] for k in HEADLINE} | {"n_images": flat["n_images"]}
+    scope = f"the first {args.limit} images" if args.limit else "the whole split"
+    print(
+        f"mtqa evaluate: scored {flat['n_images']} images of the {args.split!r} split of "
+        f"{source} ({scope}; {flat['n_images_with_masks']} with masks)",
+        file=sys.stderr,
+    )
+    evaluated = {"data": source, "split": args.split, "limit": args.limit}
+    summary = evaluated | {"n_images": flat["n_images"]} | {k: flat[k] for k in HEADLINE}
     print(dumps({"report": str(files["report"]), **summary}))
     return 0

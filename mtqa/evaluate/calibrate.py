@@ -2,8 +2,8 @@
 
 A checkpoint is always fed the way it was trained: its own classes, image size, grade rule and
 normalisation mean/std (from `config.json`), whatever source the images come from. By default
-the source, seed, synthetic sizes and limit are the run's own, so `split="val"` is exactly the
-validation split the run was selected on.
+the source, seed and synthetic sizes are the run's own, so `split="val"` is the validation split
+the run was selected on (whole: a `data.limit` the run trained under is not inherited).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def checkpoint_split(
 ) -> tuple[Any, str]:
     """(dataset, source) of ``split`` prepared for ``checkpoint`` (a loaded ``Checkpoint``).
 
-    ``source`` defaults to the run's own; ``limit`` to the run's own cap (tests use one). The
+    ``source`` defaults to the run's own; ``limit`` caps the split (None: the whole split, not
+    the cap the run may have trained under: a score on part of a split must be asked for). The
     dataset's normalisation is set to the checkpoint's, since statistics measured on another
     source would feed the network inputs it was never trained on. A synthetic split is a
     stream, so it can be read further than the run did: at least ``synth_size`` images (the
@@ -59,7 +60,7 @@ def checkpoint_split(
         synth_sizes=tuple(sizes),
         classes=list(checkpoint.classes),
         grade_rule=config.get("grade_rule"),
-        limit=limit if limit is not None else data_cfg.get("limit"),
+        limit=limit,
     )
     dataset = getattr(bundle, split)
     if dataset is None:
@@ -110,5 +111,6 @@ def calibrate_run(
         "segmentation": segmentation,
         "selected_on": split,
         "rule": rule,
+        "notes": {"presence": presence.notes, "segmentation": segmentation.notes},
         **extra,
     }
