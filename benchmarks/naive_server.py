@@ -21,7 +21,8 @@ from fastapi import FastAPI, HTTPException, Request  # module level: FastAPI res
 def create_app(checkpoint: Path) -> FastAPI:
     """Build the FastAPI app around a loaded checkpoint."""
     from mtqa.checkpoint import load_checkpoint
-    from mtqa.data.preprocess import decode_image, preprocess_image
+    from mtqa.data.decode import decode_image
+    from mtqa.data.preprocess import preprocess_image
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
@@ -37,7 +38,7 @@ def create_app(checkpoint: Path) -> FastAPI:
     async def inspect(request: Request) -> dict[str, Any]:
         data = await request.body()
         try:
-            rgb = decode_image(data)
+            rgb = decode_image(data, size=ckpt.image_size).rgb
         except Exception as exc:  # any undecodable body is the client's fault
             raise HTTPException(status_code=400, detail=f"cannot decode image: {exc}") from exc
         x = preprocess_image(rgb, ckpt.image_size, ckpt.mean, ckpt.std)

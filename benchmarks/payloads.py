@@ -54,7 +54,8 @@ def write_payloads(
     std: Sequence[float] = FALLBACK_STD,
 ) -> Path:
     """Write encoded images and their model-ready tensors [count, 3, S, S] into `folder`."""
-    from mtqa.data.preprocess import decode_image, preprocess_image
+    from mtqa.data.decode import decode_image
+    from mtqa.data.preprocess import preprocess_image
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "images").mkdir(exist_ok=True)
@@ -62,7 +63,9 @@ def write_payloads(
     for i, image in enumerate(product_images(count, size)):
         data = encode(image, fmt)
         (folder / "images" / f"{i:03d}{FORMATS[fmt][1]}").write_bytes(data)
-        tensors.append(preprocess_image(decode_image(data), model_size, mean, std))
+        tensors.append(
+            preprocess_image(decode_image(data, size=model_size).rgb, model_size, mean, std)
+        )
     np.save(folder / "tensors.npy", np.stack(tensors).astype(np.float32))
     meta = {"count": count, "size": size, "format": fmt, "model_size": model_size}
     (folder / "payloads.json").write_text(

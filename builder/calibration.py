@@ -32,7 +32,7 @@ class CalibrationSet:
         return {"source": self.source, "count": int(len(self.images)), "sha256": self.sha256}
 
 
-def _from_folder(folder: Path, count: int) -> list[np.ndarray]:
+def _from_folder(folder: Path, count: int, image_size: int) -> list[np.ndarray]:
     from mtqa.data import load_image
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)
@@ -40,7 +40,7 @@ def _from_folder(folder: Path, count: int) -> list[np.ndarray]:
     if not files:
         return []
     picks = np.linspace(0, len(files) - 1, min(count, len(files))).astype(int)
-    return [load_image(files[i]) for i in picks]
+    return [load_image(files[i], image_size) for i in picks]  # decoded as served
 
 
 def load_calibration(
@@ -59,7 +59,7 @@ def load_calibration(
         folder = Path(source).expanduser()
         if source in ("synth", "neu_seg") or not folder.is_dir():
             raise CalibrationError(f"calibration source {source!r} unusable: {exc}") from exc
-        raws = _from_folder(folder, count)  # not a dataset layout: any folder of images
+        raws = _from_folder(folder, count, image_size)  # not a dataset layout: any folder of images
     if not raws:
         raise CalibrationError(f"calibration source {source!r} holds no images")
     try:

@@ -15,6 +15,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 TARGETS = ("local", "ngc-onnx", "ngc-trt")
 NET, PRE, POST, ENSEMBLE = "mtqa_net", "mtqa_preprocess", "mtqa_postprocess", "mtqa_inspect"
+# Per-image error message ("" when the image was answered): preprocess -> postprocess -> client.
+ITEM_ERROR = "item_error"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Serving:
     # the network's image size
     chunk_images: int | None = None
     decode_threads: int = 1  # mtqa_preprocess: threads decoding the images of one request
+    # mtqa_preprocess: most pixels (width x height, from the header) an image may declare
+    max_pixels: int = 40_000_000
 
 
 # Pixels one ORT call of the local mtqa_net takes by default: batch 4 at 128 px. Past it the
@@ -94,6 +98,7 @@ def result_outputs(shapes: Shapes) -> list[mc.ModelOutput]:
         _out("grade_index", "TYPE_INT32", [1]),
         _out("masks_packed", "TYPE_UINT8", [k, shapes.packed_bytes]),
         _out("regions", "TYPE_FP32", [-1, 6]),
+        _out(ITEM_ERROR, "TYPE_STRING", [1]),
     ]
 
 
@@ -153,22 +158,28 @@ def net_config(
 
 
 def preprocess_config(shapes: Shapes, serving: Serving, versions: Sequence[int]) -> mc.ModelConfig:
-    """`mtqa_preprocess`: encoded bytes -> `images` and the original (h, w)."""
+    """`mtqa_preprocess`: encoded bytes -> `images`, the original (h, w) and `item_error`."""
     cfg = _python(PRE, serving, versions)
     cfg.parameters["decode_threads"].string_value = str(serving.decode_threads)
+    cfg.parameters["max_pixels"].string_value = str(serving.max_pixels)
     cfg.input.append(_inp("image_bytes", "TYPE_STRING", [1]))
     s = shapes.image_size
     cfg.output.extend(
-        [_out("images", "TYPE_FP32", [3, s, s]), _out("orig_size", "TYPE_INT32", [2])]
+        [
+            _out("images", "TYPE_FP32", [3, s, s]),
+            _out("orig_size", "TYPE_INT32", [2]),
+            _out(ITEM_ERROR, "TYPE_STRING", [1]),
+        ]
     )
     return cfg
 
 
 def postprocess_config(shapes: Shapes, serving: Serving, versions: Sequence[int]) -> mc.ModelConfig:
-    """`mtqa_postprocess`: the three logits and `orig_size` -> the inspection results."""
+    """`mtqa_postprocess`: the three logits, `orig_size` and `item_error` -> the results."""
     cfg = _python(POST, serving, versions)
     cfg.input.extend(_inp(o.name, "TYPE_FP32", o.dims) for o in net_io(shapes)[1])
     cfg.input.append(_inp("orig_size", "TYPE_INT32", [2]))
+    cfg.input.append(_inp(ITEM_ERROR, "TYPE_STRING", [1]))
     cfg.output.extend(result_outputs(shapes))
     return cfg
 
@@ -193,9 +204,13 @@ def ensemble_config(
     cfg.output.extend(result_outputs(shapes))
     logits = ("presence_logits", "seg_logits", "grade_logits")
     plan = [
-        (PRE, {"image_bytes": "image_bytes"}, {"images": "images", "orig_size": "orig_size"}),
+        (PRE, {"image_bytes": "image_bytes"}, {n: n for n in ("images", "orig_size", ITEM_ERROR)}),
         (NET, {"images": "images"}, {n: n for n in logits}),
-        (POST, {n: n for n in (*logits, "orig_size")}, {o.name: o.name for o in cfg.output}),
+        (
+            POST,
+            {n: n for n in (*logits, "orig_size", ITEM_ERROR)},
+            {o.name: o.name for o in cfg.output},
+        ),
     ]
     for model, inputs, outputs in plan:
         step = cfg.ensemble_scheduling.step.add(model_name=model, model_version=steps[model])

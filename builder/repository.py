@@ -67,10 +67,11 @@ def numeric_versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _preprocess_source() -> Path:
-    spec = importlib.util.find_spec("mtqa.data.preprocess")
+def _preprocess_source(module: str = "preprocess") -> Path:
+    """mtqa/data/<module>.py, copied verbatim into mtqa_preprocess (preprocess and decode)."""
+    spec = importlib.util.find_spec(f"mtqa.data.{module}")
     if spec is None or spec.origin is None:
-        raise RepositoryError("mtqa.data.preprocess is missing; it is copied into mtqa_preprocess")
+        raise RepositoryError(f"mtqa.data.{module} is missing; it is copied into mtqa_preprocess")
     return Path(spec.origin)
 
 
@@ -211,7 +212,8 @@ def publish(
             vdir = pub.version_dir(model, version)
             if model == PRE:
                 _python_model(vdir, "preprocess_model.py")
-                shutil.copyfile(_preprocess_source(), vdir / "preprocess.py")
+                for module in ("preprocess", "decode"):
+                    shutil.copyfile(_preprocess_source(module), vdir / f"{module}.py")
                 _write_json(
                     vdir / "preprocess.json",
                     {"image_size": source.image_size, "mean": source.mean, "std": source.std},

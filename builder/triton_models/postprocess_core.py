@@ -64,28 +64,40 @@ def postprocess(
     orig_size: np.ndarray,
     presence_thr: np.ndarray,
     seg_thr: np.ndarray,
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Turn a batch of logits into the ensemble outputs (see docs/architecture.md).
 
     `regions` is [B, R, 6] with R the largest region count in the batch; shorter lists are padded
-    with rows whose class_index is -1.
+    with rows whose class_index is -1. Regions are listed only for the classes whose presence
+    decision is true, so no box names a class the image was decided free of; `masks_packed` keeps
+    the segmentation head's own decision for every class. `valid` (bool [B], default all) marks
+    the images preprocess could decode: an invalid one gets zero probabilities, no decision,
+    grade_index -1, an empty mask and no region.
     """
     presence_prob = sigmoid(presence_logits)
     seg_prob = sigmoid(seg_logits)
     masks = seg_prob >= seg_thr.reshape(1, -1, 1, 1)  # same rule as mtqa.evaluate: prob >= thr
     batch, k = masks.shape[:2]
+    valid = np.ones(batch, dtype=bool) if valid is None else np.asarray(valid, bool).reshape(-1)
+    presence_prob[~valid] = 0.0
+    decision = (presence_prob >= presence_thr.reshape(1, -1)) & valid[:, None]
+    masks[~valid] = False
     packed = np.packbits(masks.reshape(batch, k, -1), axis=2, bitorder="big")
-    per_image = [regions(seg_prob[b], masks[b], orig_size[b]) for b in range(batch)]
+    present = masks & decision[:, :, None, None]
+    per_image = [regions(seg_prob[b], present[b], orig_size[b]) for b in range(batch)]
     width = max(len(r) for r in per_image)
     padded = np.full((batch, width, 6), -1.0, dtype=np.float32)
     for b, r in enumerate(per_image):
         padded[b, : len(r)] = r
     grade_prob = softmax(grade_logits)
+    grade_prob[~valid] = 0.0
+    grade_index = np.where(valid, grade_prob.argmax(axis=1), -1).astype(np.int32)
     return {
         "presence_prob": presence_prob.astype(np.float32),
-        "presence_decision": presence_prob >= presence_thr.reshape(1, -1),
+        "presence_decision": decision,
         "grade_prob": grade_prob,
-        "grade_index": grade_prob.argmax(axis=1).astype(np.int32).reshape(batch, 1),
+        "grade_index": grade_index.reshape(batch, 1),
         "masks_packed": packed.astype(np.uint8),
         "regions": padded,
     }

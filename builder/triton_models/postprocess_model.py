@@ -1,4 +1,8 @@
-"""Triton python model `mtqa_postprocess`: logits -> probabilities, decisions, masks, regions."""
+"""Triton python model `mtqa_postprocess`: logits -> probabilities, decisions, masks, regions.
+
+`item_error` (one message per image, "" when preprocess decoded it) passes through unchanged; the
+images it marks get empty results (see postprocess_core.postprocess).
+"""
 
 import importlib.util
 import json
@@ -31,7 +35,12 @@ class TritonPythonModel:
         for request in requests:
             try:
                 arrays = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in _INPUTS]
-                result = self.core.postprocess(*arrays, self.presence_thr, self.seg_thr)
+                errors = pb_utils.get_input_tensor_by_name(request, "item_error")
+                errors = None if errors is None else errors.as_numpy().reshape(-1, 1)
+                valid = None if errors is None else np.array([not e for e in errors[:, 0]])
+                result = self.core.postprocess(*arrays, self.presence_thr, self.seg_thr, valid)
+                if errors is not None:
+                    result["item_error"] = errors
                 tensors = [
                     pb_utils.Tensor(n, np.ascontiguousarray(result[n])) for n in self.outputs
                 ]

@@ -1,11 +1,18 @@
 """Triton python model `mtqa_preprocess`: encoded image bytes -> normalised model input.
 
-It imports `preprocess.py`, a verbatim copy of mtqa/data/preprocess.py made at build time, so
-serving decodes, resizes and normalises exactly as training did. The images of one request are
-decoded on `decode_threads` threads (pillow's decode and resize release the GIL), so a lone
-multi-image request uses every core.
+It imports `decode.py` and `preprocess.py`, verbatim copies of mtqa/data/decode.py and
+mtqa/data/preprocess.py made at build time, so serving decodes (bounded by `max_pixels`, checked
+from the header before decoding), resizes and normalises exactly as training did. The images of
+one request are decoded on `decode_threads` threads (pillow's decode and resize release the GIL),
+so a lone multi-image request uses every core.
+
+An image that cannot be decoded fails alone: its slot gets a blank (all-zero) input, orig_size
+(0, 0) and its reason in `item_error` ("" for every answered image); the postprocess model carries
+that error through to the client, and the other images of the request are answered.
 """
 
+import ctypes
+import ctypes.util
 import importlib.util
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -20,26 +27,55 @@ utils = importlib.util.module_from_spec(_UTILS)
 _UTILS.loader.exec_module(utils)
 
 
+# After a request whose images held more original pixels than this, freed decode buffers are
+# handed back to the OS (glibc keeps them in per-thread arenas otherwise, and the stub's RSS stays
+# at its peak after one large request).
+_TRIM_PIXELS = 8_000_000
+
+
+def _malloc_trim():
+    """glibc's malloc_trim(0) where it exists (a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 class TritonPythonModel:
-    """Decodes each request's images; undecodable bytes fail that request only."""
+    """Decodes each request's images; an undecodable image fails its own slot only."""
 
     def initialize(self, args):
         self.pre = utils.sibling("preprocess")
+        self.decode = utils.sibling("decode")
         params = json.loads((_HERE / "preprocess.json").read_text())
         self.size, self.mean, self.std = params["image_size"], params["mean"], params["std"]
         config = json.loads(args["model_config"])
-        threads = int(utils.parameters(config).get("decode_threads", "1"))
+        parameters = utils.parameters(config)
+        threads = int(parameters.get("decode_threads", "1"))
+        default = str(self.decode.DEFAULT_MAX_PIXELS)
+        self.max_pixels = int(parameters.get("max_pixels", default))
         self.pool = ThreadPoolExecutor(threads, "decode") if threads > 1 else None
+        self.blank = np.zeros((3, self.size, self.size), dtype=np.float32)
+        self.trim = _malloc_trim()
 
     def finalize(self):
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
     def _one(self, data):
-        if isinstance(data, np.ndarray):  # Triton may hand BYTES elements as 0-d object arrays
-            data = data.item()
-        rgb = self.pre.decode_image(bytes(data))
-        return self.pre.preprocess_image(rgb, self.size, self.mean, self.std), rgb.shape[:2]
+        """(input, (h, w), "") for a good image; (blank, (0, 0), reason) for a bad one."""
+        try:
+            if isinstance(data, np.ndarray):  # Triton may hand BYTES elements as 0-d arrays
+                data = data.item()
+            data = bytes(data)
+            if not data:
+                raise self.decode.DecodeError("empty image data (0 bytes)")
+            decoded = self.decode.decode_image(data, size=self.size, max_pixels=self.max_pixels)
+            x = self.pre.preprocess_image(decoded.rgb, self.size, self.mean, self.std)
+            return x, decoded.orig_hw, ""
+        except Exception as exc:  # the client's data: reported in this slot, never raised
+            return self.blank, (0, 0), f"{type(exc).__name__}: {exc}"
 
     def execute(self, requests):
         responses = []
@@ -51,15 +87,20 @@ class TritonPythonModel:
                 done = list(run(self._one, items))
                 images = np.stack([d[0] for d in done])  # float32 from normalise
                 sizes = np.asarray([d[1] for d in done], dtype=np.int32).reshape(-1, 2)
+                errors = np.array([[d[2].encode()] for d in done], dtype=np.object_)
+                pixels = int(np.prod(sizes.astype(np.int64), axis=1).sum())
+                if self.trim is not None and pixels > _TRIM_PIXELS:
+                    self.trim(0)
                 responses.append(
                     pb_utils.InferenceResponse(
                         output_tensors=[
                             pb_utils.Tensor("images", images),
                             pb_utils.Tensor("orig_size", sizes),
+                            pb_utils.Tensor("item_error", errors),
                         ]
                     )
                 )
-            except Exception as exc:  # bad bytes -> an error response, never a dead instance
-                error = utils.invalid_arg(f"cannot preprocess image: {exc}")  # the client's data
+            except Exception as exc:  # a malformed request -> an error response, never a dead stub
+                error = utils.invalid_arg(f"cannot preprocess image batch: {exc}")
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses

@@ -71,6 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="threads mtqa_preprocess decodes one request's images on (default: cores, at most 4)",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="mtqa_preprocess refuses an image whose header declares more pixels, before "
+        "decoding it (default 40,000,000; Pillow's own limit, ~89 Mpx, still applies)",
+    )
     parser.add_argument("--work-dir", type=Path, help="keep intermediate ONNX files here")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -104,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
     lanes = args.lane_sessions if args.lane_sessions is not None else min(cores, 4)
     decode_threads = args.decode_threads if args.decode_threads is not None else min(cores, 4)
     counts = (args.max_batch, instances, args.max_queue_size, lanes, decode_threads)
+    counts = (*counts, args.max_pixels)
     if min(counts) < 1 or delay < 0 or (args.chunk_images or 0) < 0:
         print(
-            "error: --max-batch, --instances, --max-queue-size, --lane-sessions and "
-            "--decode-threads must be >= 1, delay and --chunk-images >= 0"
+            "error: --max-batch, --instances, --max-queue-size, --lane-sessions, "
+            "--decode-threads and --max-pixels must be >= 1, delay and --chunk-images >= 0"
         )
         return 2
     if any(not 1 <= b <= args.max_batch for b in preferred_batch):
@@ -134,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             lane_sessions=lanes,
             chunk_images=args.chunk_images,
             decode_threads=decode_threads,
+            max_pixels=args.max_pixels,
         ),
         serve=args.serve,
         tolerance=args.tolerance,

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from mtqa.data import grading
 from mtqa.data.augment import Augmenter
 from mtqa.data.preprocess import preprocess_image, resize_mask
-from mtqa.data.records import Record, load_image, read_index_mask
+from mtqa.data.records import Record, image_size_of, load_image, read_index_mask
 from mtqa.data.synth import SynthGenerator
 
 RawSample = tuple[str, np.ndarray, np.ndarray | None, np.ndarray]
@@ -135,11 +135,13 @@ class FileDataset(_Base):
 
     def raw(self, index: int) -> RawSample:
         rec = self.records[index]
-        image = load_image(rec.image)
+        image = load_image(rec.image, self.image_size)  # decoded as mtqa_preprocess does
         if not rec.has_mask:
             presence = np.array([rec.presence[c] for c in self.columns], dtype=bool)
             return rec.id, image, None, presence
-        mask = self.remap[read_index_mask(rec, image.shape[:2], self.n_file_classes)]
+        # The mask matches the original size; a large JPEG's image arrives draft-reduced.
+        hw = image_size_of(rec.image)
+        mask = self.remap[read_index_mask(rec, hw, self.n_file_classes)]
         present = np.isin(np.arange(1, len(self.classes) + 1), np.unique(mask))
         return rec.id, image, mask, present
 

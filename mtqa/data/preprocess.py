@@ -2,13 +2,13 @@
 
 This file must stay self-contained (numpy + pillow only, no torch, no mtqa imports): the serving
 builder copies it next to the Triton `mtqa_preprocess` model so that serving and training resize
-(bilinear for images, nearest for masks) and normalise identically.
+(bilinear for images, nearest for masks) and normalise identically. Decoding encoded bytes lives
+in decode.py, which travels beside this file the same way.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,15 +27,6 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] in (3, 4):
         return np.ascontiguousarray(image[:, :, :3])
     raise ValueError(f"expected an HxW or HxWx{{1,3,4}} image, got shape {image.shape}")
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode encoded image bytes (PNG, JPEG, BMP, ...) into uint8 HxWx3 RGB."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, SyntaxError) as exc:  # PIL raises these for corrupt or unknown formats
-        raise ValueError(f"cannot decode image bytes ({len(data)} bytes): {exc}") from exc
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

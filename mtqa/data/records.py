@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mtqa.data import decode
 from mtqa.data.errors import DatasetError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -44,26 +45,30 @@ class SourceIndex:
     info: dict = field(default_factory=dict)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 HxWx3 RGB (grayscale repeated, alpha dropped)."""
+def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Read an image file as upright uint8 HxWx3 RGB with the decoder serving uses.
+
+    `mtqa.data.decode.decode_image`: EXIF orientation applied, 16-bit and float data mapped by
+    their range, grayscale repeated, alpha dropped, at most `decode.DEFAULT_MAX_PIXELS`. `size` is
+    the network's image size: a large JPEG is then decoded reduced (JPEG draft, still covering
+    size x size) exactly as `mtqa_preprocess` decodes it, so training sees the served pixels.
+    """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+        return decode.decode_image(path, size=size).rgb
     except FileNotFoundError as exc:
         raise DatasetError(f"image file not found: {path}") from exc
-    except (OSError, SyntaxError) as exc:
+    except decode.DecodeError as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header, without decoding the pixels."""
+    """Upright (height, width) of an image file from its header, without decoding the pixels."""
     try:
-        with Image.open(path) as img:
-            return img.height, img.width
+        return decode.probe_image(Path(path))
     except FileNotFoundError as exc:
         raise DatasetError(f"file not found: {path}") from exc
-    except (OSError, SyntaxError) as exc:
+    except decode.DecodeError as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
 
