@@ -20,10 +20,11 @@ from tritonclient.utils import InferenceServerException
 
 from mtqa_client import protocol
 from mtqa_client.base import POLL_S, ClientBase, Read
+from mtqa_client.batch import Collector, Outcome, finish
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import InspectionError, ModelNotReadyError
-from mtqa_client.images import ImageLike, ImagesLike, encode_images, is_batch
-from mtqa_client.results import InspectionResult, TensorResult
+from mtqa_client.images import ImageLike, ImagesLike, as_items, is_batch
+from mtqa_client.results import InspectionResult, ItemError, TensorResult
 from mtqa_client.spec import NET_OUTPUTS, ModelSpec
 
 R = TypeVar("R")
@@ -182,21 +183,33 @@ class AsyncInspectionClient(ClientBase):
 
     async def inspect(
         self, images: ImagesLike, *, timeout_s: float | None = None
-    ) -> InspectionResult | list[InspectionResult]:
-        """Inspect one image (one result) or a list (a list; batches run concurrently)."""
-        encoded = encode_images(images, validate=self.options.validate_images)
-        parts = await asyncio.gather(
-            *(
-                self._inspect_encoded(chunk, timeout_s)
-                for chunk in protocol.chunks(encoded, self.spec.max_batch_size)
-            )
-        )
-        results = [r for part in parts for r in part]
-        return results if is_batch(images) else results[0]
+    ) -> InspectionResult | list[InspectionResult | ItemError]:
+        """Inspect one image (its result, or its error raised) or a list (a list in input order;
+        requests run concurrently). Bad images and failed requests of a list are reported as in
+        the sync client: ItemError entries, BatchError carrying every answer (`mtqa_client.batch`).
+        """
+        batch = is_batch(images)
+        part = await self._inspect_part(as_items(images), 0, timeout_s, batch)
+        return finish([part], batch)
 
-    async def _inspect_encoded(
-        self, chunk: Sequence, timeout_s: float | None
-    ) -> list[InspectionResult]:
+    async def _inspect_part(
+        self, items: Sequence[ImageLike], offset: int, timeout_s: float | None, batch: bool
+    ) -> Collector:
+        """Encode images `offset ..` of a call and send their requests concurrently."""
+        part, encoded = self._collect(items, offset, batch)
+
+        async def send(chunk: Sequence) -> None:
+            try:
+                part.answered(await self._inspect_encoded(chunk, timeout_s))
+            except InspectionError as exc:
+                if not batch:
+                    raise
+                part.failed(chunk, exc)
+
+        await asyncio.gather(*(send(c) for c in protocol.chunks(encoded, self.spec.max_batch_size)))
+        return part
+
+    async def _inspect_encoded(self, chunk: Sequence, timeout_s: float | None) -> list[Outcome]:
         spec, opts = self.spec, self.options
         inputs, outputs = protocol.inspect_request(chunk, spec)
         result, ms = await self._infer(opts.model, opts.version_str, inputs, outputs, timeout_s)
@@ -209,25 +222,26 @@ class AsyncInspectionClient(ClientBase):
         concurrency: int = 8,
         batch_size: int | None = None,
         timeout_s: float | None = None,
-    ) -> list[InspectionResult]:
-        """Inspect many images with at most `concurrency` requests in flight; keeps input order."""
+    ) -> list[InspectionResult | ItemError]:
+        """Inspect many images with at most `concurrency` requests in flight; keeps input order.
+
+        Reports bad images and failed requests as `inspect` of a list does."""
         items = list(images)
         size = self._group_size(items, concurrency, batch_size, self.spec.max_batch_size)
         gate = asyncio.Semaphore(concurrency)
 
-        async def run(group: Sequence[ImageLike]) -> list[InspectionResult]:
+        async def run(start: int) -> Collector:
             async with gate:
-                encoded = encode_images(list(group), validate=self.options.validate_images)
-                return await self._inspect_encoded(encoded, timeout_s)
+                return await self._inspect_part(items[start : start + size], start, timeout_s, True)
 
-        tasks = [asyncio.ensure_future(run(g)) for g in protocol.chunks(items, size)]
+        tasks = [asyncio.ensure_future(run(s)) for s in range(0, len(items), size)]
         try:
             parts = await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()
             raise
-        return [r for part in parts for r in part]
+        return finish(list(parts), True)
 
     async def net_spec(self) -> ModelSpec:
         """The raw model's spec, read and checked on first use."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mtqa_client.errors import InvalidInputError
+from mtqa_client.images import DEFAULT_MAX_PIXELS
 from mtqa_client.retry import RetryPolicy
 from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig, channel_args, resolve_tls
 
@@ -25,6 +26,7 @@ class ClientOptions:
     headers: Mapping[str, str] = field(default_factory=dict)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     validate_images: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def version_str(self) -> str:
@@ -60,6 +62,7 @@ def make_options(
     max_message_bytes: int,
     endpoints: Sequence[str],
     validate_images: bool,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ClientOptions:
     """Validate constructor arguments into ClientOptions (InvalidInputError on nonsense)."""
     urls = tuple(dict.fromkeys(_strip_scheme(u) for u in (url, *endpoints) if u))
@@ -67,6 +70,8 @@ def make_options(
         raise InvalidInputError(f"endpoints must be HOST:PORT, got {[url, *endpoints]}")
     if timeout_s <= 0 or connect_timeout_s < 0:
         raise InvalidInputError("timeout_s must be > 0 and connect_timeout_s >= 0")
+    if max_pixels < 1:
+        raise InvalidInputError(f"max_pixels must be >= 1, got {max_pixels}")
     try:
         policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=int(retries))
     except ValueError as exc:
@@ -83,4 +88,5 @@ def make_options(
         headers=dict(headers or {}),
         max_message_bytes=int(max_message_bytes),
         validate_images=validate_images,
+        max_pixels=int(max_pixels),
     )

@@ -5,11 +5,10 @@ Pillow only, so SDK users can render what the server found without extra depende
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mtqa_client import decode
 from mtqa_client.errors import InvalidInputError
 from mtqa_client.images import ImageLike
 from mtqa_client.results import InspectionResult
@@ -32,18 +31,21 @@ def class_colour(index: int) -> tuple[int, int, int]:
 
 
 def _base_image(image: ImageLike) -> Image.Image:
+    """The picture as the server saw it: the shared decoder (upright, 16-bit mapped), full size."""
     if isinstance(image, np.ndarray):
         return Image.fromarray(image).convert("RGB")
     try:
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            return Image.open(io.BytesIO(bytes(image))).convert("RGB")
-        return Image.open(image).convert("RGB")
+        source = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
+        return Image.fromarray(decode.decode_image(source).rgb)
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"cannot open image for the overlay: {exc}") from None
 
 
 def render_overlay(image: ImageLike, result: InspectionResult, alpha: float = 0.45) -> Image.Image:
-    """The image with every decided defect's mask tinted in its class colour and all boxes drawn."""
+    """The image with every decided defect's mask tinted in its class colour and its regions boxed.
+
+    The server lists regions only for classes decided present, so no box names an absent class.
+    """
     base = _base_image(image)
     if base.size != (result.image_size[1], result.image_size[0]):
         raise InvalidInputError(
@@ -52,6 +54,8 @@ def render_overlay(image: ImageLike, result: InspectionResult, alpha: float = 0.
         )
     pixels = np.asarray(base, dtype=np.float32)
     for defect in result.defects:
+        if not defect.decision:  # an absent class's stray mask pixels are not a finding
+            continue
         mask = result.mask(defect.name)
         if mask.any():
             colour = np.asarray(class_colour(defect.index), dtype=np.float32)

@@ -16,7 +16,14 @@ import tritonclient.grpc as grpcclient
 
 from mtqa_client.errors import InvalidInputError
 from mtqa_client.images import EncodedImage
-from mtqa_client.spec import IMAGE_BYTES, IMAGES, INSPECT_OUTPUTS, NET_OUTPUTS, ModelSpec
+from mtqa_client.spec import (
+    IMAGE_BYTES,
+    IMAGES,
+    INSPECT_OUTPUTS,
+    ITEM_ERROR,
+    NET_OUTPUTS,
+    ModelSpec,
+)
 
 T = TypeVar("T")
 
@@ -41,7 +48,8 @@ def inspect_request(
     data = np.array([[img.data] for img in images], dtype=np.object_)
     tensor = grpcclient.InferInput(IMAGE_BYTES, list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data)
-    names = list(INSPECT_OUTPUTS) + (["orig_size"] if "orig_size" in spec.outputs else [])
+    optional = [n for n in ("orig_size", ITEM_ERROR) if n in spec.outputs]
+    names = list(INSPECT_OUTPUTS) + optional
     return [tensor], [grpcclient.InferRequestedOutput(n) for n in names]
 
 

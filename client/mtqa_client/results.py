@@ -5,6 +5,9 @@ bitorder="big")` per class). They stay packed until a caller asks for one: `resu
 and `region.mask` unpack, resize to the original image size (nearest neighbour) and cache. The
 per-class decision is the server's `presence_decision` (thresholds applied in the served
 repository); `DefectScore.threshold` shows the published threshold when the model config has one.
+
+An image of a batch that got no answer is an `ItemError` in the result list, at its index: the
+server marks an image it could not decode in its `item_error` output and answers the others.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mtqa_client.errors import ModelContractError
+from mtqa_client.errors import InspectionError, InvalidInputError, ModelContractError
 from mtqa_client.images import EncodedImage
 from mtqa_client.spec import ModelSpec, _size_from_packed
 
@@ -108,6 +111,11 @@ class InspectionResult:
     _masks: tuple[_PackedMask, ...] = field(repr=False, compare=False)
 
     @property
+    def ok(self) -> bool:
+        """True: this image was answered (an `ItemError` in its place says False)."""
+        return True
+
+    @property
     def defective(self) -> bool:
         """True when the server decided at least one defect type is present."""
         return any(d.decision for d in self.defects)
@@ -151,6 +159,37 @@ class InspectionResult:
 
 
 @dataclass(frozen=True)
+class ItemError:
+    """An image of a batch call that got no answer: its index in the call, source and error.
+
+    It stands in the result list where the image's `InspectionResult` would be. `error` is the
+    typed SDK error (`InvalidInputError` for an image the client or the server could not decode
+    or refused as too large; the request's error when its whole request failed).
+    """
+
+    index: int
+    source: str
+    error: InspectionError
+
+    @property
+    def ok(self) -> bool:
+        """False: this image has no result."""
+        return False
+
+    def raise_error(self) -> None:
+        """Raise the item's error."""
+        raise self.error
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "source": self.source,
+            "index": self.index,
+            "error": {"type": type(self.error).__name__, "message": self.error.message},
+        }
+
+
+@dataclass(frozen=True)
 class TensorResult:
     """Raw `mtqa_net` outputs for a float32 [N, 3, S, S] batch, with sigmoid/softmax helpers."""
 
@@ -184,9 +223,12 @@ def parse_inspect(
     spec: ModelSpec,
     model_version: str,
     timings: Timings,
-) -> list[InspectionResult]:
-    """Build one InspectionResult per image from the batched ensemble outputs."""
+) -> list[InspectionResult | ItemError]:
+    """One InspectionResult per image from the batched ensemble outputs; an ItemError for each
+    image the server marked in `item_error` (repositories without that output mark none)."""
     n = len(images)
+    errors = outputs.get("item_error")
+    errors = None if errors is None else _rows(errors, n, "item_error").reshape(n, -1)[:, 0]
     prob = _rows(outputs["presence_prob"], n, "presence_prob").reshape(n, -1)
     decision = _rows(outputs["presence_decision"], n, "presence_decision").reshape(n, -1)
     grade_prob = _rows(outputs["grade_prob"], n, "grade_prob").reshape(n, -1)
@@ -201,8 +243,15 @@ def parse_inspect(
     if side is None:
         raise ModelContractError(f"cannot infer the mask size from {packed.shape[-1]} bytes")
     classes, grades = spec.classes, spec.grades
-    results = []
+    results: list[InspectionResult | ItemError] = []
     for i, img in enumerate(images):
+        if errors is not None and errors[i]:
+            reason = (
+                errors[i].decode(errors="replace") if isinstance(errors[i], bytes) else errors[i]
+            )
+            error = InvalidInputError(f"{img.label}: the server refused the image: {reason}")
+            results.append(ItemError(img.index, img.source, error))
+            continue
         size = img.size
         if size == (0, 0):  # unvalidated bytes Pillow could not parse: trust the server
             size = (side, side) if orig is None else tuple(int(v) for v in orig[i].reshape(-1)[:2])

@@ -29,6 +29,9 @@ INSPECT_OUTPUTS = {
     "masks_packed": "UINT8",
     "regions": "FP32",
 }
+# Optional ensemble output: one message per image, "" when it was answered (older repositories
+# lack it and fail the whole request on a bad image).
+ITEM_ERROR = "item_error"
 NET_OUTPUTS = {"presence_logits": "FP32", "seg_logits": "FP32", "grade_logits": "FP32"}
 DEFAULT_GRADES = ("ok", "minor", "major", "reject")
 

@@ -2,6 +2,8 @@
 
 A thin front end to the SDK (`mtqa_client`): a table (rich) or JSON on stdout, optional overlay
 PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line with exit code 2.
+Images that got no answer are listed with their error (in the table, the JSON and on stderr) while
+the others are shown: exit code 1 when only such images failed, 2 when a request failed as a whole.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
     table.add_column("regions", justify="right")
     table.add_column("ms", justify="right")
     for r in results:
+        if not r.ok:
+            table.add_row(Path(r.source).name, *(["-"] * len(classes)), "error", "-", "-")
+            continue
         cells = [f"{d.probability:.3f}{' *' if d.decision else ''}" for d in r.defects]
         table.add_row(
             Path(r.source).name,
@@ -49,14 +54,34 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
         )
     console = Console(width=max(100, 24 + 12 * len(classes)))
     console.print(table)
-    if results:
-        r = results[0]
+    answered = [r for r in results if r.ok]
+    if answered:
+        r = answered[0]
         console.print(f"model {r.model_name} v{r.model_version}; * = defect decided present")
 
 
-def run(args: argparse.Namespace) -> int:
-    from mtqa_client import InspectionClient, InspectionError
+def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -> int:
+    """Print results (answered and not); 1 when some image got no answer, else 0."""
     from mtqa_client.overlay import render_overlay
+
+    if args.overlays is not None:
+        args.overlays.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            if result.ok:
+                out = args.overlays / f"{Path(result.source).stem}_overlay.png"
+                render_overlay(result.source, result).save(out)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        _table(results, classes)
+    failed = [r for r in results if not r.ok]
+    for item in failed:
+        print(f"mtqa inspect: {type(item.error).__name__}: {item.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtqa_client import BatchError, InspectionClient, InspectionError
 
     try:
         with InspectionClient(
@@ -68,17 +93,13 @@ def run(args: argparse.Namespace) -> int:
             connect_timeout_s=args.connect_timeout,
         ) as client:
             paths = [str(p) for p in args.images]
-            results = client.inspect_many(paths, concurrency=args.concurrency)
-            if args.overlays is not None:
-                args.overlays.mkdir(parents=True, exist_ok=True)
-                for path, result in zip(paths, results, strict=True):
-                    out = args.overlays / f"{Path(path).stem}_overlay.png"
-                    render_overlay(path, result).save(out)
-            if args.json:
-                print(json.dumps([r.to_dict() for r in results], indent=2))
-            else:
-                _table(results, client.spec.classes)
+            try:
+                results = client.inspect_many(paths, concurrency=args.concurrency)
+            except BatchError as exc:  # a request failed as a whole: show what was answered
+                _report(exc.results, args, client.spec.classes)
+                print(f"mtqa inspect: BatchError: {exc}", file=sys.stderr)
+                return 2
+            return _report(results, args, client.spec.classes)
     except InspectionError as exc:
         print(f"mtqa inspect: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    return 0
