@@ -373,6 +373,20 @@ def test_masks_shared_images_overlap_later_class_wins(tmp_path):
     assert report["defect_free_images"]["all"] == 2
 
 
+def test_masks_single_class_images_and_masks_folders(tmp_path):
+    src, out = tmp_path / "kaggle", tmp_path / "out"
+    for i in range(3):
+        _image(src / "images" / f"{i}.jpg", 20, 16)
+    _mask_file(src / "masks" / "0.png", (0, 4, 0, 4))
+    _mask_file(src / "masks" / "1.png", None)
+    report = import_dataset("masks", src, out)
+    assert report["classes"] == ["defect"]
+    assert report["images_per_class"]["defect"]["all"] == 1
+    assert report["defect_free_images"]["all"] == 2  # 1.png is empty, 2.jpg has no mask
+    assert [Path(f).name for f in report["images_without_label_file"]["files"]] == ["2.jpg"]
+    assert _mask_of(out, _split_of(out, "0"), "0").sum() == 16
+
+
 def test_masks_mvtec_layout(tmp_path):
     src, out = tmp_path / "bottle", tmp_path / "out"
     for i in range(3):

@@ -4,7 +4,7 @@
   image, or ``<id>_mask.png`` / ``_gt`` / ``_label``), also inside a subfolder (``<class>/Imgs/``)
   or split into ``<class>/images/`` + ``<class>/masks/`` (Magnetic-tile, many Kaggle sets);
 - shared images: ``images/<id>.*`` with ``masks/<class>/<id>[_mask].png`` (an image may be in
-  several class folders);
+  several class folders), or with ``masks/<id>.png`` for a single class named ``defect``;
 - MVTec-AD: ``train/good/``, ``test/<type>/``, ``ground_truth/<type>/<id>_mask.png``; its
   train/test split is an anomaly-detection split (no defect in train), so it is not kept.
 
@@ -29,6 +29,7 @@ from mtqa.data.records import IMAGE_SUFFIXES
 MASK_DIRS = frozenset({"mask", "masks", "gt", "ground_truth", "groundtruth", "label", "labels"})
 MASK_SUFFIXES = ("_mask", "-mask", "_gt", "-gt", "_label", "-label", "_seg")
 _SEPARATORS = "_- ."
+SINGLE_CLASS = "defect"  # the class of an images/ + masks/<id>.png layout
 
 
 def class_names(folders: list[str]) -> dict[str, str]:
@@ -173,8 +174,14 @@ def _read_mvtec(src: Path, source: Source) -> Source:
 
 
 def _read_shared(src: Path, mask_root: Path, source: Source) -> Source:
-    folders = {p.name: p for p in sorted(mask_root.iterdir()) if p.is_dir()}
-    kinds = _classify(folders, source)
+    folders = _subfolders(mask_root)
+    if folders:
+        kinds = _classify(folders, source)
+    else:  # masks/<id>.png: one class, named by nothing in the layout
+        folders, kinds = {mask_root.name: mask_root}, {mask_root.name: SINGLE_CLASS}
+        source.notes.append(
+            f"{mask_root} holds masks, not class folders: one class named {SINGLE_CLASS!r}"
+        )
     masks_of: dict[str, list[tuple[str, Path]]] = {}
     for folder, path in folders.items():
         for mask in _images(path):
@@ -186,7 +193,8 @@ def _read_shared(src: Path, mask_root: Path, source: Source) -> Source:
         rel = image.relative_to(src / "images")
         split = split_of_folder(rel.parts[0]) if len(rel.parts) > 1 else None
         labels = masks_of.get(image.stem, [])
-        samples.append((Sample(id=image.stem, image=image, split=split), labels))
+        sample = Sample(id=image.stem, image=image, split=split, has_label_file=bool(labels))
+        samples.append((sample, labels))
     return _finish(source, samples)
 
 
@@ -223,7 +231,7 @@ def read(src: Path) -> Source:
     if (src / "ground_truth").is_dir() and (src / "test").is_dir():
         return _read_mvtec(src, source)
     for name in sorted(MASK_DIRS):
-        if (src / "images").is_dir() and (src / name).is_dir() and _subfolders(src / name):
+        if (src / "images").is_dir() and (src / name).is_dir():
             return _read_shared(src, src / name, source)
     top = _subfolders(src)
     if not top:
