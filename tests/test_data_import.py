@@ -131,6 +131,22 @@ def test_yolo_class_id_out_of_range_names_the_file_and_line(tmp_path):
         import_dataset("yolo", src, tmp_path / "out")
 
 
+def test_yolo_image_lists_and_roboflow_relative_folders(tmp_path):
+    root = tmp_path / "rf"
+    for split in ("train", "valid", "test"):
+        _image(root / split / "images" / f"{split}.jpg", 16, 16)
+        (root / split / "labels").mkdir()
+        (root / split / "labels" / f"{split}.txt").write_text("0 0 0 0.5 0 0.5 0.5 0 0.5\n")
+    (root / "lists").mkdir()
+    (root / "lists" / "test.txt").write_text("../test/images/test.jpg\n")
+    (root / "data.yaml").write_text(
+        "train: ../rf/train/images\nval: valid/images\ntest: lists/test.txt\nnames: [dent]\n"
+    )
+    report = import_dataset("yolo", root, tmp_path / "all")
+    assert report["counts"] == {"train": 1, "val": 1, "test": 1, "all": 3}
+    assert _mask_of(tmp_path / "all", "test", "test")[:9, :9].all()
+
+
 def test_yolo_names_dict_needs_consecutive_ids(tmp_path):
     src = _yolo(tmp_path / "src", names="{0: scratch, 2: dent}")
     with pytest.raises(DatasetError, match="ids must be 0..1"):
@@ -442,6 +458,10 @@ def test_import_refuses_a_non_empty_output_and_unknown_format(tmp_path):
 
 def test_cli_import_then_info(tmp_path, capsys):
     src, out = _yolo(tmp_path / "src"), tmp_path / "out"
+    trial = ["--out", str(tmp_path / "trial"), "--limit", "2", "--json"]
+    assert main(["data", "import", "--from", "yolo", str(src), *trial]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["limit"] == 2 and report["counts"] == {"train": 1, "val": 1, "all": 2}
     rc = main(["data", "import", "--from", "yolo", str(src), "--out", str(out), "--seed", "2"])
     text = capsys.readouterr().out
     assert rc == 0

@@ -54,7 +54,10 @@ def _configure_import(sub) -> None:
     imp.add_argument("--val-fraction", type=float, default=0.15, help="val share when drawn")
     imp.add_argument("--test-fraction", type=float, default=0.15, help="test share when drawn")
     imp.add_argument(
-        "--limit", type=int, default=None, help="import N images evenly spaced (a quick trial)"
+        "--limit",
+        type=int,
+        default=None,
+        help="import about N images, evenly spaced in each source split (a quick trial)",
     )
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
 

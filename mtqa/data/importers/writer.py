@@ -40,13 +40,30 @@ def unique_ids(samples: list[Sample]) -> None:
 
 
 def evenly_spaced(samples: list[Sample], limit: int | None) -> list[Sample]:
-    """At most ``limit`` samples, evenly spaced over the list (so every source split shows)."""
+    """At most ``limit`` samples for a quick trial, evenly spaced within each source split.
+
+    Splits share the limit in proportion to their size, each keeping at least one image (so a
+    trial import still has the source's train and val).
+    """
     if limit is None or limit >= len(samples):
         return samples
     if limit < 1:
         raise DatasetError(f"limit must be >= 1, got {limit}")
-    picks = np.unique(np.linspace(0, len(samples) - 1, limit).round().astype(int))
-    return [samples[i] for i in picks]
+    groups: dict[str | None, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.split, []).append(sample)
+    shares = dict.fromkeys(groups, 1)  # then one at a time to the split furthest below its share
+    while sum(shares.values()) < limit:
+        key = max(
+            (k for k in groups if shares[k] < len(groups[k])),
+            key=lambda k: limit * len(groups[k]) / len(samples) - shares[k],
+        )
+        shares[key] += 1
+    picked = []
+    for key, group in groups.items():
+        spots = np.linspace(0, len(group) - 1, shares[key]).round()
+        picked += [group[i] for i in np.unique(spots.astype(int))]
+    return picked
 
 
 def assign_splits(
