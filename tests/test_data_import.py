@@ -362,7 +362,11 @@ def test_masks_good_folder_and_mask_suffix_layout(tmp_path):
         _image(src / "Scratch" / f"{i}.png", 20, 16)
         _mask_file(src / "Scratch" / f"{i}_mask.png", (1, 3, 0, 20))
     _image(src / "Scratch" / "nomask.png", 20, 16)
+    _image(src / "Scratch" / "bad.png", 20, 16)
+    (src / "Scratch" / "bad_mask.png").write_bytes(b"broken")
     report = import_dataset("masks", src, out)
+    assert [Path(s["file"]).name for s in report["skipped"]] == ["bad.png"]
+    assert "cannot read mask" in report["skipped"][0]["reason"]
     assert report["classes"] == ["scratch"]
     assert any("'good'" in n for n in report["notes"])
     assert report["images_without_label_file"]["count"] == 1  # Scratch/nomask.png

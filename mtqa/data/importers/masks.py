@@ -93,7 +93,14 @@ def pair_images(folder: Path) -> tuple[dict[str, Path], dict[str, Path], list[di
 
 
 def _any_defect(masks: list[Path]) -> bool:
-    return any(read_binary_mask(m).any() for m in masks)
+    """Whether any readable mask marks a pixel (an unreadable one is skipped when written)."""
+    for mask in masks:
+        try:
+            if read_binary_mask(mask).any():
+                return True
+        except DatasetError:
+            continue
+    return False
 
 
 def _classify(folders: dict[str, Path], source: Source) -> dict[str, str | None]:
