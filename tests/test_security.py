@@ -356,6 +356,7 @@ def test_default_binds_loopback_and_restricts_both_protocols(repo: Path) -> None
     spec = f"model-repository,shared-memory,logging,trace:mtqa-control-key={server.control.key}"
     assert flags["grpc-restricted-protocol"] == flags["http-restricted-api"] == spec
     assert len(server.control.key) >= 32 and TritonServer(repo).control.key != server.control.key
+    assert server.control.key not in repr(server.control)  # kept out of logs
     assert _flags(TritonServer(repo, models=["double"]))["model-control-mode"] == "explicit"
 
 

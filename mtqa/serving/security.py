@@ -19,7 +19,7 @@ import ipaddress
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtqa.serving.errors import SecurityConfigError
@@ -94,7 +94,7 @@ class RestrictedProtocols:
     """Protocols (default: model-repository, i.e. load/unload/index) that need `header: key`."""
 
     header: str
-    key: str
+    key: str = field(repr=False)  # a secret: kept out of reprs and logs
     protocols: tuple[str, ...] = ("model-repository",)
 
     def __post_init__(self) -> None:
