@@ -86,11 +86,15 @@ class WeightingConfig:
 class TrainConfig:
     """Optimisation: AdamW, warm-up + cosine schedule, precision, early stopping, loaders."""
 
+    # Epochs to train when there is no time budget (with one, the budget decides; see below).
     epochs: int = 10
-    # Seconds for the training loop (0: off). When set, the cosine schedule follows the clock
-    # (elapsed / budget) rather than the step count, and the run stops after the epoch past
-    # which another one as long would end more than 5% over the budget (at most `epochs`).
+    # Seconds for the training loop (0: off). When set, the budget, not `epochs`, ends the run:
+    # the cosine schedule follows the clock (elapsed / budget) rather than the step count, and
+    # the run stops after the epoch past which another one as long would end more than 5% over
+    # the budget. `max_epochs` caps it (`--epochs N` on the command line sets both).
     time_budget: float = 0.0
+    # Hard cap on epochs in either mode (0: none beyond `epochs` without a budget).
+    max_epochs: int = 0
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -99,7 +103,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     amp: str = "auto"
     channels_last: bool = True
+    # Early stopping: stop after `patience` validations without a better score, counted only
+    # once `min_epochs` epochs are done (on sparse data the score sits at 0 for the first
+    # epochs). -1: a quarter of the run (of `epochs`, or of the time budget); 0: from the start.
     patience: int = 5
+    min_epochs: int = -1
     num_workers: int = 1
     threads: int = 0
     seed: int = 0
@@ -176,6 +184,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "epochs": 30,
             "time_budget": 150.0,
+            "max_epochs": 30,
             "batch_size": 8,
             "lr": 3e-3,
             "patience": 5,
@@ -324,5 +333,12 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.time_budget must be >= 0 seconds (0 = off), got {t.time_budget}")
     if t.epochs < 1 or t.batch_size < 1 or t.lr <= 0:
         raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
+    if t.max_epochs < 0:
+        raise ConfigError(f"train.max_epochs must be >= 0 (0 = no cap), got {t.max_epochs}")
+    if t.min_epochs < -1 or t.patience < 1:
+        raise ConfigError(
+            f"train.min_epochs must be >= -1 (-1 = a quarter of the run) and train.patience "
+            f">= 1; got {t.min_epochs} and {t.patience}"
+        )
     if cfg.data.image_size < 32:
         raise ConfigError(f"data.image_size must be at least 32, got {cfg.data.image_size}")

@@ -172,7 +172,39 @@ def test_time_budget_stops_training_and_drives_the_cosine(tmp_path: Path) -> Non
     assert short.epochs_run == 1
     floor = cfg.train.lr * cfg.train.min_lr_ratio
     assert float(rows(tmp_path / "short")[-1]["lr"]) == pytest.approx(floor, rel=1e-3)
-    apply_overrides(cfg, ["train.epochs=2", "train.time_budget=1e6"])
+    assert short.stopped_by == "time budget"
+    apply_overrides(cfg, ["train.max_epochs=2", "train.time_budget=1e6"])
     long = train(cfg, "synth", tmp_path / "long", progress=False, device="cpu")
-    assert long.epochs_run == 2
+    assert long.epochs_run == 2 and long.stopped_by == "epoch cap"
     assert float(rows(tmp_path / "long")[-1]["lr"]) > 0.99 * cfg.train.lr
+
+
+def test_time_budget_is_not_capped_by_the_epoch_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With a budget, train.epochs (the preset's count) does not end the run: the budget does,
+    and the last line says so."""
+    cfg = apply_overrides(
+        named_config("neu"),
+        [*FAST, "train.epochs=1", "train.time_budget=6", "train.patience=100"],
+    )
+    result = train(cfg, "synth", tmp_path / "run", progress=False, device="cpu")
+    assert result.epochs_run >= 2 and result.stopped_by == "time budget"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_by"] == (
+        "time budget"
+    )
+    assert "stopped by time budget (6 s spent)" in capsys.readouterr().err
+
+
+def test_early_stopping_waits_for_min_epochs(tmp_path: Path) -> None:
+    """Patience is counted only after train.min_epochs: with patience 1 and a learning rate too
+    small to learn anything, a run stops one epoch after the minimum, not after epoch 1."""
+    base = [*FAST, "train.epochs=8", "train.patience=1", "train.lr=1e-9"]
+    cfg = apply_overrides(named_config("tiny"), [*base, "train.time_budget=0"])
+    apply_overrides(cfg, ["train.max_epochs=0", "train.min_epochs=4"])
+    waited = train(cfg, "synth", tmp_path / "waited", progress=False, device="cpu")
+    assert waited.epochs_run >= 5
+    assert waited.stopped_by in ("early stopping", "epoch cap")
+    apply_overrides(cfg, ["train.min_epochs=0"])
+    eager = train(cfg, "synth", tmp_path / "eager", progress=False, device="cpu")
+    assert eager.stopped_by == "early stopping" and eager.epochs_run < waited.epochs_run

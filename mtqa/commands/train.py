@@ -16,7 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synth", help="synth | neu_seg | PATH to a dataset")
     parser.add_argument("--config", default="tiny", help="tiny | small | neu | PATH.yaml/.json")
     parser.add_argument("--out", required=True, type=Path, help="run directory, e.g. runs/tiny")
-    parser.add_argument("--epochs", type=int, help="override train.epochs")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="train N epochs: sets train.epochs and train.max_epochs (with a time budget, the "
+        "run ends at N epochs or the budget, whichever comes first)",
+    )
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument(
         "--resume",
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             cfg, data = named_config(args.config), args.data
         overrides = list(args.overrides)
         if args.epochs is not None:
-            overrides.append(f"train.epochs={args.epochs}")
+            overrides += [f"train.epochs={args.epochs}", f"train.max_epochs={args.epochs}"]
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
         apply_overrides(cfg, overrides)
@@ -65,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         "run_dir": str(result.run_dir),
         "best_epoch": result.best_epoch,
         "best_score": round(result.best_score, 4),
+        "epochs_run": result.epochs_run,
+        "stopped_by": result.stopped_by,
         "seconds": round(result.seconds, 1),
         "test": {k: round(v, 4) for k, v in result.test.items()},
     }

@@ -12,7 +12,9 @@ import contextlib
 import csv
 import gc
 import json
+import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from mtqa.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from mtqa.config import RunConfig
+from mtqa.config import RunConfig, TrainConfig
 from mtqa.data import DataBundle, build_datasets, class_stats
 from mtqa.evaluate.jsonsafe import dumps
 from mtqa.evaluate.thresholds import save_thresholds, select_thresholds
@@ -54,6 +56,14 @@ class TrainError(RuntimeError):
     """Training cannot start or continue (e.g. resume without a previous run)."""
 
 
+def epoch_cap(t: TrainConfig) -> int:
+    """The most epochs a run may train, 0 for none: with a time budget the budget ends the run
+    and only `max_epochs` caps it; without, `epochs` (or `max_epochs` if lower)."""
+    if t.time_budget > 0:
+        return t.max_epochs
+    return min(t.epochs, t.max_epochs) if t.max_epochs else t.epochs
+
+
 @dataclass
 class TrainResult:
     """What a finished run reports; the files are in `run_dir`."""
@@ -65,6 +75,8 @@ class TrainResult:
     seconds: float
     val: dict[str, float] = field(default_factory=dict)
     test: dict[str, float] = field(default_factory=dict)
+    # what ended the run: "time budget", "epoch cap" or "early stopping" (rank 0 knows)
+    stopped_by: str = ""
 
 
 def autocast_factory(amp: str, device: torch.device) -> Any:
@@ -165,10 +177,12 @@ class Trainer:
                 f"{t.batch_size} per process"
             )
         self.optimizer = build_optimizer(self.model, self.weighting, t.lr, t.weight_decay)
+        self.epoch_cap = epoch_cap(t)
         self.scheduler = warmup_cosine(
             self.optimizer,
             round(t.warmup_epochs * self.steps_per_epoch),
-            t.epochs * self.steps_per_epoch,
+            # under a time budget the cosine follows the clock; this only bounds the warm-up
+            (self.epoch_cap or max(t.epochs, 1)) * self.steps_per_epoch,
             t.min_lr_ratio,
         )
         self.autocast = autocast_factory(t.amp, env.device)
@@ -225,34 +239,77 @@ class Trainer:
             (self.out / METRICS_FILE).unlink(missing_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.config_json, indent=2) + "\n")
         self.prior_seconds = float(state["seconds"])
-        t = self.cfg.train
         first = state["epoch"] + 1
         epochs_run = 0
+        stopped_by = "epoch cap"
+        cap = self.epoch_cap or sys.maxsize
         with TrainProgress(
-            t.epochs * self.steps_per_epoch,
+            self.epoch_cap * self.steps_per_epoch or None,
             self.progress_enabled,
             completed=first * self.steps_per_epoch,
         ) as bar:
-            for epoch in range(first, t.epochs):
+            for epoch in range(first, cap):
                 started = self._elapsed()
                 losses = self._train_epoch(epoch, bar)
                 epochs_run += 1
-                stop = False
+                reason = None
                 if self.env.is_main:
-                    stop = self._end_epoch(epoch, losses, state, bar, started)
-                if self.env.broadcast_flag(stop):
+                    reason = self._end_epoch(epoch, losses, state, bar, started)
+                if self.env.broadcast_flag(reason is not None):
+                    stopped_by = reason or ""
                     break
+            if self.env.is_main:
+                line = self._stop_line(stopped_by, state)
+                if self.progress_enabled:
+                    bar.log(line)
+                else:  # the one line a quiet run still writes: why it ended
+                    print(f"mtqa train: {line}", file=sys.stderr)
         result = TrainResult(
             run_dir=self.out,
             best_epoch=state["best_epoch"],
             best_score=state["best_score"],
             epochs_run=epochs_run,
             seconds=self._elapsed(),
+            stopped_by=stopped_by if self.env.is_main else "",
         )
         if self.env.is_main:
             self._finish(result)
         self.env.barrier()
         return result
+
+    def _stop_line(self, stopped_by: str, state: dict[str, Any]) -> str:
+        """The last log line: what ended the run, and where the best epoch was."""
+        t = self.cfg.train
+        detail = {
+            "time budget": f"{t.time_budget:g} s spent",
+            "epoch cap": f"train.{'max_epochs' if t.time_budget > 0 else 'epochs'}="
+            f"{self.epoch_cap}",
+            "early stopping": f"no better val score in {t.patience} epochs after the first "
+            f"{self._min_epochs_text()}",
+        }.get(stopped_by, "")
+        return (
+            f"stopped by {stopped_by} ({detail}) after {state['epoch'] + 1} epochs, "
+            f"{self._elapsed():.0f} s; best epoch {state['best_epoch']} "
+            f"(score {state['best_score']:.4f})"
+        )
+
+    def _min_epochs_text(self) -> str:
+        t = self.cfg.train
+        if t.min_epochs >= 0:
+            return f"{t.min_epochs} epochs (train.min_epochs)"
+        if t.time_budget > 0:
+            return f"quarter of the budget ({t.time_budget / 4:g} s)"
+        return f"{math.ceil(t.epochs / 4)} epochs (a quarter of train.epochs)"
+
+    def _counts_patience(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (0-based, just validated) is past the minimum run
+        (`train.min_epochs`; -1: a quarter of `epochs`, or of the time budget)."""
+        t = self.cfg.train
+        if t.min_epochs >= 0:
+            return epoch + 1 > t.min_epochs
+        if t.time_budget > 0:
+            return self._elapsed() > t.time_budget / 4
+        return epoch + 1 > math.ceil(t.epochs / 4)
 
     def _over_budget(self, epoch_seconds: float) -> bool:
         """`train.time_budget` (rank 0): whether another epoch as long as the last one would
@@ -321,7 +378,8 @@ class Trainer:
         bar: TrainProgress,
         started: float,
     ) -> bool:
-        """Validate, log, save best and last; return whether to stop early (rank 0 only)."""
+        """Validate, log, save best and last; return what ends the run now, or None to go on
+        (rank 0 only)."""
         val = self._validate(self.val_loader)
         budget = self.cfg.train.time_budget
         over_budget = budget > 0 and self._over_budget(self._elapsed() - started)
@@ -330,7 +388,7 @@ class Trainer:
         if improved:
             state.update(best_score=val.score, best_epoch=epoch, bad_epochs=0)
             save_checkpoint(self.out, self.model, self.config_json)
-        else:
+        elif self._counts_patience(epoch):
             state["bad_epochs"] += 1
         row = {
             "epoch": epoch,
@@ -359,7 +417,9 @@ class Trainer:
             f"({bar.metrics}, grade acc {val.metrics['grade_accuracy']:.3f})"
             + (" *" if improved else "")
         )
-        return state["bad_epochs"] >= self.cfg.train.patience or over_budget
+        if state["bad_epochs"] >= self.cfg.train.patience:
+            return "early stopping"
+        return "time budget" if over_budget else None
 
     def _validate(
         self,
@@ -410,6 +470,7 @@ class Trainer:
             "best_epoch": result.best_epoch,
             "best_score": result.best_score,
             "epochs_run": result.epochs_run,
+            "stopped_by": result.stopped_by,
             "seconds": round(result.seconds, 2),
             "val_at_0.5": result.val,
             "test_at_selected_thresholds": result.test,
