@@ -223,3 +223,75 @@ def test_parse_results_unpacks_and_resizes_masks_lazily() -> None:
     assert result.to_dict()["regions"][0]["class"] == "stain"
     with pytest.raises(KeyError, match="known"):
         result.defect("dent")
+
+
+def test_max_pixels_is_checked_from_the_header_even_without_validation() -> None:
+    data = _png(np.zeros((200, 300), np.uint8))
+    for validate in (True, False):
+        with pytest.raises(errors.InvalidInputError, match="item 0: image too large: 300x200"):
+            encode_images(data, validate=validate, max_pixels=50_000)
+    with pytest.raises(errors.InvalidInputError, match="too large"):
+        encode_images(np.zeros((200, 300), np.uint8), max_pixels=50_000)
+    assert encode_images(data, max_pixels=60_000)[0].size == (200, 300)
+
+
+def test_errors_name_the_item_and_file_not_an_object(tmp_path) -> None:
+    path = tmp_path / "junk.png"
+    path.write_bytes(b"junk")
+    with pytest.raises(errors.InvalidInputError) as info:
+        encode_images([_png(np.zeros((4, 4), np.uint8)), str(path)])
+    text = str(info.value)
+    assert text.startswith(f"item 1 ({path})") and "object at 0x" not in text
+
+
+def test_parse_turns_server_item_errors_into_item_errors() -> None:
+    from mtqa_client import ItemError
+
+    spec = build_spec(*_meta(), kind="inspect")
+    n = 2
+    outputs = {
+        "presence_prob": np.zeros((n, K), np.float32),
+        "presence_decision": np.zeros((n, K), bool),
+        "grade_prob": np.zeros((n, 4), np.float32),
+        "grade_index": np.array([[0], [-1]], np.int32),
+        "masks_packed": np.zeros((n, K, S * S // 8), np.uint8),
+        "regions": np.full((n, 1, 6), -1, np.float32),
+        "item_error": np.array([[b""], [b"DecodeError: not a recognised image format"]], object),
+    }
+    images = encode_images([np.zeros((8, 8), np.uint8)] * 2)
+    good, bad = parse_inspect(outputs, images, spec, "1", Timings(1.0, n))
+    assert good.ok and not bad.ok and isinstance(bad, ItemError) and bad.index == 1
+    assert isinstance(bad.error, errors.InvalidInputError)
+    assert "item 1: the server refused the image: DecodeError" in str(bad.error)
+    assert bad.to_dict()["error"]["type"] == "InvalidInputError"
+
+
+def test_a_failed_request_raises_batch_error_with_every_answer() -> None:
+    from mtqa_client import BatchError
+    from mtqa_client.batch import Collector, finish
+
+    images = encode_images([np.zeros((8, 8), np.uint8)] * 3)
+    part = Collector(0, 3)
+    sendable = part.encode(
+        [0, "/no/such.png", 2],
+        lambda item, i: images[i] if item != "/no/such.png" else encode_images(item)[0],
+    )
+    assert [e.index for e in sendable] == [0, 2]
+    spec = build_spec(*_meta(), kind="inspect")
+    outputs = {
+        "presence_prob": np.zeros((1, K), np.float32),
+        "presence_decision": np.zeros((1, K), bool),
+        "grade_prob": np.zeros((1, 4), np.float32),
+        "grade_index": np.zeros((1, 1), np.int32),
+        "masks_packed": np.zeros((1, K, S * S // 8), np.uint8),
+        "regions": np.full((1, 1, 6), -1, np.float32),
+    }
+    part.answered([images[0]], parse_inspect(outputs, [images[0]], spec, "1", Timings(1.0, 1)))
+    down = errors.ServerUnavailableError("no endpoint answered")
+    part.failed([images[2]], down)
+    with pytest.raises(BatchError, match="1 of 3 images answered") as info:
+        finish([part], True)
+    results = info.value.results
+    assert [r.ok for r in results] == [True, False, False]
+    assert "no such image file" in str(results[1].error) and results[2].error is down
+    assert info.value.failures == [down] and len(info.value.errors) == 2

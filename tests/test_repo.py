@@ -158,6 +158,27 @@ def test_postprocess_packs_masks_and_boxes_regions_in_original_pixels():
     np.testing.assert_allclose(out["regions"][0], [[1, 1.0, 80, 20, 160, 40]], atol=1e-4)
 
 
+def test_regions_only_for_classes_decided_present_and_none_for_invalid_items():
+    k, s = 2, 8
+    seg = np.full((2, k, s, s), -10.0, np.float32)
+    seg[:, :, 0:2, 0:2] = 10.0  # both classes segment a blob in both images
+    out = postprocess(
+        np.array([[-3.0, 3.0], [3.0, 3.0]], np.float32),  # image 0: class 0 decided absent
+        seg,
+        np.zeros((2, 3), np.float32),
+        np.full((2, 2), s, np.int32),
+        np.array([0.5, 0.5], np.float32),
+        np.array([0.5, 0.5], np.float32),
+        valid=np.array([True, False]),  # image 1 could not be decoded
+    )
+    rows = out["regions"][0]
+    assert sorted(int(c) for c in rows[:, 0] if c >= 0) == [1]  # no box for absent class 0
+    assert np.unpackbits(out["masks_packed"][0, 0]).sum() == 4  # the mask itself is kept
+    assert (out["regions"][1, :, 0] == -1).all() and not out["presence_decision"][1].any()
+    assert out["grade_index"][1, 0] == -1 and out["masks_packed"][1].sum() == 0
+    assert out["presence_prob"][1].sum() == 0 and out["grade_prob"][1].sum() == 0
+
+
 def test_region_scores_are_the_mean_probability_of_each_region():
     rng = np.random.default_rng(0)
     prob = rng.random((3, 32, 32)).astype(np.float32)

@@ -200,7 +200,7 @@ class AsyncInspectionClient(ClientBase):
 
         async def send(chunk: Sequence) -> None:
             try:
-                part.answered(await self._inspect_encoded(chunk, timeout_s))
+                part.answered(chunk, await self._inspect_encoded(chunk, timeout_s))
             except InspectionError as exc:
                 if not batch:
                     raise

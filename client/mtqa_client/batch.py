@@ -76,10 +76,12 @@ class Collector:
                 self.outcomes[j] = ItemError(index, source_of(item, index), exc)
         return ready
 
-    def answered(self, answers: Sequence[Outcome]) -> None:
-        """Place one request's answers (results and server-marked ItemErrors)."""
-        for answer in answers:
-            self.outcomes[answer.index - self.offset] = answer
+    def answered(self, chunk: Sequence[EncodedImage], answers: Sequence[Outcome]) -> None:
+        """Place one request's answers (results and server-marked ItemErrors), one per image."""
+        if len(answers) != len(chunk):  # parse_inspect checks the rows; a guard, not a path
+            raise RuntimeError(f"{len(answers)} answers for {len(chunk)} images")
+        for img, answer in zip(chunk, answers, strict=True):
+            self.outcomes[img.index - self.offset] = answer
 
     def failed(self, chunk: Sequence[EncodedImage], error: InspectionError) -> None:
         """A whole request failed: each of its images gets an ItemError carrying `error`."""

@@ -191,7 +191,7 @@ class InspectionClient(ClientBase):
         part, encoded = self._collect(items, offset, batch)
         for chunk in protocol.chunks(encoded, self.spec.max_batch_size):
             try:
-                part.answered(self._inspect_encoded(chunk, timeout_s))
+                part.answered(chunk, self._inspect_encoded(chunk, timeout_s))
             except InspectionError as exc:
                 if not batch:
                     raise
