@@ -49,6 +49,9 @@ class Checkpoint:
     mean: list[float]
     std: list[float]
     run_dir: Path
+    # how images become the square model input (mtqa.data.preprocess.fit_size); runs that
+    # predate the choice were squashed
+    resize: str = "squash"
 
 
 def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -159,6 +162,7 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
         mean=[float(v) for v in config["mean"]],
         std=[float(v) for v in config["std"]],
         run_dir=run_dir,
+        resize=str(config.get("resize", "squash")),
     )
 
 

@@ -118,6 +118,18 @@ class DataConfig:
     """What `mtqa.data.build_datasets` is asked for (the data source itself comes from the CLI)."""
 
     image_size: int = 128
+    # `squash` stretches every image to image_size x image_size; `letterbox` keeps its aspect
+    # (long side = image_size, the rest padded), so thin defects of non-square images keep
+    # their shape. Training, evaluation, export and serving all apply the same mode.
+    resize: str = "squash"
+    # > 0: train on crop_size x crop_size crops of the image_size input (validation and
+    # inference still see the whole input): native-resolution detail at a crop's cost.
+    crop_size: int = 0
+    # share of training crops centred on a defect pixel (class drawn uniformly among the
+    # classes that have one), the rest at random places of random images
+    defect_crop_share: float = 0.5
+    # crops per epoch (0: as many as training images)
+    epoch_items: int = 0
     augment: bool = True
     synth_sizes: list[int] = field(default_factory=lambda: [2048, 256, 256])
     classes: list[str] | None = None
@@ -342,3 +354,14 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.data.image_size < 32:
         raise ConfigError(f"data.image_size must be at least 32, got {cfg.data.image_size}")
+    d = cfg.data
+    if d.resize not in ("squash", "letterbox"):
+        raise ConfigError(f"data.resize must be 'squash' or 'letterbox', got {d.resize!r}")
+    if d.crop_size and not 32 <= d.crop_size <= d.image_size:
+        raise ConfigError(
+            f"data.crop_size must be 0 (off) or 32..image_size ({d.image_size}), got {d.crop_size}"
+        )
+    if not 0.0 <= d.defect_crop_share <= 1.0:
+        raise ConfigError(f"data.defect_crop_share must be in [0, 1], got {d.defect_crop_share}")
+    if d.epoch_items < 0:
+        raise ConfigError(f"data.epoch_items must be >= 0 (0 = train images), got {d.epoch_items}")

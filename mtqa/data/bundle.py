@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mtqa.data import formats, grading
-from mtqa.data.datasets import FileDataset, RawSample, SynthDataset, _Base
+from mtqa.data.datasets import CropDataset, FileDataset, RawSample, SynthDataset, _Base
 from mtqa.data.errors import DatasetError
 from mtqa.data.preprocess import resize_image
 from mtqa.data.records import SPLITS, SourceIndex
@@ -102,11 +102,17 @@ def build_datasets(
     classes: list[str] | None = None,
     grade_rule: dict | None = None,
     limit: int | None = None,
+    resize: str = "squash",
+    crop_size: int = 0,
+    defect_crop_share: float = 0.5,
+    epoch_items: int = 0,
 ) -> DataBundle:
     """Build the train/val/test datasets of ``source`` (``synth``, ``neu_seg`` or a path).
 
     Augmentation applies to train only. ``limit`` caps every split (for tests). Normalisation
     mean/std are measured on a few train images and belong in the checkpoint with the rest.
+    File sources are ``resize``d (squash or letterbox) to ``image_size``; with ``crop_size``
+    train yields crops of that input (:class:`CropDataset`), ``epoch_items`` of them an epoch.
     """
     if image_size < 16:
         raise DatasetError(f"image_size must be >= 16, got {image_size}")
@@ -115,6 +121,8 @@ def build_datasets(
     rule = grading.validate_rule(grade_rule or grading.default_grade_rule())
     common = {"image_size": image_size, "grade_rule": rule}
     if source == "synth":
+        if crop_size:
+            raise DatasetError("training crops need a file dataset; synthetic images are drawn")
         config = SynthConfig(size=image_size, classes=synth_classes(classes))
         generator = SynthGenerator(config, seed)
         sizes = [min(n, limit) if limit else n for n in synth_sizes]
@@ -151,6 +159,7 @@ def build_datasets(
                 std=std,
                 augment=aug,
                 seed=seed,
+                resize=resize,
                 **common,
             )
 
@@ -158,6 +167,8 @@ def build_datasets(
         present = {s: s in records for s in SPLITS}
     mean, std = _channel_stats(make("train"), image_size)
     train = make("train", mean, std, augment)
+    if crop_size:
+        train = CropDataset(train, crop_size, defect_crop_share, epoch_items or len(train), seed)
     val = make("val", mean, std)
     test = make("test", mean, std) if present["test"] else None
     sizes_out = {"train": len(train), "val": len(val), "test": len(test) if test else 0}

@@ -19,7 +19,14 @@ from torch.utils.data import Dataset
 
 from mtqa.data import grading
 from mtqa.data.augment import Augmenter
-from mtqa.data.preprocess import preprocess_image, resize_mask
+from mtqa.data.preprocess import (
+    fit_size,
+    normalise,
+    pad_fill,
+    preprocess_image,
+    resize_image,
+    resize_mask,
+)
 from mtqa.data.records import Record, image_size_of, load_image, read_index_mask
 from mtqa.data.synth import SynthGenerator
 
@@ -38,9 +45,11 @@ class _Base(Dataset, ABC):
         grade_rule: dict,
         augment: bool,
         seed: int,
+        resize: str = "squash",
     ) -> None:
         self.classes = list(classes)
         self.image_size = image_size
+        self.resize = resize
         self.mean, self.std = tuple(mean), tuple(std)
         self.grade_rule = grade_rule
         self.augmenter = Augmenter() if augment else None
@@ -63,6 +72,10 @@ class _Base(Dataset, ABC):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         item_id, image, mask, has_mask, presence, grade = self._targets(index)
+        return self._item(index, item_id, image, mask, has_mask, presence, grade)
+
+    def _item(self, index, item_id, image, mask, has_mask, presence, grade) -> dict:
+        """The contract dict of one item, augmented when this dataset augments."""
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, 0xA6, self.epoch, index])
             image, mask = self.augmenter(image, mask, rng, self.mean, self.std)
@@ -148,7 +161,7 @@ class FileDataset(_Base):
     def _targets(self, index: int):
         rec = self.records[index]
         item_id, image, mask, presence = self.raw(index)
-        x = preprocess_image(image, self.image_size, self.mean, self.std)
+        x = preprocess_image(image, self.image_size, self.mean, self.std, self.resize)
         k = len(self.classes)
         if mask is None:
             multi = np.zeros((k, self.image_size, self.image_size), dtype=bool)
@@ -156,7 +169,97 @@ class FileDataset(_Base):
             if grade is None:
                 grade = grading.grade_from_presence(self.grade_rule, self.classes, presence)
             return item_id, x, multi, False, presence, grade
-        small = resize_mask(mask, self.image_size)
+        small = resize_mask(mask, self.image_size, self.resize)
         multi = small[None] == np.arange(1, k + 1, dtype=np.uint8)[:, None, None]
         presence, grade = self._masked_targets(multi)
         return item_id, x, multi, True, presence, grade
+
+    def classes_in(self, index: int) -> np.ndarray:
+        """Bundle class indices (0-based) with pixels in item `index`'s mask (mask file only)."""
+        rec = self.records[index]
+        if not rec.has_mask:
+            presence = np.array([rec.presence[c] for c in self.columns], dtype=bool)
+            return np.flatnonzero(presence)
+        if rec.mask is None:
+            return np.zeros(0, dtype=np.int64)
+        hw = image_size_of(rec.mask)
+        mask = self.remap[read_index_mask(rec, hw, self.n_file_classes)]
+        return np.unique(mask[mask > 0]).astype(np.int64) - 1
+
+
+class CropDataset(Dataset):
+    """Training crops of a file dataset's model input: `crop` x `crop` pixels of the
+    `image_size` (squashed or letterboxed) image, so the network sees defects at the input's
+    full resolution for the cost of a crop.
+
+    A `defect_share` of the crops is centred (with jitter) on a pixel of one defect class,
+    the class drawn uniformly among those the split has, so rare classes are seen as often as
+    common ones; the rest lie at random places of uniformly drawn images (defect-free ones
+    included, which is what teaches the absence of defects). `length` crops make an epoch.
+    """
+
+    def __init__(
+        self, base: FileDataset, crop: int, defect_share: float, length: int, seed: int
+    ) -> None:
+        if crop > base.image_size:
+            raise ValueError(f"crop {crop} is larger than the image size {base.image_size}")
+        self.base, self.crop, self.defect_share = base, crop, defect_share
+        self.length, self.seed, self.epoch = length, seed, 0
+        self.classes = base.classes
+        by_class: list[list[int]] = [[] for _ in base.classes]
+        for i in range(len(base)):
+            for k in base.classes_in(i):
+                by_class[int(k)].append(i)
+        self.by_class = [np.asarray(v, dtype=np.int64) for v in by_class]
+        self.defect_classes = [k for k, v in enumerate(self.by_class) if len(v)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _pick(self, rng: np.random.Generator) -> tuple[int, int | None]:
+        """(image index, class to centre on or None)."""
+        if self.defect_classes and rng.random() < self.defect_share:
+            k = int(rng.choice(self.defect_classes))
+            return int(rng.choice(self.by_class[k])), k
+        return int(rng.integers(len(self.base))), None
+
+    def _origin(self, rng, mask: np.ndarray, k: int | None, content: tuple[int, int]) -> tuple:
+        """Top-left corner of the crop: around a class-k pixel, else anywhere in the content."""
+        size, c = mask.shape[0], self.crop
+        ys, xs = np.nonzero(mask == k + 1) if k is not None else ((), ())
+        if len(ys):
+            j = int(rng.integers(len(ys)))
+            jitter = rng.integers(-c // 4, c // 4 + 1, size=2)
+            cy, cx = int(ys[j]) + int(jitter[0]), int(xs[j]) + int(jitter[1])
+            y0, x0 = cy - c // 2, cx - c // 2
+        else:
+            y0 = int(rng.integers(max(1, content[0] - c + 1)))
+            x0 = int(rng.integers(max(1, content[1] - c + 1)))
+        return int(np.clip(y0, 0, size - c)), int(np.clip(x0, 0, size - c))
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        base, c = self.base, self.crop
+        rng = np.random.default_rng([self.seed, 0xC7, self.epoch, index])
+        j, k = self._pick(rng)
+        item_id, image, mask, presence = base.raw(j)
+        size = base.image_size
+        content = fit_size(image.shape[0], image.shape[1], size, base.resize)
+        canvas = resize_image(image, size, base.resize, pad_fill(base.mean))
+        if mask is None:  # image-level labels only: no crop can be told defect-free
+            raise ValueError(f"item {item_id} has no mask; crops need masks")
+        small = resize_mask(mask, size, base.resize)
+        y0, x0 = self._origin(rng, small, k, content)
+        window = (slice(y0, y0 + c), slice(x0, x0 + c))
+        x = normalise(np.ascontiguousarray(canvas[window]), base.mean, base.std)
+        multi = (
+            small[window][None]
+            == np.arange(1, len(self.classes) + 1, dtype=np.uint8)[:, None, None]
+        )
+        presence, grade = base._masked_targets(multi)
+        return base._item(index, f"{item_id}@{y0},{x0}", x, multi, True, presence, grade)

@@ -29,22 +29,63 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an HxW or HxWx{{1,3,4}} image, got shape {image.shape}")
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize a uint8 image to size x size RGB with pillow's bilinear filter (no-op if already)."""
+RESIZE_MODES = ("squash", "letterbox")
+
+
+def fit_size(height: int, width: int, size: int, mode: str = "squash") -> tuple[int, int]:
+    """(h, w) an image of `height` x `width` takes inside the size x size model input.
+
+    `squash` stretches it to fill the square; `letterbox` keeps its aspect (long side = `size`)
+    and the rest of the square is padding, below and to the right of the image (top-left anchor,
+    so a model pixel maps back to the original by one scale factor).
+    """
+    if mode == "squash":
+        return size, size
+    if mode != "letterbox":
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    scale = size / max(height, width)
+    return max(1, min(size, round(height * scale))), max(1, min(size, round(width * scale)))
+
+
+def _fit(img: Image.Image, size: int, mode: str, resample: int, fill: int | tuple) -> Image.Image:
+    h, w = fit_size(img.height, img.width, size, mode)
+    if (img.height, img.width) != (h, w):
+        img = img.resize((w, h), resample)
+    if (h, w) == (size, size):
+        return img
+    canvas = Image.new(img.mode, (size, size), fill)
+    canvas.paste(img, (0, 0))
+    return canvas
+
+
+def resize_image(
+    image: np.ndarray, size: int, mode: str = "squash", fill: Sequence[int] = (0, 0, 0)
+) -> np.ndarray:
+    """Resize a uint8 image to size x size RGB (pillow bilinear), squashed or letterboxed.
+
+    Letterbox padding takes the colour `fill` (the normalisation mean, so it normalises to 0).
+    """
     rgb = to_rgb(image)
     if rgb.shape[:2] == (size, size):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+    fill = tuple(int(v) for v in fill)
+    return np.asarray(_fit(Image.fromarray(rgb), size, mode, Image.BILINEAR, fill))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Resize a uint8 class-index mask HxW to size x size by nearest neighbour (labels stay)."""
+def resize_mask(mask: np.ndarray, size: int, mode: str = "squash") -> np.ndarray:
+    """Resize a uint8 class-index mask HxW to size x size by nearest neighbour (labels stay);
+    letterbox padding is background (0)."""
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(f"expected a uint8 HxW mask, got {mask.dtype} {mask.shape}")
     if mask.shape == (size, size):
         return mask
-    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+    return np.asarray(_fit(Image.fromarray(mask), size, mode, Image.NEAREST, 0))
+
+
+def pad_fill(mean: Sequence[float]) -> tuple[int, int, int]:
+    """The uint8 colour that normalises to ~0 under `mean`: what letterbox padding is."""
+    return tuple(int(round(min(max(float(m), 0.0), 1.0) * 255)) for m in mean)  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,9 +113,14 @@ def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> n
 
 
 def preprocess_image(
-    image: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]
+    image: np.ndarray,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    mode: str = "squash",
 ) -> np.ndarray:
-    """Turn a uint8 HxW or HxWx3 image into the model input: float32 [3,size,size], normalised."""
+    """Turn a uint8 HxW or HxWx3 image into the model input: float32 [3,size,size], normalised,
+    squashed or letterboxed (`mode`, see `fit_size`)."""
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values with std > 0, got {mean}, {std}")
-    return normalise(resize_image(image, size), mean, std)
+    return normalise(resize_image(image, size, mode, pad_fill(mean)), mean, std)

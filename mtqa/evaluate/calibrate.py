@@ -60,6 +60,7 @@ def checkpoint_split(
         synth_sizes=tuple(sizes),
         classes=list(checkpoint.classes),
         grade_rule=config.get("grade_rule"),
+        resize=checkpoint.resize,
         limit=limit,
     )
     dataset = getattr(bundle, split)
