@@ -14,7 +14,12 @@ HELP = "train the multi-task network (synthetic data, NEU-Seg or a dataset folde
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synth", help="synth | neu_seg | PATH to a dataset")
-    parser.add_argument("--config", default="tiny", help="tiny | small | neu | PATH.yaml/.json")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="tiny | small | neu | PATH.yaml/.json (default: planned from the data, see "
+        "`mtqa plan`; `tiny` for --data synth)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="run directory, e.g. runs/tiny")
     parser.add_argument(
         "--epochs",
@@ -38,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from mtqa.config import ConfigError, apply_overrides, named_config
     from mtqa.data import DatasetError
     from mtqa.evaluate.jsonsafe import dumps
+    from mtqa.planning import PLAN_FILE, plan_for
     from mtqa.train import TrainError, run_config_from_checkpoint, train
 
     try:
@@ -45,8 +51,14 @@ def run(args: argparse.Namespace) -> int:
             saved = read_config(args.out)
             cfg = run_config_from_checkpoint(saved)
             data = saved["data"]["source"]
+        elif args.config is None and args.data != "synth":
+            plan, data = plan_for(args.data), args.data
+            cfg = plan.config()
+            plan.write(args.out)
+            print(f"mtqa train: planned from the data ({args.out / PLAN_FILE}):", file=sys.stderr)
+            print(plan.describe(), file=sys.stderr)
         else:
-            cfg, data = named_config(args.config), args.data
+            cfg, data = named_config(args.config or "tiny"), args.data
         overrides = list(args.overrides)
         if args.epochs is not None:
             overrides += [f"train.epochs={args.epochs}", f"train.max_epochs={args.epochs}"]

@@ -1,0 +1,101 @@
+"""The dataset fingerprint, the plan it leads to, letterbox geometry and training crops."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtqa.data import build_datasets
+from mtqa.data.preprocess import fit_size, pad_fill, preprocess_image, resize_image, resize_mask
+from mtqa.planning import fingerprint, make_plan
+
+
+def _write_dataset(root, shape, n=(12, 4, 4), defect=(4, 40), free_every=3, classes=("a", "b")):
+    """An indexed-mask dataset of `shape` (h, w) grey images; every `free_every`-th is clean,
+    the others hold one `defect` (h, w) rectangle of class 1 or 2."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    (root / "classes.json").write_text(json.dumps({"classes": list(classes)}))
+    for split, count in zip(("train", "val", "test"), n, strict=True):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for i in range(count):
+            img = rng.integers(90, 110, size=shape, dtype=np.uint8)
+            mask = np.zeros(shape, dtype=np.uint8)
+            if i % free_every:
+                y, x = rng.integers(0, shape[0] - defect[0]), rng.integers(0, shape[1] - defect[1])
+                mask[y : y + defect[0], x : x + defect[1]] = 1 + (i // 2) % 2
+                img[mask > 0] = 200
+            Image.fromarray(img).save(root / "images" / split / f"{i:03d}.png")
+            Image.fromarray(mask).save(root / "masks" / split / f"{i:03d}.png")
+    return root
+
+
+def test_letterbox_keeps_aspect_and_pads_with_the_mean():
+    assert fit_size(100, 250, 128, "letterbox") == (51, 128)
+    assert fit_size(100, 250, 128, "squash") == (128, 128)
+    image = np.full((100, 250), 7, dtype=np.uint8)
+    out = resize_image(image, 128, "letterbox", pad_fill((0.5, 0.5, 0.5)))
+    assert out.shape == (128, 128, 3)
+    assert (out[:51] == 7).all() and (out[51:] == 128).all()
+    x = preprocess_image(
+        np.full((100, 250), 128, np.uint8), 128, (0.5,) * 3, (0.25,) * 3, "letterbox"
+    )
+    assert np.abs(x).max() < 0.02  # padding normalises to ~0, like a mean-grey image
+    mask = np.zeros((100, 250), np.uint8)
+    mask[10:20] = 2
+    small = resize_mask(mask, 128, "letterbox")
+    assert set(np.unique(small)) == {0, 2} and not small[51:].any()
+    with pytest.raises(ValueError, match="resize mode"):
+        fit_size(10, 10, 32, "stretch")
+
+
+def test_fingerprint_measures_sizes_regions_and_clean_share(tmp_path):
+    root = _write_dataset(tmp_path / "d", (60, 180))
+    fp = fingerprint(str(root))
+    assert fp.classes == ["a", "b"]
+    assert fp.split_sizes == {"train": 12, "val": 4, "test": 4}
+    assert fp.long_side["q50"] == 180 and fp.aspect["q50"] == pytest.approx(3.0)
+    assert fp.defect_free_share == pytest.approx(4 / 12, abs=1e-3)
+    assert fp.regions == 8 and fp.region_min_side["q50"] == 4
+    assert fp.images_per_class == {"a": 4, "b": 4}
+
+
+def test_plan_letterboxes_wide_images_and_crops_large_inputs(tmp_path):
+    wide = make_plan(fingerprint(str(_write_dataset(tmp_path / "w", (60, 180)))))
+    assert wide.overrides["data.resize"] == "letterbox"
+    assert wide.overrides["data.image_size"] == 192  # 180 px long side, native resolution
+    assert wide.overrides["data.crop_size"] == 0  # small input: whole images a step
+    assert wide.config().data.image_size == 192  # the plan is a valid run config
+    assert all(k in wide.reasons for k in wide.overrides)
+    big = make_plan(fingerprint(str(_write_dataset(tmp_path / "b", (200, 700), defect=(40, 60)))))
+    # 40 px wide defects keep 12 px at 0.3x: the input shrinks to ~210 px (not past that)
+    assert big.overrides["data.image_size"] == 224
+    square = make_plan(fingerprint(str(_write_dataset(tmp_path / "s", (400, 400), defect=(3, 30)))))
+    assert square.overrides["data.resize"] == "squash"
+    assert square.overrides["data.image_size"] == 416  # thin defects: native resolution
+    assert square.overrides["data.crop_size"] == 256
+
+
+def test_crops_are_centred_on_defects_at_the_planned_share(tmp_path):
+    root = _write_dataset(tmp_path / "d", (120, 360), defect=(4, 12), free_every=2)
+    bundle = build_datasets(
+        str(root), 384, resize="letterbox", crop_size=64, defect_crop_share=1.0, epoch_items=40
+    )
+    train = bundle.train
+    assert len(train) == 40
+    items = [train[i] for i in range(len(train))]
+    assert all(item["image"].shape == (3, 64, 64) for item in items)
+    assert all(item["presence"].sum() >= 1 for item in items)  # every crop holds its defect
+    # both classes are drawn although each image holds one
+    assert {int(item["presence"].argmax()) for item in items} == {0, 1}
+    random = build_datasets(
+        str(root), 384, resize="letterbox", crop_size=64, defect_crop_share=0.0, epoch_items=40
+    ).train
+    with_defect = sum(float(random[i]["presence"].sum() > 0) for i in range(40))
+    assert with_defect < 20  # random crops of a mostly clean input rarely hit a 4x12 defect
+    train.set_epoch(1)
+    assert not np.array_equal(train[0]["image"].numpy(), items[0]["image"].numpy())
