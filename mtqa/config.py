@@ -86,15 +86,14 @@ class WeightingConfig:
 class TrainConfig:
     """Optimisation: AdamW, warm-up + cosine schedule, precision, early stopping, loaders."""
 
-    # Epochs to train when there is no time budget (with one, the budget decides; see below).
+    # Epochs to train; with a time budget, the most epochs (0: no cap, the budget alone ends
+    # the run; `mtqa train` lifts a preset's count this way when the budget is set on its
+    # command line and the epochs are not).
     epochs: int = 10
-    # Seconds for the training loop (0: off). When set, the budget, not `epochs`, ends the run:
-    # the cosine schedule follows the clock (elapsed / budget) rather than the step count, and
-    # the run stops after the epoch past which another one as long would end more than 5% over
-    # the budget. `max_epochs` caps it (`--epochs N` on the command line sets both).
+    # Seconds for the training loop (0: off). When set, the cosine schedule follows the clock
+    # (elapsed / budget) rather than the step count, and the run stops after the epoch past
+    # which another one as long would end more than 5% over the budget.
     time_budget: float = 0.0
-    # Hard cap on epochs in either mode (0: none beyond `epochs` without a budget).
-    max_epochs: int = 0
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -196,7 +195,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "epochs": 30,
             "time_budget": 150.0,
-            "max_epochs": 30,
             "batch_size": 8,
             "lr": 3e-3,
             "patience": 5,
@@ -343,10 +341,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.amp must be auto, bf16 or off, got {t.amp!r}")
     if t.time_budget < 0:
         raise ConfigError(f"train.time_budget must be >= 0 seconds (0 = off), got {t.time_budget}")
-    if t.epochs < 1 or t.batch_size < 1 or t.lr <= 0:
-        raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
-    if t.max_epochs < 0:
-        raise ConfigError(f"train.max_epochs must be >= 0 (0 = no cap), got {t.max_epochs}")
+    if t.batch_size < 1 or t.lr <= 0:
+        raise ConfigError("train.batch_size and train.lr must be positive")
+    if t.epochs < 0 or (t.epochs == 0 and t.time_budget == 0):
+        raise ConfigError(
+            f"train.epochs must be positive (0 = no cap, only with train.time_budget > 0), "
+            f"got {t.epochs}"
+        )
     if t.min_epochs < -1 or t.patience < 1:
         raise ConfigError(
             f"train.min_epochs must be >= -1 (-1 = a quarter of the run) and train.patience "

@@ -173,27 +173,33 @@ def test_time_budget_stops_training_and_drives_the_cosine(tmp_path: Path) -> Non
     floor = cfg.train.lr * cfg.train.min_lr_ratio
     assert float(rows(tmp_path / "short")[-1]["lr"]) == pytest.approx(floor, rel=1e-3)
     assert short.stopped_by == "time budget"
-    apply_overrides(cfg, ["train.max_epochs=2", "train.time_budget=1e6"])
+    apply_overrides(cfg, ["train.epochs=2", "train.time_budget=1e6"])
     long = train(cfg, "synth", tmp_path / "long", progress=False, device="cpu")
     assert long.epochs_run == 2 and long.stopped_by == "epoch cap"
     assert float(rows(tmp_path / "long")[-1]["lr"]) > 0.99 * cfg.train.lr
 
 
-def test_time_budget_is_not_capped_by_the_epoch_count(
+def test_a_command_line_budget_is_not_capped_by_the_config(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """With a budget, train.epochs (the preset's count) does not end the run: the budget does,
-    and the last line says so."""
-    cfg = apply_overrides(
-        named_config("neu"),
-        [*FAST, "train.epochs=1", "train.time_budget=6", "train.patience=100"],
-    )
-    result = train(cfg, "synth", tmp_path / "run", progress=False, device="cpu")
-    assert result.epochs_run >= 2 and result.stopped_by == "time budget"
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_by"] == (
-        "time budget"
-    )
-    assert "stopped by time budget (6 s spent)" in capsys.readouterr().err
+    """`--set train.time_budget=S` on a config with an epoch count (here 2): the budget, not the
+    config's epochs, ends the run, and the last line says so; epochs given there too cap it."""
+    config = tmp_path / "two_epochs.json"
+    config.write_text(json.dumps({"train": {"epochs": 2, "patience": 100}}))
+    sets = [arg for item in [*FAST, "train.time_budget=8"] for arg in ("--set", item)]
+    common = ["train", "--config", str(config), "--no-progress", *sets]
+    assert main([*common, "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    printed = strict_json(captured.out)
+    assert printed["epochs_run"] > 2 and printed["stopped_by"] == "time budget"
+    assert "not the configured train.epochs=2" in captured.err
+    assert "stopped by time budget (8 s spent)" in captured.err
+    summary = strict_json((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped_by"] == "time budget"
+    # epochs on the command line as well: they cap the budget
+    assert main([*common, "--epochs", "1", "--out", str(tmp_path / "capped")]) == 0
+    capped = strict_json(capsys.readouterr().out)
+    assert capped["epochs_run"] == 1 and capped["stopped_by"] == "epoch cap"
 
 
 def test_early_stopping_waits_for_min_epochs(tmp_path: Path) -> None:
@@ -201,10 +207,26 @@ def test_early_stopping_waits_for_min_epochs(tmp_path: Path) -> None:
     small to learn anything, a run stops one epoch after the minimum, not after epoch 1."""
     base = [*FAST, "train.epochs=8", "train.patience=1", "train.lr=1e-9"]
     cfg = apply_overrides(named_config("tiny"), [*base, "train.time_budget=0"])
-    apply_overrides(cfg, ["train.max_epochs=0", "train.min_epochs=4"])
+    apply_overrides(cfg, ["train.min_epochs=4"])
     waited = train(cfg, "synth", tmp_path / "waited", progress=False, device="cpu")
     assert waited.epochs_run >= 5
     assert waited.stopped_by in ("early stopping", "epoch cap")
     apply_overrides(cfg, ["train.min_epochs=0"])
     eager = train(cfg, "synth", tmp_path / "eager", progress=False, device="cpu")
     assert eager.stopped_by == "early stopping" and eager.epochs_run < waited.epochs_run
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["train.time_budget=0", "train.epochs=0"], "only with train.time_budget"),
+        (["train.min_epochs=-2"], "train.min_epochs"),
+        (["train.patience=0"], "train.patience"),
+    ],
+)
+def test_stopping_settings_are_checked(overrides: list[str], message: str) -> None:
+    from mtqa.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(named_config("tiny"), overrides)
+    assert apply_overrides(named_config("tiny"), ["train.epochs=0"]).train.epochs == 0  # budget

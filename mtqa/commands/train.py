@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtqa.cli import add_overrides_option
+
+if TYPE_CHECKING:
+    from mtqa.config import RunConfig
 
 HELP = "train the multi-task network (synthetic data, NEU-Seg or a dataset folder)"
 
@@ -24,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs",
         type=int,
-        help="train N epochs: sets train.epochs and train.max_epochs (with a time budget, the "
-        "run ends at N epochs or the budget, whichever comes first)",
+        help="override train.epochs (with a time budget: the most epochs; a budget set here "
+        "without --epochs lifts the preset's epoch count)",
     )
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument(
@@ -36,6 +40,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_overrides_option(parser, "override a config value, e.g. --set model.arch=soft (repeatable)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+
+def lift_epoch_cap(cfg: RunConfig, overrides: list[str]) -> None:
+    """A time budget given on the command line is the budget: unless the epochs are given there
+    too, the preset's (or saved run's) epoch count stops capping it (`train.epochs=0`)."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
+    if "train.time_budget" in keys and "train.epochs" not in keys and cfg.train.time_budget > 0:
+        if cfg.train.epochs:
+            print(
+                f"mtqa train: the {cfg.train.time_budget:g} s budget ends the run, not the "
+                f"configured train.epochs={cfg.train.epochs} (--epochs N caps it)",
+                file=sys.stderr,
+            )
+        cfg.train.epochs = 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
             cfg, data = named_config(args.config or "tiny"), args.data
         overrides = list(args.overrides)
         if args.epochs is not None:
-            overrides += [f"train.epochs={args.epochs}", f"train.max_epochs={args.epochs}"]
+            overrides.append(f"train.epochs={args.epochs}")
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
         apply_overrides(cfg, overrides)
+        lift_epoch_cap(cfg, overrides)
         result = train(
             cfg,
             data,

@@ -33,7 +33,7 @@ from mtqa.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from mtqa.config import RunConfig, TrainConfig
+from mtqa.config import RunConfig
 from mtqa.data import DataBundle, build_datasets, class_stats
 from mtqa.evaluate.jsonsafe import dumps
 from mtqa.evaluate.thresholds import save_thresholds, select_thresholds
@@ -54,14 +54,6 @@ STATS_ITEMS = 256  # train items sampled for the positive rates behind pos_weigh
 
 class TrainError(RuntimeError):
     """Training cannot start or continue (e.g. resume without a previous run)."""
-
-
-def epoch_cap(t: TrainConfig) -> int:
-    """The most epochs a run may train, 0 for none: with a time budget the budget ends the run
-    and only `max_epochs` caps it; without, `epochs` (or `max_epochs` if lower)."""
-    if t.time_budget > 0:
-        return t.max_epochs
-    return min(t.epochs, t.max_epochs) if t.max_epochs else t.epochs
 
 
 @dataclass
@@ -177,12 +169,12 @@ class Trainer:
                 f"{t.batch_size} per process"
             )
         self.optimizer = build_optimizer(self.model, self.weighting, t.lr, t.weight_decay)
-        self.epoch_cap = epoch_cap(t)
+        self.epoch_cap = t.epochs  # 0: none (a time budget alone ends the run)
         self.scheduler = warmup_cosine(
             self.optimizer,
             round(t.warmup_epochs * self.steps_per_epoch),
             # under a time budget the cosine follows the clock; this only bounds the warm-up
-            (self.epoch_cap or max(t.epochs, 1)) * self.steps_per_epoch,
+            max(self.epoch_cap, math.ceil(t.warmup_epochs) + 1) * self.steps_per_epoch,
             t.min_lr_ratio,
         )
         self.autocast = autocast_factory(t.amp, env.device)
@@ -282,8 +274,7 @@ class Trainer:
         t = self.cfg.train
         detail = {
             "time budget": f"{t.time_budget:g} s spent",
-            "epoch cap": f"train.{'max_epochs' if t.time_budget > 0 else 'epochs'}="
-            f"{self.epoch_cap}",
+            "epoch cap": f"train.epochs={t.epochs}",
             "early stopping": f"no better val score in {t.patience} epochs after the first "
             f"{self._min_epochs_text()}",
         }.get(stopped_by, "")
