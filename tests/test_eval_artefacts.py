@@ -39,6 +39,7 @@ def test_every_artefact_is_written_and_linked(tmp_path):
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (tmp_path / "out" / link).is_file(), link
     assert "| mIoU (defect classes) | 1.0000 |" in report
+    assert "| any-defect AP (image level) |" in report
     assert "| mIoU (background + defect classes) | 1.0000 |" in report
 
 

@@ -14,6 +14,8 @@ HEADLINE = (
     ("presence_micro_f1", "presence micro-F1"),
     ("presence_macro_auroc", "presence macro-AUROC"),
     ("presence_macro_ap", "presence macro-AP"),
+    ("presence_any_auroc", "any-defect AUROC (image level)"),
+    ("presence_any_ap", "any-defect AP (image level)"),
     ("presence_exact_match", "presence exact match (all K right)"),
     ("miou", "mIoU (defect classes)"),
     ("mdice", "mDice (defect classes)"),
