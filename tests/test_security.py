@@ -10,9 +10,7 @@ mutual TLS; and the listen rules, checked before anything is launched.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from fixtures.serving import DOUBLE_SOURCE, assert_cleaned_up, write_python_model
+from fixtures.serving import (
+    DOUBLE_SOURCE,
+    assert_cleaned_up,
+    listening_sockets,
+    loopback_address,
+    write_python_model,
+)
 from google.protobuf import json_format
 from mtqa_client.errors import PermissionDeniedError, from_server_error
 from mtqa_client.retry import is_retryable
@@ -184,56 +188,12 @@ def test_admin_protocols_need_the_key_and_reads_stay_open(plain_server: TritonSe
     assert [m["name"] for m in plain_server.repository_index()] == ["double"]  # key: the launcher
 
 
-def _socket_inodes(pgid: int) -> set[str]:
-    """Inodes of the sockets open in any process of group `pgid` (the server and its stubs)."""
-    inodes = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(proc.name)) != pgid:
-                continue
-            for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[len("socket:[") : -1])
-        except OSError:  # the process exited or is not ours to read
-            continue
-    return inodes
-
-
-def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An address as /proc/net/tcp* prints it (host-order 32-bit words in hex)."""
-    raw = bytes.fromhex(hex_address)
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return ipaddress.ip_address(words)
-
-
-def listening_sockets(pgid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state held by process group `pgid`."""
-    inodes, found = _socket_inodes(pgid), []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and inode in inodes:  # 0A: TCP_LISTEN
-                address, port = local.split(":")
-                found.append((str(_address(address)), int(port, 16)))
-    return found
-
-
-def _loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
 @pytest.mark.server
 def test_default_server_listens_on_loopback_only(plain_server: TritonServer) -> None:
     sockets = listening_sockets(plain_server.pid)
     ports = {port for _, port in sockets}
     assert {plain_server.grpc_port, plain_server.http_port, plain_server.metrics_port} <= ports
-    assert sockets and all(_loopback(address) for address, _ in sockets), sockets
+    assert sockets and all(loopback_address(address) for address, _ in sockets), sockets
     command = Path(f"/proc/{plain_server.pid}/cmdline").read_bytes().split(b"\0")
     assert b"--model-control-mode=none" in command
     key_file = plain_server.key_file

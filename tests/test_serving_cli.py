@@ -18,6 +18,8 @@ from fixtures.serving import (
     DOUBLE_SOURCE,
     HANGING_SOURCE,
     assert_cleaned_up,
+    listening_sockets,
+    loopback_address,
     stray_processes,
     write_python_model,
 )
@@ -56,6 +58,8 @@ def test_serve_command_runs_until_sigterm(double_repo: Path) -> None:
     try:
         seen = _read_until(proc, r"^\s+pid\s+\d+", timeout=60)
         assert all(seen[k].startswith("127.0.0.1:") for k in ("grpc", "http"))
+        sockets = listening_sockets(int(seen["pid"]))  # read from /proc: no traffic sent
+        assert len(sockets) >= 3 and all(loopback_address(a) for a, _ in sockets), sockets
         client = grpcclient.InferenceServerClient(seen["grpc"])
         assert client.is_model_ready("double") and not client.is_model_ready("double_b")
         assert urllib.request.urlopen(seen["metrics"], timeout=5).status == 200
