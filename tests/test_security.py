@@ -42,6 +42,8 @@ from mtqa.serving import (
     control_grpc_headers,
 )
 from mtqa.serving.certs import DevPki, write_dev_pki
+from mtqa.swap.control import ModelControl
+from mtqa.swap.errors import ControlError
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +165,18 @@ def test_load_with_code_override_is_refused_without_the_key(
         assert status == 200, text
         assert marker.read_text() == "ran as the server's user"
         client.unload_model("evil", headers=control_grpc_headers(server.control.key))
+
+
+@pytest.mark.server
+def test_swap_control_sends_the_key(control_server: TritonServer) -> None:
+    """`mtqa swap`'s model control: refused with a hint without the key, works with it."""
+    anonymous = ModelControl(control_server.grpc_url, timeout_s=10)
+    with pytest.raises(ControlError, match="restricted.*--key-file or \\$MTQA_CONTROL_KEY"):
+        anonymous.ready_versions("double")
+    keyed = ModelControl(control_server.grpc_url, timeout_s=10, key=control_server.control.key)
+    assert keyed.ready_versions("double") == [1]
+    anonymous.close()
+    keyed.close()
 
 
 @pytest.mark.server
