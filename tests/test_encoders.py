@@ -201,9 +201,10 @@ def test_exports_with_ort_parity(exported) -> None:
     assert max(diffs.values()) <= 1e-3, diffs
 
 
-def test_int8_through_the_builders_precision_path(exported, tmp_path) -> None:
-    """`ort` flavour Q/DQ INT8 (what `mtqa build --precision int8` makes for ORT CPU) runs on
-    the Lite0 network and stays close to FP32 on the calibration-like images."""
+@pytest.mark.parametrize("flavour", ["ort", "tensorrt"])
+def test_int8_through_the_builders_precision_path(exported, tmp_path, flavour) -> None:
+    """Q/DQ INT8 as `mtqa build --precision int8` makes it (for ORT CPU, and TensorRT's
+    symmetric Conv-only form) runs on the Lite0 network and stays close to FP32."""
     import onnx
     import onnxruntime as ort
     from mtqa_builder import precision as prec
@@ -211,7 +212,7 @@ def test_int8_through_the_builders_precision_path(exported, tmp_path) -> None:
     _, fp32 = exported
     rng = np.random.default_rng(1)
     calib = rng.normal(size=(8, 3, 96, 96)).astype(np.float32)
-    int8 = prec.to_int8(fp32, tmp_path / "int8.onnx", calib, "ort")
+    int8 = prec.to_int8(fp32, tmp_path / "int8.onnx", calib, flavour)
     run = {
         name: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
         for name, p in (("fp32", fp32), ("int8", int8))
@@ -225,4 +226,4 @@ def test_int8_through_the_builders_precision_path(exported, tmp_path) -> None:
     for key in OUTPUT_KEYS:
         assert got[key].shape == ref[key].shape and np.isfinite(got[key]).all()
     seg_corr = np.corrcoef(ref["seg_logits"].ravel(), got["seg_logits"].ravel())[0, 1]
-    assert seg_corr > 0.9, seg_corr
+    assert seg_corr > 0.95, seg_corr  # measured 0.9997 (ort), 0.985 (tensorrt)
