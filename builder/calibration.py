@@ -44,9 +44,15 @@ def _from_folder(folder: Path, count: int, image_size: int) -> list[np.ndarray]:
 
 
 def load_calibration(
-    source: str, image_size: int, mean: list[float], std: list[float], count: int = DEFAULT_COUNT
+    source: str,
+    image_size: int,
+    mean: list[float],
+    std: list[float],
+    count: int = DEFAULT_COUNT,
+    resize: str = "squash",
 ) -> CalibrationSet:
-    """Read up to `count` train images of `source` and preprocess them; refuse if there are none."""
+    """Read up to `count` train images of `source` and preprocess them as served (`resize`:
+    the checkpoint's squash or letterbox); refuse if there are none."""
     from mtqa.data import DatasetError, iter_raw, preprocess_image
 
     if not source:
@@ -63,7 +69,7 @@ def load_calibration(
     if not raws:
         raise CalibrationError(f"calibration source {source!r} holds no images")
     try:
-        images = np.stack([preprocess_image(img, image_size, mean, std) for img in raws])
+        images = np.stack([preprocess_image(img, image_size, mean, std, resize) for img in raws])
     except ValueError as exc:
         raise CalibrationError(f"calibration image rejected by preprocessing: {exc}") from exc
     images = images.astype(np.float32)

@@ -99,6 +99,8 @@ def result_outputs(shapes: Shapes) -> list[mc.ModelOutput]:
         _out("masks_packed", "TYPE_UINT8", [k, shapes.packed_bytes]),
         _out("regions", "TYPE_FP32", [-1, 6]),
         _out(ITEM_ERROR, "TYPE_STRING", [1]),
+        # (h, w) of the input the image fills (letterbox leaves padding): masks map back by it
+        _out("mask_size", "TYPE_INT32", [2]),
     ]
 
 
@@ -204,11 +206,17 @@ def ensemble_config(
     cfg.output.extend(result_outputs(shapes))
     logits = ("presence_logits", "seg_logits", "grade_logits")
     plan = [
-        (PRE, {"image_bytes": "image_bytes"}, {n: n for n in ("images", "orig_size", ITEM_ERROR)}),
+        # Ensemble tensor names are unique: preprocess's item_error travels as `decode_error` to
+        # postprocess, whose own item_error is the ensemble output.
+        (
+            PRE,
+            {"image_bytes": "image_bytes"},
+            {"images": "images", "orig_size": "orig_size", ITEM_ERROR: "decode_error"},
+        ),
         (NET, {"images": "images"}, {n: n for n in logits}),
         (
             POST,
-            {n: n for n in (*logits, "orig_size", ITEM_ERROR)},
+            {**{n: n for n in (*logits, "orig_size")}, ITEM_ERROR: "decode_error"},
             {o.name: o.name for o in cfg.output},
         ),
     ]

@@ -105,7 +105,12 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
     calib = None
     if "int8" in names:
         calib = load_calibration(
-            opts.calib or "", ckpt.image_size, ckpt.mean, ckpt.std, opts.calib_count
+            opts.calib or "",
+            ckpt.image_size,
+            ckpt.mean,
+            ckpt.std,
+            opts.calib_count,
+            ckpt.resize,
         )
         log(f"calibration: {calib.describe()}")
     with tempfile.TemporaryDirectory(prefix="mtqa-build-") as tmp:
@@ -141,6 +146,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
             image_size=ckpt.image_size,
             mean=list(ckpt.mean),
             std=list(ckpt.std),
+            resize=ckpt.resize,
             thresholds=ckpt.thresholds,
             weights_sha256=file_sha256(Path(ckpt.run_dir) / "model.safetensors"),
         )

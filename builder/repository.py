@@ -54,6 +54,7 @@ class Source:
     std: list[float]
     thresholds: dict[str, Any]
     weights_sha256: str
+    resize: str = "squash"  # how images become the square input (mtqa.data.preprocess)
 
     @property
     def shapes(self) -> Shapes:
@@ -216,11 +217,21 @@ def publish(
                     shutil.copyfile(_preprocess_source(module), vdir / f"{module}.py")
                 _write_json(
                     vdir / "preprocess.json",
-                    {"image_size": source.image_size, "mean": source.mean, "std": source.std},
+                    {
+                        "image_size": source.image_size,
+                        "mean": source.mean,
+                        "std": source.std,
+                        "resize": source.resize,
+                    },
                 )
             elif model == POST:
                 _python_model(vdir, "postprocess_model.py")
                 shutil.copyfile(_MODELS_DIR / "postprocess_core.py", vdir / "postprocess_core.py")
+                shutil.copyfile(_preprocess_source(), vdir / "preprocess.py")
+                _write_json(
+                    vdir / "postprocess.json",
+                    {"image_size": source.image_size, "resize": source.resize},
+                )
             pub.seal(vdir, model, version, {"serves_precision": serve} if model == ENSEMBLE else {})
         # Configs are built before anything moves in, so a bad config publishes nothing.
         texts = {
@@ -237,6 +248,7 @@ def publish(
                     "grades": json.dumps(source.grades),
                     "thresholds": json.dumps(source.thresholds),
                     "image_size": str(source.image_size),
+                    "resize": source.resize,
                 },
             ),
         }

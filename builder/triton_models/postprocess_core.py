@@ -31,15 +31,22 @@ def threshold_vector(thresholds: dict, key: str, classes: list[str]) -> np.ndarr
     return np.array([float(table.get(c, 0.5)) for c in classes], dtype=np.float32)
 
 
-def regions(seg_prob: np.ndarray, masks: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+def regions(
+    seg_prob: np.ndarray,
+    masks: np.ndarray,
+    orig_hw: tuple[int, int],
+    content_hw: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Connected defect regions of one image as float32 rows (class, mean prob, x0, y0, x1, y1).
 
-    `seg_prob` and `masks` are [K,S,S]; boxes are scaled from model pixels to the original
-    image (x1/y1 exclusive).
+    `seg_prob` and `masks` are [K,S,S]; the image fills their top-left `content_hw` (all of
+    them when squashed, less when letterboxed); boxes are scaled from model pixels to the
+    original image (x1/y1 exclusive).
     """
     k_classes, s_h, s_w = masks.shape
+    c_h, c_w = (s_h, s_w) if content_hw is None else (int(content_hw[0]), int(content_hw[1]))
     h, w = int(orig_hw[0]), int(orig_hw[1])
-    sx, sy = w / s_w, h / s_h
+    sx, sy = w / c_w, h / c_h
     rows = []
     for k in np.flatnonzero(masks.reshape(k_classes, -1).any(axis=1)):
         labels, count = ndimage.label(masks[k])
@@ -65,6 +72,7 @@ def postprocess(
     presence_thr: np.ndarray,
     seg_thr: np.ndarray,
     valid: np.ndarray | None = None,
+    content: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Turn a batch of logits into the ensemble outputs (see docs/architecture.md).
 
@@ -73,7 +81,10 @@ def postprocess(
     decision is true, so no box names a class the image was decided free of; `masks_packed` keeps
     the segmentation head's own decision for every class. `valid` (bool [B], default all) marks
     the images preprocess could decode: an invalid one gets zero probabilities, no decision,
-    grade_index -1, an empty mask and no region.
+    grade_index -1, an empty mask and no region. `content` (int [B,2], default the whole
+    input) is the (h, w) each image fills of the model input; masks are cleared outside it
+    (letterbox padding) and returned as `mask_size`, so a client maps masks back without
+    knowing the resize rule.
     """
     presence_prob = sigmoid(presence_logits)
     seg_prob = sigmoid(seg_logits)
@@ -83,9 +94,14 @@ def postprocess(
     presence_prob[~valid] = 0.0
     decision = (presence_prob >= presence_thr.reshape(1, -1)) & valid[:, None]
     masks[~valid] = False
+    side = masks.shape[2:]
+    content = np.tile(np.int32(side), (batch, 1)) if content is None else np.asarray(content)
+    for b, (c_h, c_w) in enumerate(content):
+        masks[b, :, c_h:, :] = False
+        masks[b, :, :, c_w:] = False
     packed = np.packbits(masks.reshape(batch, k, -1), axis=2, bitorder="big")
     present = masks & decision[:, :, None, None]
-    per_image = [regions(seg_prob[b], present[b], orig_size[b]) for b in range(batch)]
+    per_image = [regions(seg_prob[b], present[b], orig_size[b], content[b]) for b in range(batch)]
     width = max(len(r) for r in per_image)
     padded = np.full((batch, width, 6), -1.0, dtype=np.float32)
     for b, r in enumerate(per_image):
@@ -100,4 +116,5 @@ def postprocess(
         "grade_index": grade_index.reshape(batch, 1),
         "masks_packed": packed.astype(np.uint8),
         "regions": padded,
+        "mask_size": content.astype(np.int32).reshape(batch, 2),
     }

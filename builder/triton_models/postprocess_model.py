@@ -29,6 +29,16 @@ class TritonPythonModel:
         self.presence_thr = self.core.threshold_vector(thresholds, "presence", classes)
         self.seg_thr = self.core.threshold_vector(thresholds, "segmentation", classes)
         self.outputs = [o["name"] for o in json.loads(args["model_config"])["output"]]
+        # how preprocess fitted each image into the input (same file, same rule)
+        self.pre = utils.sibling("preprocess")
+        geometry = json.loads((_HERE / "postprocess.json").read_text())
+        self.size, self.resize = int(geometry["image_size"]), geometry.get("resize", "squash")
+
+    def _content(self, orig_size):
+        return np.asarray(
+            [self.pre.fit_size(int(h), int(w), self.size, self.resize) for h, w in orig_size],
+            dtype=np.int32,
+        ).reshape(-1, 2)
 
     def execute(self, requests):
         responses = []
@@ -38,7 +48,10 @@ class TritonPythonModel:
                 errors = pb_utils.get_input_tensor_by_name(request, "item_error")
                 errors = None if errors is None else errors.as_numpy().reshape(-1, 1)
                 valid = None if errors is None else np.array([not e for e in errors[:, 0]])
-                result = self.core.postprocess(*arrays, self.presence_thr, self.seg_thr, valid)
+                content = self._content(np.maximum(arrays[3].reshape(-1, 2), 1))
+                result = self.core.postprocess(
+                    *arrays, self.presence_thr, self.seg_thr, valid, content
+                )
                 if errors is not None:
                     result["item_error"] = errors
                 tensors = [

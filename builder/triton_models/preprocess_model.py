@@ -50,6 +50,7 @@ class TritonPythonModel:
         self.decode = utils.sibling("decode")
         params = json.loads((_HERE / "preprocess.json").read_text())
         self.size, self.mean, self.std = params["image_size"], params["mean"], params["std"]
+        self.resize = params.get("resize", "squash")
         config = json.loads(args["model_config"])
         parameters = utils.parameters(config)
         threads = int(parameters.get("decode_threads", "1"))
@@ -72,7 +73,7 @@ class TritonPythonModel:
             if not data:
                 raise self.decode.DecodeError("empty image data (0 bytes)")
             decoded = self.decode.decode_image(data, size=self.size, max_pixels=self.max_pixels)
-            x = self.pre.preprocess_image(decoded.rgb, self.size, self.mean, self.std)
+            x = self.pre.preprocess_image(decoded.rgb, self.size, self.mean, self.std, self.resize)
             return x, decoded.orig_hw, ""
         except Exception as exc:  # the client's data: reported in this slot, never raised
             return self.blank, (0, 0), f"{type(exc).__name__}: {exc}"

@@ -57,16 +57,24 @@ class Grade:
 class _PackedMask:
     """A class mask kept bit-packed until first use, then unpacked and resized once."""
 
-    def __init__(self, packed: np.ndarray, side: int, size: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        packed: np.ndarray,
+        side: int,
+        size: tuple[int, int],
+        content: tuple[int, int] | None = None,
+    ) -> None:
         self._packed, self._side, self._size = packed, side, size
+        self._content = content or (side, side)  # the part of the input the image fills
         self._mask: np.ndarray | None = None
 
     def get(self) -> np.ndarray:
         if self._mask is None:
             bits = np.unpackbits(self._packed, count=self._side * self._side, bitorder="big")
-            small = bits.reshape(self._side, self._side)
+            c_h, c_w = self._content
+            small = bits.reshape(self._side, self._side)[:c_h, :c_w]
             h, w = self._size
-            if (h, w) != (self._side, self._side):
+            if (h, w) != (c_h, c_w):
                 img = Image.fromarray(small * np.uint8(255)).resize((w, h), Image.NEAREST)
                 small = np.asarray(img) > 127
             self._mask = small.astype(bool)
@@ -239,6 +247,9 @@ def parse_inspect(
         raise ModelContractError(f"output 'regions' of shape {shape} is not [N, R, 6]")
     regions = outputs["regions"].reshape(n, -1, 6)
     orig = outputs.get("orig_size")
+    # repositories that letterbox say how much of the input each image fills; older ones squash
+    content = outputs.get("mask_size")
+    content = None if content is None else _rows(content, n, "mask_size").reshape(n, 2)
     side = spec.image_size or _size_from_packed(packed.shape[-1])
     if side is None:
         raise ModelContractError(f"cannot infer the mask size from {packed.shape[-1]} bytes")
@@ -255,7 +266,8 @@ def parse_inspect(
         size = img.size
         if size == (0, 0):  # unvalidated bytes Pillow could not parse: trust the server
             size = (side, side) if orig is None else tuple(int(v) for v in orig[i].reshape(-1)[:2])
-        masks = tuple(_PackedMask(packed[i, k], side, size) for k in range(packed.shape[1]))
+        fill = None if content is None else (int(content[i, 0]), int(content[i, 1]))
+        masks = tuple(_PackedMask(packed[i, k], side, size, fill) for k in range(packed.shape[1]))
         defects = tuple(
             DefectScore(
                 name=classes[k] if k < len(classes) else f"class_{k + 1}",

@@ -49,6 +49,7 @@ def load_golden(
             synth_sizes=(4, count, 0),
             classes=list(classes),
             limit=None if source == SYNTH else count,
+            resize=params.get("resize", "squash"),
         )
     except DatasetError as exc:
         raise GoldenCheckError(f"golden set {source!r} unusable: {exc}") from None
