@@ -136,3 +136,11 @@ def test_training_loads_through_the_shared_decoder(tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_bytes(b"junk")
     with pytest.raises(DatasetError, match="bad.png"):
         load_image(tmp_path / "bad.png")
+
+
+def test_probe_reads_the_header_only_and_decode_errors_surface() -> None:
+    good = encode(Image.fromarray(np.full((40, 50, 3), 128, np.uint8)), "PNG")
+    broken = good[:45] + bytes(b ^ 0xFF for b in good[45:60]) + good[60:]  # corrupt IDAT
+    assert decode.probe_image(broken) == (40, 50)  # no pixel decoded, so no error yet
+    with pytest.raises(decode.DecodeError, match="broken data stream"):
+        decode.decode_image(broken)

@@ -130,7 +130,7 @@ def _check_bytes(
     try:
         hw = decode.probe_image(data, max_pixels=max_pixels)
         if validate:  # the server's decoder, at the network's size: a truncated JPEG fails here
-            decode.decode_image(data, size=size, max_pixels=max_pixels)
+            hw = decode.decode_image(data, size=size, max_pixels=max_pixels).orig_hw
     except decode.ImageTooLargeError as exc:  # refused whatever `validate` says
         raise InvalidInputError(f"{label}: {exc}") from None
     except decode.DecodeError as exc:

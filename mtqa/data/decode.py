@@ -75,13 +75,23 @@ def _describe(source: object) -> str:
     return f"image {os.fspath(source)}"
 
 
-def _upright_hw(img: Image.Image) -> tuple[int, int]:
-    """(h, w) after EXIF orientation, from the header only."""
-    w, h = img.size
+def _orientation(img: Image.Image, loaded: bool) -> int:
+    """The EXIF orientation (1 when absent or unreadable).
+
+    Before `load`, only where the header holds it: Pillow's PNG `getexif` decodes the whole image
+    to look for an eXIf chunk after the pixels, which a header check must not do.
+    """
+    if not loaded and "exif" not in img.info and img.format not in ("JPEG", "MPO", "TIFF"):
+        return 1
     try:
-        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # an unreadable EXIF block: the pixels decide, orientation is ignored
-        orientation = 1
+        return int(img.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # an unreadable EXIF block: the orientation is ignored, not the image
+        return 1
+
+
+def _upright_hw(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """(h, w) of a (w, h) image after EXIF orientation."""
+    w, h = size
     return (w, h) if orientation in _SWAPPING else (h, w)
 
 
@@ -103,7 +113,7 @@ def probe_image(
     try:
         with _open(source) as img:
             _check_pixels(img, max_pixels)
-            return _upright_hw(img)
+            return _upright_hw(img.size, _orientation(img, loaded=False))
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageTooLargeError(f"image too large: {_reason(exc)}") from None
     except FileNotFoundError:
@@ -169,12 +179,13 @@ def decode_image(
     try:
         with _open(source) as img:
             _check_pixels(img, max_pixels)
-            orig_hw = _upright_hw(img)
+            header_size = img.size
             if size and img.format == "JPEG":
                 img.draft("RGB", (int(size), int(size)))
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img.load()
+                img.load()  # outside any broad except: a decode error must surface
+            orig_hw = _upright_hw(header_size, _orientation(img, loaded=True))
             upright = ImageOps.exif_transpose(img)
             return Decoded(np.ascontiguousarray(_to_rgb(upright)), orig_hw)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
