@@ -3,7 +3,7 @@
 A thin front end to the SDK (`mtqa_client`): a table (rich) or JSON on stdout, optional overlay
 PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line with exit code 2.
 Images that got no answer are listed with their error (in the table, the JSON and on stderr) while
-the others are shown: exit code 1 when only such images failed, 2 when a request failed as a whole.
+the others are shown; the exit code is then 2 as for any error.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
 
 
 def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -> int:
-    """Print results (answered and not); 1 when some image got no answer, else 0."""
+    """Print results (answered and not); 2 when some image got no answer, else 0."""
     from mtqa_client.overlay import render_overlay
 
     if args.overlays is not None:
@@ -77,7 +77,7 @@ def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -
     failed = [r for r in results if not r.ok]
     for item in failed:
         print(f"mtqa inspect: {type(item.error).__name__}: {item.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return 2 if failed else 0
 
 
 def run(args: argparse.Namespace) -> int:
