@@ -106,6 +106,7 @@ def build_datasets(
     crop_size: int = 0,
     defect_crop_share: float = 0.5,
     epoch_items: int = 0,
+    normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> DataBundle:
     """Build the train/val/test datasets of ``source`` (``synth``, ``neu_seg`` or a path).
 
@@ -113,6 +114,8 @@ def build_datasets(
     mean/std are measured on a few train images and belong in the checkpoint with the rest.
     File sources are ``resize``d (squash or letterbox) to ``image_size``; with ``crop_size``
     train yields crops of that input (:class:`CropDataset`), ``epoch_items`` of them an epoch.
+    ``normalisation`` (mean, std) replaces the measured statistics: a pretrained encoder
+    expects the inputs its weights were trained on.
     """
     if image_size < 16:
         raise DatasetError(f"image_size must be >= 16, got {image_size}")
@@ -165,7 +168,10 @@ def build_datasets(
 
         info = {"kind": index.kind, "path": str(index.path), **index.info}
         present = {s: s in records for s in SPLITS}
-    mean, std = _channel_stats(make("train"), image_size)
+    if normalisation is None:
+        mean, std = _channel_stats(make("train"), image_size)
+    else:
+        mean, std = (tuple(float(v) for v in part) for part in normalisation)
     train = make("train", mean, std, augment)
     if crop_size:
         train = CropDataset(train, crop_size, defect_crop_share, epoch_items or len(train), seed)

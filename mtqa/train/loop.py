@@ -39,6 +39,7 @@ from mtqa.evaluate.jsonsafe import dumps
 from mtqa.evaluate.thresholds import save_thresholds, select_thresholds
 from mtqa.losses import MultiTaskLoss, pos_weight_from_rates
 from mtqa.models import build_model
+from mtqa.models.encoders import encoder_normalisation
 from mtqa.train.distributed import DistEnv, close_distributed, init_distributed
 from mtqa.train.optim import build_optimizer
 from mtqa.train.progress import TrainProgress
@@ -109,6 +110,12 @@ def run_config_from_checkpoint(config: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict({"name": config.get("name", "custom"), **sections, "data": data})
 
 
+def _normalisation(cfg: RunConfig) -> tuple[tuple, tuple] | None:
+    """The (mean, std) a pretrained encoder expects, None to measure the data's own."""
+    norm = encoder_normalisation(cfg.model)
+    return None if norm is None else (norm.mean, norm.std)
+
+
 class Trainer:
     """One training run; construct, then `run()`."""
 
@@ -135,6 +142,7 @@ class Trainer:
             crop_size=d.crop_size,
             defect_crop_share=d.defect_crop_share,
             epoch_items=d.epoch_items,
+            normalisation=_normalisation(cfg),
         )
         self.classes, self.grades = list(self.bundle.classes), list(self.bundle.grades)
         self.tasks = tuple(cfg.model.tasks)
