@@ -71,6 +71,11 @@ def test_plan_letterboxes_wide_images_and_crops_large_inputs(tmp_path):
     assert wide.overrides["data.crop_size"] == 0  # small input: whole images a step
     assert wide.config().data.image_size == 192  # the plan is a valid run config
     assert all(k in wide.reasons for k in wide.overrides)
+    assert wide.overrides["train.time_budget"] == 1500.0  # a small dataset: 30 minutes
+    fp = fingerprint(str(tmp_path / "w"))
+    fp.split_sizes["train"] = 900
+    assert make_plan(fp).overrides["train.time_budget"] == 2400.0
+    assert make_plan(fp, 60).overrides["train.time_budget"] == 60.0
     big = make_plan(fingerprint(str(_write_dataset(tmp_path / "b", (200, 700), defect=(40, 60)))))
     # 40 px wide defects keep 12 px at 0.3x: the input shrinks to ~210 px (not past that)
     assert big.overrides["data.image_size"] == 224

