@@ -1,15 +1,18 @@
 """A corpus of bad input against a real local Triton, through the SDK and raw to the server.
 
-Every case must end in a clear error (a typed `InspectionError` from the SDK, or an error status
-with a message from the server) or, for unusual but valid images, in a normal answer; after each
-case a valid request is still answered and the server is still running.
+Every case must end in a clear error (a typed `InspectionError` from the SDK, an error status with
+a message from the server, or, for an image of an ensemble request, its own `item_error` while the
+other images are answered) or, for unusual but valid images, in a correct answer; after each case a
+valid request is still answered and the server is still running. docs/reliability.md's bad-input
+table is written from these cases.
 """
 
 from __future__ import annotations
 
 import io
-import shutil
+import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,21 +44,21 @@ class Ctx:
     size: int
     max_batch: int
     good_png: bytes
+    server: TritonServer
 
 
 @pytest.fixture(scope="module")
-def ctx(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    repo = Path(shutil.copytree(built_repo, tmp_path_factory.mktemp("bad") / "repo"))
-    with TritonServer(repo, startup_timeout=180) as server:
-        # validate_images=False: the server, not the SDK's pre-check, must judge the bytes.
-        sdk = InspectionClient(server.grpc_url, retries=0, validate_images=False, timeout_s=30)
-        raw = grpcclient.InferenceServerClient(server.grpc_url)
-        spec = sdk.net_spec()
-        good = _png(np.full((40, 50, 3), 128, np.uint8))
-        yield Ctx(sdk, raw, spec.image_size, spec.max_batch_size, good)
-        assert server.running, "the server died during the bad-input corpus"
-        sdk.close()
-        raw.close()
+def ctx(triton_server: TritonServer) -> Iterator[Ctx]:
+    """Clients on the session server (no server of its own: every case must leave it serving)."""
+    # validate_images=False: the server, not the SDK's pre-check, must judge the bytes.
+    sdk = InspectionClient(triton_server.grpc_url, retries=0, validate_images=False, timeout_s=30)
+    raw = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    spec = sdk.net_spec()
+    good = _png(np.full((40, 50, 3), 128, np.uint8))
+    yield Ctx(sdk, raw, spec.image_size, spec.max_batch_size, good, triton_server)
+    assert triton_server.running, "the server died during the bad-input corpus"
+    sdk.close()
+    raw.close()
 
 
 def _png(arr: np.ndarray, **kw) -> bytes:
@@ -136,6 +139,21 @@ def _ens(c: Ctx, items: list[bytes]) -> object:
     return c.raw.infer("mtqa_inspect", [_bytes_tensor(items)])
 
 
+def _item_errors(c: Ctx, items: list[bytes]) -> list[str]:
+    """Raw ensemble request; the per-image `item_error` messages ("" = answered)."""
+    out = _ens(c, items).as_numpy("item_error").reshape(-1)
+    return [e.decode() if isinstance(e, bytes) else str(e) for e in out]
+
+
+def _only_item_fails(c: Ctx, bad: bytes) -> str:
+    """Send [good, bad, good] raw: the bad one must carry a message, the good ones none."""
+    errors = _item_errors(c, [c.good_png, bad, c.good_png])
+    assert errors[0] == errors[2] == "" and errors[1].strip(), errors
+    assert "object at 0x" not in errors[1], errors[1]
+    print(f"item_error: {errors[1]}")  # shown with -s: docs/reliability.md quotes these
+    return errors[1]
+
+
 def _fp32_as_bytes(c: Ctx) -> object:
     return c.raw.infer(
         "mtqa_inspect", [_tensor("image_bytes", np.zeros((1, 1), np.float32), "FP32")]
@@ -154,17 +172,42 @@ def _cmyk_jpeg() -> bytes:
     return _encode(Image.new("CMYK", (48, 32), (10, 200, 30, 0)), "JPEG")
 
 
+def _bomb_png() -> bytes:
+    """A ~20 KB all-zero 13000 x 13000 1-bit PNG (169 Mpx): a real file, not a forged header."""
+    return _encode(Image.new("1", (13000, 13000)), "PNG")
+
+
+def _float_tiff(value: float) -> bytes:
+    """A 32-bit float TIFF (mode F), every pixel `value`, a ramp added when it is finite."""
+    arr = np.full((24, 24), value, np.float32)
+    if np.isfinite(value):
+        arr += np.linspace(0, 0.5, 24, dtype=np.float32)[None, :]
+    return _encode(Image.fromarray(arr), "TIFF")
+
+
+def _exif_png(arr: np.ndarray, orientation: int = 6) -> bytes:
+    """A lossless PNG of `arr` tagged with an EXIF orientation (6: display rotated 90 cw)."""
+    img = Image.fromarray(arr.astype(np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    return _encode(img, "PNG", exif=exif.tobytes())
+
+
 CASES: dict[str, Case] = {
     "truncated_jpeg": ("sdk", lambda c: c.sdk.inspect(_jpeg()[:300]), InvalidInputError),
     "zero_bytes": ("sdk", lambda c: c.sdk.inspect(b""), InvalidInputError),
-    "zero_bytes_raw": ("server", lambda c: _ens(c, [b""]), "error"),
-    # Several images a request are decoded on parallel threads: one bad one fails the request.
-    "one_bad_of_three_raw": ("server", lambda c: _ens(c, [c.good_png, b"?", c.good_png]), "error"),
+    "zero_bytes_raw": ("item", lambda c: _only_item_fails(c, b""), "empty"),
+    # Several images a request are decoded on parallel threads: one bad one fails alone.
+    "one_bad_of_three_raw": ("item", lambda c: _only_item_fails(c, b"?"), "not a recognised"),
+    "truncated_jpeg_raw": ("item", lambda c: _only_item_fails(c, _jpeg()[:300]), "cannot decode"),
     "text_file": ("sdk", lambda c: c.sdk.inspect(b"lot 42 passed QA\n" * 20), InvalidInputError),
     "random_bytes": ("sdk", lambda c: c.sdk.inspect(_noise_bytes()), InvalidInputError),
     "png_bad_crc": ("sdk", lambda c: c.sdk.inspect(_flip(c.good_png, 45, 60)), InvalidInputError),
     "huge_dimensions": ("sdk", lambda c: c.sdk.inspect(_huge_png()), InvalidInputError),
-    "huge_dimensions_raw": ("server", lambda c: _ens(c, [_huge_png()]), "error"),
+    "huge_dimensions_raw": ("item", lambda c: _only_item_fails(c, _huge_png()), "too large"),
+    "bomb_png": ("sdk", lambda c: c.sdk.inspect(_bomb_png()), InvalidInputError),
+    "bomb_png_raw": ("item", lambda c: _only_item_fails(c, _bomb_png()), "too large"),
+    "float_tiff_nan_raw": ("item", lambda c: _only_item_fails(c, _float_tiff(np.nan)), "NaN"),
     "non_image_array": (
         "sdk",
         lambda c: c.sdk.inspect(np.zeros((4, 4, 5), np.uint8)),
@@ -213,6 +256,8 @@ CASES: dict[str, Case] = {
         lambda c: c.sdk.inspect(_png(np.full((30, 30), 40000, np.uint16))),
         "-",
     ),
+    "float_tiff": ("answer", lambda c: c.sdk.inspect(_float_tiff(0.25)), "-"),
+    "exif_rotated_png": ("answer", lambda c: c.sdk.inspect(_exif_png(np.zeros((20, 30)))), "-"),
     "cmyk_jpeg": ("answer", lambda c: c.sdk.inspect(_cmyk_jpeg()), "-"),
     "animated_gif": ("answer", lambda c: c.sdk.inspect(_gif()), "-"),
 }
@@ -224,6 +269,8 @@ def test_bad_input_is_refused_clearly(ctx: Ctx, name: str) -> None:
     if how == "answer":
         result = call(ctx)
         assert len(result.defects) == len(ctx.sdk.spec.classes)
+    elif how == "item":
+        assert expected in call(ctx)
     elif how == "sdk":
         with pytest.raises(InspectionError) as info:
             call(ctx)
@@ -239,3 +286,150 @@ def test_bad_input_is_refused_clearly(ctx: Ctx, name: str) -> None:
 
 def test_corpus_is_large_enough() -> None:
     assert len(CASES) >= 20
+
+
+# -- bounded decoding ---------------------------------------------------------------------------
+
+RSS_GROWTH_LIMIT = 200 * 2**20
+
+
+def _preprocess_rss(server: TritonServer) -> int:
+    """Summed resident memory (bytes) of the server's `mtqa_preprocess` stub processes."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != server.pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"mtqa_preprocess" not in f.read():
+                    continue
+            with open(f"/proc/{entry}/status") as f:
+                rss = next(line for line in f if line.startswith("VmRSS:"))
+            total += int(rss.split()[1]) * 1024
+        except (OSError, ProcessLookupError, StopIteration):
+            continue  # a process that ended while it was read
+    return total
+
+
+def test_bomb_is_refused_fast_by_sdk_and_server_with_bounded_memory(ctx: Ctx) -> None:
+    bomb = _bomb_png()
+    assert len(bomb) < 40_000
+    with InspectionClient(ctx.server.grpc_url, retries=0) as checking:  # validate_images=True
+        for client in (checking, ctx.sdk):
+            start = time.perf_counter()
+            with pytest.raises(InvalidInputError, match="too large"):
+                client.inspect(bomb)
+            assert time.perf_counter() - start < 1.0
+    before = _preprocess_rss(ctx.server)
+    assert before > 0, "no mtqa_preprocess stub found in the server's process group"
+    start = time.perf_counter()
+    errors = _item_errors(ctx, [bomb] * 8)  # raw: past the SDK's check
+    elapsed = time.perf_counter() - start
+    assert all("too large" in e for e in errors), errors
+    assert elapsed < 1.0, f"8 bombs took {elapsed:.2f} s"
+    growth = _preprocess_rss(ctx.server) - before
+    print(
+        f"8 bombs: {elapsed * 1000:.0f} ms, preprocess RSS {before / 2**20:.0f} MB "
+        f"{growth / 2**20:+.1f} MB"
+    )
+    assert growth < RSS_GROWTH_LIMIT, f"preprocess stubs grew by {growth / 2**20:.0f} MB"
+
+
+def test_large_jpeg_is_answered_with_bounded_memory(ctx: Ctx) -> None:
+    """24 Mpx under the 40 Mpx limit: drafted at the network size, memory back near baseline."""
+    ramp = np.linspace(0, 255, 6000, dtype=np.float32)
+    img = ramp[None, :, None] * np.linspace(0.2, 1, 4000, dtype=np.float32)[:, None, None]
+    data = _encode(Image.fromarray(np.repeat(img.astype(np.uint8), 3, axis=2)), "JPEG")
+    before = _preprocess_rss(ctx.server)
+    result = _ens(ctx, [data])
+    assert result.as_numpy("item_error").reshape(-1)[0] in (b"", "")
+    assert np.isfinite(result.as_numpy("presence_prob")).all()
+    growth = _preprocess_rss(ctx.server) - before
+    print(f"24 Mpx JPEG ({len(data)} bytes): preprocess RSS {growth / 2**20:+.1f} MB")
+    assert growth < RSS_GROWTH_LIMIT, f"preprocess stubs grew by {growth / 2**20:.0f} MB"
+
+
+# -- correct pixels -----------------------------------------------------------------------------
+
+
+def _same_answer(a, b) -> None:
+    assert [d.decision for d in a.defects] == [d.decision for d in b.defects]
+    np.testing.assert_allclose(
+        [d.probability for d in a.defects], [d.probability for d in b.defects], atol=1e-6
+    )
+    assert a.grade.name == b.grade.name and a.image_size == b.image_size
+
+
+def test_8bit_and_16bit_png_of_one_scene_get_the_same_answer(
+    ctx: Ctx, sample_images: list[np.ndarray]
+) -> None:
+    for scene in sample_images[:4]:
+        gray = np.asarray(Image.fromarray(scene).convert("L"))
+        eight = ctx.sdk.inspect(_png(gray))
+        sixteen = ctx.sdk.inspect(_png(gray.astype(np.uint16) * 257))  # full 16-bit range
+        _same_answer(eight, sixteen)
+
+
+def test_exif_rotated_image_is_decoded_upright(ctx: Ctx, sample_images: list[np.ndarray]) -> None:
+    upright = sample_images[1]  # 110 x 150: not square, so a missed rotation shows
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # what a camera held sideways writes
+    rotated = ctx.sdk.inspect(_exif_png(stored, orientation=6))
+    assert rotated.image_size == upright.shape[:2]
+    _same_answer(ctx.sdk.inspect(_png(upright)), rotated)
+
+
+# -- per-item batch results ---------------------------------------------------------------------
+
+
+def test_mixed_batch_returns_its_good_items(ctx: Ctx, tmp_path: Path) -> None:
+    from mtqa_client import ItemError
+
+    missing = tmp_path / "missing.png"
+    out = ctx.sdk.inspect([ctx.good_png, b"junk bytes", str(missing), _bomb_png(), ctx.good_png])
+    assert [r.ok for r in out] == [True, False, False, False, True]
+    assert out[0].image_size == out[4].image_size == (40, 50)
+    for i in (1, 2, 3):
+        assert isinstance(out[i], ItemError) and out[i].index == i
+        assert isinstance(out[i].error, InvalidInputError)
+        text = str(out[i].error)
+        assert f"item {i}" in text and "object at 0x" not in text
+    assert "missing.png" in str(out[2].error) and "too large" in str(out[3].error)
+    assert "server refused" in str(out[1].error)  # judged by the server (validate_images=False)
+    many = ctx.sdk.inspect_many([ctx.good_png] * 5 + [b"?"], batch_size=2, concurrency=2)
+    assert [r.ok for r in many] == [True] * 5 + [False] and many[5].index == 5
+
+
+def test_a_failed_request_keeps_the_answered_ones(ctx: Ctx) -> None:
+    """A request over the channel's message limit fails as a whole; the others are kept."""
+    from mtqa_client import BatchError
+
+    noise = _png(np.random.default_rng(2).integers(0, 255, (400, 400, 3), np.uint8))
+    assert len(noise) > 256 * 1024
+    with (
+        InspectionClient(
+            ctx.server.grpc_url, retries=0, max_message_bytes=256 * 1024, validate_images=False
+        ) as small,
+        pytest.raises(BatchError) as info,
+    ):
+        small.inspect_many(
+            [ctx.good_png, ctx.good_png, noise, ctx.good_png], batch_size=2, concurrency=1
+        )
+    results = info.value.results
+    assert [r.ok for r in results] == [True, True, False, False]
+    assert len(info.value.failures) == 1 and results[2].error is results[3].error
+    assert "2 of 4 images answered" in str(info.value)
+
+
+# -- regions ------------------------------------------------------------------------------------
+
+
+def test_regions_only_for_classes_decided_present(
+    ctx: Ctx, sample_images: list[np.ndarray]
+) -> None:
+    results = ctx.sdk.inspect(list(sample_images))
+    assert any(r.regions for r in results), "no region at all: the check would be empty"
+    for result in results:
+        decided = {d.index for d in result.defects if d.decision}
+        assert {r.class_index for r in result.regions} <= decided, result.to_dict()
