@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from fixtures.serving import (
     write_python_model,
 )
 from google.protobuf import json_format
+from mtqa_client import InspectionClient
 from mtqa_client.errors import PermissionDeniedError, from_server_error
 from mtqa_client.retry import is_retryable
 from tritonclient.grpc import model_config_pb2 as mc
@@ -200,6 +202,22 @@ def test_admin_protocols_need_the_key_and_reads_stay_open(plain_server: TritonSe
     with pytest.raises(ModelControlError, match="model control is off"):
         plain_server.load("double")
     assert [m["name"] for m in plain_server.repository_index()] == ["double"]  # key: the launcher
+
+
+@pytest.mark.server
+def test_sdk_shared_memory_needs_the_key(triton_server: TritonServer) -> None:
+    """The SDK's shared-memory path: refused without the key (typed, not retried), works with it."""
+    with InspectionClient(triton_server.grpc_url, shared_memory=True, retries=3) as anonymous:
+        side = anonymous.net_spec().image_size
+        batch = np.zeros((1, 3, side, side), dtype=np.float32)
+        started = time.monotonic()
+        with pytest.raises(PermissionDeniedError, match="mtqa-control-key"):
+            anonymous.infer_tensor(batch)
+        assert time.monotonic() - started < 2.0  # no retry rounds with back-off
+    key = triton_server.control.key
+    with InspectionClient(triton_server.grpc_url, shared_memory=True, key=key) as keyed:
+        result = keyed.infer_tensor(batch)
+    assert keyed.uses_shared_memory and result.presence_logits.shape[0] == 1
 
 
 @pytest.mark.server
