@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,10 @@ def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     assert (repo / "mtqa_net" / "1" / "ort_plan.py").is_file()
     pre = _config(repo / "mtqa_preprocess")
     assert pre.parameters["decode_threads"].string_value == str(min(os.cpu_count() or 1, 4))
+    assert pre.parameters["max_pixels"].string_value == "40000000"
+    # The shared decoder travels beside preprocess.py, verbatim.
+    decode_src = Path(__file__).resolve().parents[1] / "mtqa" / "data" / "decode.py"
+    assert (repo / "mtqa_preprocess" / "1" / "decode.py").read_bytes() == decode_src.read_bytes()
 
 
 def test_default_chunk_keeps_the_pixels_of_an_ort_call_in_the_cache():
@@ -115,6 +120,7 @@ def test_cli_reports_bad_arguments(tiny_run, tmp_path, capsys):
     for flag, value in (
         ("--lane-sessions", "0"),
         ("--decode-threads", "0"),
+        ("--max-pixels", "0"),
         ("--chunk-images", "-1"),
     ):
         assert main([*base, flag, value]) == 2
