@@ -242,7 +242,8 @@ class ClientBase:
         result: Any, ms: float, chunk: Sequence[EncodedImage], spec: ModelSpec
     ) -> list[Outcome]:
         version, server = protocol.response_info(result)
-        arrays = protocol.read_outputs(result, [*INSPECT_OUTPUTS, "orig_size", ITEM_ERROR])
+        names = [*INSPECT_OUTPUTS, "orig_size", "mask_size", ITEM_ERROR]
+        arrays = protocol.read_outputs(result, names)
         return parse_inspect(arrays, chunk, spec, version, Timings(ms, len(chunk), server))
 
     @staticmethod

@@ -48,7 +48,8 @@ def inspect_request(
     data = np.array([[img.data] for img in images], dtype=np.object_)
     tensor = grpcclient.InferInput(IMAGE_BYTES, list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data)
-    optional = [n for n in ("orig_size", ITEM_ERROR) if n in spec.outputs]
+    # mask_size: the part of the input a letterboxed image fills, which its masks are cropped to
+    optional = [n for n in ("orig_size", "mask_size", ITEM_ERROR) if n in spec.outputs]
     names = list(INSPECT_OUTPUTS) + optional
     return [tensor], [grpcclient.InferRequestedOutput(n) for n in names]
 
