@@ -433,3 +433,22 @@ def test_regions_only_for_classes_decided_present(
     for result in results:
         decided = {d.index for d in result.defects if d.decision}
         assert {r.class_index for r in result.regions} <= decided, result.to_dict()
+
+
+def test_async_client_reports_items_alike(ctx: Ctx) -> None:
+    import asyncio
+
+    from mtqa_client import AsyncInspectionClient, ItemError
+
+    async def run() -> tuple[list, list]:
+        async with AsyncInspectionClient(
+            ctx.server.grpc_url, retries=0, validate_images=False
+        ) as client:
+            listed = await client.inspect([ctx.good_png, b"junk", ctx.good_png])
+            many = await client.inspect_many([ctx.good_png] * 3 + [b"?"], batch_size=2)
+            return listed, many
+
+    listed, many = asyncio.run(run())
+    assert [r.ok for r in listed] == [True, False, True] and isinstance(listed[1], ItemError)
+    assert "item 1" in str(listed[1].error) and listed[2].image_size == (40, 50)
+    assert [r.ok for r in many] == [True, True, True, False] and many[3].index == 3
