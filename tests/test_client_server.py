@@ -100,7 +100,9 @@ def test_inspect_matches_onnxruntime(inspection_client, served, sample_images) -
 @pytest.mark.parametrize("shared_memory", [False, True], ids=["grpc", "system-shm"])
 def test_infer_tensor_matches_fp32_onnx(triton_server, served, sample_images, shared_memory):
     x = np.stack([served.tensor(_png(img)) for img in sample_images])
-    with InspectionClient(triton_server.grpc_url, shared_memory=shared_memory) as client:
+    # registering a shared-memory region is an admin call: it needs the server's control key
+    key = triton_server.control.key if shared_memory else None
+    with InspectionClient(triton_server.grpc_url, shared_memory=shared_memory, key=key) as client:
         out = client.infer_tensor(x, version=served.fp32_version)
         again = client.infer_tensor(x[:2], version=served.fp32_version)  # region reuse
     ref = _ort(served.fp32_onnx, x)
@@ -189,14 +191,19 @@ def test_bad_requests_raise_typed_errors_and_server_keeps_serving(
 
 def test_connect_fails_clearly_on_wrong_model_version_or_contract(triton_server) -> None:
     url = triton_server.grpc_url
+    key = triton_server.control.key  # the repository index is an admin call
     with pytest.raises(ModelNotReadyError, match="available models"):
+        InspectionClient(url, model="no_such_model", connect_timeout_s=1, key=key)
+    with pytest.raises(ModelNotReadyError, match="not ready within"):  # no key: no model list
         InspectionClient(url, model="no_such_model", connect_timeout_s=1)
     with pytest.raises(ModelNotReadyError, match="version 999"):
         InspectionClient(url, version=999, connect_timeout_s=1)
     with pytest.raises(ModelContractError, match="no input 'image_bytes'"):
         InspectionClient(url, model="mtqa_net", connect_timeout_s=5)
     with pytest.raises(ModelNotReadyError, match="available models"):
-        asyncio.run(AsyncInspectionClient.connect(url, model="no_such_model", connect_timeout_s=1))
+        asyncio.run(
+            AsyncInspectionClient.connect(url, model="no_such_model", connect_timeout_s=1, key=key)
+        )
     start = time.monotonic()
     with pytest.raises(ServerUnavailableError, match="no Triton server ready"):
         InspectionClient(_dead_url(), connect_timeout_s=1)
