@@ -83,6 +83,9 @@ def test_plan_letterboxes_wide_images_and_crops_large_inputs(tmp_path):
     assert square.overrides["data.resize"] == "squash"
     assert square.overrides["data.image_size"] == 416  # thin defects: native resolution
     assert square.overrides["data.crop_size"] == 256
+    labels_only = fingerprint(str(tmp_path / "s"))
+    labels_only.masks = False  # image-level labels: a crop would have no label
+    assert make_plan(labels_only).overrides["data.crop_size"] == 0
 
 
 def test_crops_are_centred_on_defects_at_the_planned_share(tmp_path):

@@ -130,7 +130,7 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
         f"long side {long_side:.0f} px (90th percentile), nearest multiple of 32; {reason}",
     )
 
-    if size > CROP_ABOVE:
+    if size > CROP_ABOVE and fp.masks:  # a crop of an image-level label has no label
         crop = CROP
         choose(
             "data.crop_size",
@@ -138,13 +138,12 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
             f"train on {crop} px crops of the {size} px input "
             "(full-resolution detail at a crop's cost; inference sees the whole input)",
         )
-        if fp.masks:
-            choose(
-                "data.defect_crop_share",
-                0.5,
-                "half the crops centred on a defect, the "
-                "class drawn uniformly: rare and small defects are seen every batch",
-            )
+        choose(
+            "data.defect_crop_share",
+            0.5,
+            "half the crops centred on a defect, the "
+            "class drawn uniformly: rare and small defects are seen every batch",
+        )
         # Validating the whole input costs ~(size/crop)^2 / 3 training crops an image; make an
         # epoch at least 4x its validation so checking progress stays under ~20 % of the time.
         val_cost = fp.split_sizes.get("val", 0) * (size / crop) ** 2 / 3
@@ -157,7 +156,8 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
         )
     else:
         crop = size
-        choose("data.crop_size", 0, f"whole {size} px inputs fit a training step")
+        why_whole = "whole inputs fit a training step" if fp.masks else "image-level labels"
+        choose("data.crop_size", 0, f"whole {size} px inputs: {why_whole}")
     batch = max(4, min(32, TRAIN_PIXELS // (crop * crop)))
     choose("train.batch_size", batch, f"{batch} x {crop}^2 px a step")
     choose(
