@@ -21,6 +21,7 @@ from torch import nn
 from mtqa.config import ModelConfig
 from mtqa.evaluate.thresholds import ThresholdError, default_thresholds, load_thresholds
 from mtqa.models import MultiTaskNet, build_model
+from mtqa.models.base import load_exactly
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -127,15 +128,9 @@ def load_weights(module: nn.Module, path: Path) -> None:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    try:
-        result = module.load_state_dict(tensors, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise CheckpointError(f"{path} does not match the configured network: {exc}") from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path} does not match the configured network: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
+    misfit = load_exactly(module, tensors)
+    if misfit:
+        raise CheckpointError(f"{path} does not match the configured network: {misfit}")
 
 
 def load_checkpoint(run_dir: str | Path) -> Checkpoint:

@@ -10,6 +10,17 @@ from mtqa.config import ModelConfig
 OUTPUT_KEYS = ("presence_logits", "seg_logits", "grade_logits")
 
 
+def load_exactly(module: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Load `state` into `module`, every tensor in its place; why it does not fit, or None."""
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        return str(exc)
+    if result.missing_keys or result.unexpected_keys:
+        return f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+    return None
+
+
 class MultiTaskNet(nn.Module):
     """Images `[N,3,S,S]` in, a dict with exactly `OUTPUT_KEYS` out.
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtqa.models.base import load_exactly
+
 # (repeats, kernel, stride of the first block, expansion ratio, output channels) per stage.
 LITE0_STAGES = (
     (1, 3, 1, 1, 16),
@@ -172,13 +174,6 @@ def imagenet_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]:
 
 def load_imagenet_weights(encoder: EfficientNetLite0Encoder, path: Path | None = None) -> None:
     """Load the ImageNet weights into `encoder`; every tensor must find its place."""
-    state = imagenet_state_dict(path)
-    try:
-        result = encoder.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise PretrainedWeightsError(f"weights do not fit EfficientNet-Lite0: {exc}") from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise PretrainedWeightsError(
-            f"weights do not fit EfficientNet-Lite0: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
+    misfit = load_exactly(encoder, imagenet_state_dict(path))
+    if misfit:
+        raise PretrainedWeightsError(f"weights do not fit EfficientNet-Lite0: {misfit}")
