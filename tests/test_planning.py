@@ -83,6 +83,10 @@ def test_plan_letterboxes_wide_images_and_crops_large_inputs(tmp_path):
     assert square.overrides["data.resize"] == "squash"
     assert square.overrides["data.image_size"] == 416  # thin defects: native resolution
     assert square.overrides["data.crop_size"] == 256
+    assert square.overrides["model.encoder"] == "efficientnet_lite0"  # few labelled regions
+    many = fingerprint(str(tmp_path / "s"))
+    many.regions = 5000  # labels enough: the faster from-scratch encoder
+    assert make_plan(many).overrides["model.encoder"] == "resnet"
     labels_only = fingerprint(str(tmp_path / "s"))
     labels_only.masks = False  # image-level labels: a crop would have no label
     assert make_plan(labels_only).overrides["data.crop_size"] == 0
