@@ -3,7 +3,8 @@
 Both yield the item dict of the data contract: ``image`` float32 [3,S,S] normalised, ``mask``
 float32 [K,S,S] multi-hot, ``has_mask`` bool, ``presence`` float32 [K] (``mask.any`` per class
 when a mask exists), ``grade`` int64 (grade rule on the mask, or on presence), ``id`` str.
-Both expose ``raw(i)`` (original-size uint8 image, class-index mask, presence) and
+Both expose ``raw(i)`` (uint8 image at original size, or a large JPEG draft-reduced towards the
+input size, class-index mask, presence) and
 ``set_epoch(e)``, which re-seeds augmentation and, for synthetic train, the images themselves.
 ``mean`` and ``std`` are plain attributes: evaluation may set them to a checkpoint's values.
 """
