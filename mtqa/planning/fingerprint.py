@@ -86,7 +86,7 @@ def fingerprint(source: str, classes: list[str] | None = None, seed: int = 0) ->
             h, w, mode = img.height, img.width, img.mode
         heights.append(h)
         widths.append(w)
-        gray += mode in ("L", "LA", "I", "I;16", "F", "1", "P") and mode != "P"
+        gray += mode in ("L", "LA", "I", "I;16", "F", "1")
         mask = _mask_of(rec, (h, w), len(names))
         if mask is None:
             present = np.flatnonzero(np.asarray(rec.presence or (), dtype=bool))
