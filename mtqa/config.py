@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = ("presence", "segmentation", "grade")
+from mtqa.tasks import TASK_NAMES
+
+TASKS = TASK_NAMES  # the task names `model.tasks` may list (mtqa.tasks declares them)
 ENCODERS = ("resnet", "efficientnet_lite0")
 
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from mtqa.config import ModelConfig
-from mtqa.models.base import MultiTaskNet
-from mtqa.models.blocks import Encoder, MLPHead, SegHead, UNetDecoder, global_pool
+from mtqa.models.base import MultiTaskNet, build_head
+from mtqa.models.blocks import Encoder, UNetDecoder, global_pool
 
 
 class CrossStitch(nn.Module):
@@ -40,19 +40,22 @@ class SoftSharingNet(MultiTaskNet):
         super().__init__(cfg, num_classes, num_grades)
         self.towers = nn.ModuleDict({t: Encoder(cfg.widths, cfg.blocks) for t in self.tasks})
         pooled = 2 * cfg.widths[-1]
+        k, g = num_classes, num_grades
+        # Built in this order (pooled heads, decoder, per-pixel heads): the parameter order is
+        # what optimizer state and seeded initialisation depend on.
         self.heads = nn.ModuleDict()
-        if "presence" in self.tasks:
-            self.heads["presence"] = MLPHead(pooled, cfg.head_hidden, num_classes, cfg.dropout)
-        if "grade" in self.tasks:
-            self.heads["grade"] = MLPHead(pooled, cfg.head_hidden, num_grades, cfg.dropout)
-        if "segmentation" in self.tasks:
-            skips = self.towers["segmentation"].skip_channels
-            self.decoder = UNetDecoder(
-                skips, cfg.decoder_width, cfg.upsample, cfg.refine_width, cfg.decoder_fuse
-            )
-            self.heads["segmentation"] = SegHead(
-                self.decoder.out_channels, num_classes, cfg.upsample, self.decoder.refine_channels
-            )
+        for task in self.active:
+            if not task.per_pixel:
+                self.heads[task.name] = build_head(task, cfg, pooled, k, g)
+        for task in self.active:
+            if task.per_pixel:  # segmentation, the one per-pixel task: its tower owns `decoder`
+                skips = self.towers[task.name].skip_channels
+                self.decoder = UNetDecoder(
+                    skips, cfg.decoder_width, cfg.upsample, cfg.refine_width, cfg.decoder_fuse
+                )
+                self.heads[task.name] = build_head(
+                    task, cfg, self.decoder.out_channels, k, g, self.decoder.refine_channels
+                )
         use_stitch = cfg.cross_stitch and len(self.tasks) > 1
         n_units = len(cfg.widths) + 1 if use_stitch else 0
         self.stitches = nn.ModuleList(CrossStitch(len(self.tasks)) for _ in range(n_units))
@@ -74,13 +77,12 @@ class SoftSharingNet(MultiTaskNet):
     def _forward_tasks(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self._tower_features(x)
         out = {}
-        if "presence" in self.heads:
-            out["presence_logits"] = self.heads["presence"](global_pool(feats["presence"][-1]))
-        if "grade" in self.heads:
-            out["grade_logits"] = self.heads["grade"](global_pool(feats["grade"][-1]))
-        if "segmentation" in self.heads:
-            seg_feats = feats["segmentation"]
-            out["seg_logits"] = self.heads["segmentation"](self.decoder(seg_feats, x), x)
+        for task in self.active:
+            if task.per_pixel:
+                decoded = self.decoder(feats[task.name], x)
+                out[task.output] = self.heads[task.name](decoded, x)
+            else:
+                out[task.output] = self.heads[task.name](global_pool(feats[task.name][-1]))
         return out
 
     def sharing_penalty(self) -> torch.Tensor:
