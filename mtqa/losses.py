@@ -9,13 +9,14 @@ positive rates: `pos_weight = (1 - p) / p`, clipped to `max_pos_weight`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtqa.config import LossConfig
+from mtqa.tasks import GRADE, PRESENCE, SEGMENTATION, selected
 
 
 def pos_weight_from_rates(rates: Sequence[float], max_weight: float) -> torch.Tensor:
@@ -48,7 +49,7 @@ def ordinal_targets(grade: torch.Tensor, num_grades: int, temperature: float = 1
 
 
 class MultiTaskLoss(nn.Module):
-    """Computes `{"presence": ..., "segmentation": ..., "grade": ...}` for the active tasks."""
+    """Computes `{task name: scalar loss}` for the active tasks, in `mtqa.tasks` table order."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class MultiTaskLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tasks = tuple(tasks)
+        self.active = selected(self.tasks)
         use = cfg.pos_weight
         self.register_buffer(
             "presence_pos_weight", presence_pos_weight if use else None, persistent=False
@@ -71,21 +73,24 @@ class MultiTaskLoss(nn.Module):
     def forward(
         self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        losses = {}
-        if "presence" in self.tasks:
-            losses["presence"] = self.presence(
-                outputs["presence_logits"].float(), batch["presence"]
-            )
-        if "segmentation" in self.tasks:
-            seg = outputs["seg_logits"].float()
-            losses["segmentation"] = self.segmentation(seg, batch["mask"], batch["has_mask"])
-            if self.cfg.peak_weight > 0:
-                losses["segmentation"] = losses["segmentation"] + self.cfg.peak_weight * (
-                    self.peak(seg, batch["presence"])
-                )
-        if "grade" in self.tasks:
-            losses["grade"] = self.grade(outputs["grade_logits"].float(), batch["grade"])
-        return losses
+        terms = self.terms()
+        return {t.name: terms[t.name](outputs[t.output].float(), batch) for t in self.active}
+
+    def terms(self) -> dict[str, Callable[[torch.Tensor, dict], torch.Tensor]]:
+        """Each task's loss from its fp32 logits and the batch, by task name (one per task of
+        `mtqa.tasks.TASKS`)."""
+        return {
+            PRESENCE.name: lambda logits, batch: self.presence(logits, batch[PRESENCE.label]),
+            SEGMENTATION.name: self.segmentation_term,
+            GRADE.name: lambda logits, batch: self.grade(logits, batch[GRADE.label]),
+        }
+
+    def segmentation_term(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """`segmentation` plus, with `peak_weight`, the image-level `peak` term."""
+        loss = self.segmentation(logits, batch[SEGMENTATION.label], batch["has_mask"])
+        if self.cfg.peak_weight > 0:
+            loss = loss + self.cfg.peak_weight * self.peak(logits, batch[PRESENCE.label])
+        return loss
 
     def presence(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.cfg.presence == "focal":
