@@ -9,7 +9,7 @@ PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 # 360 s of sweep budget plus start-up stays inside the 8-minute limit; timeout is the backstop.
-timeout 470 "$PY" benchmarks/gpu_check.py --budget-s 360 "$@"
+timeout 470 "$PY" benchmarks/mtqa_bench/gpu_check.py --budget-s 360 "$@"
 if [[ -n "${OUT:-}" ]]; then
   cp benchmarks/results/gpu_reference.json "$OUT/"
 fi

@@ -1,6 +1,6 @@
 # mtqa builder image: compiles TensorRT engines inside the SAME NGC release as the serving image
 # (engines only load in the TensorRT version and GPU compute capability that built them) and writes
-# an `ngc-trt` model repository. Release pinned in builder/versions.py (NGC_RELEASE).
+# an `ngc-trt` model repository. Release pinned in builder/mtqa_builder/versions.py (NGC_RELEASE).
 # Build from the repository root: docker build -f docker/builder.Dockerfile .
 ARG NGC_RELEASE=25.01
 FROM nvcr.io/nvidia/tensorrt:${NGC_RELEASE}-py3

@@ -1,7 +1,7 @@
 # mtqa serving image: NGC Triton (same release as the TensorRT builder image, so engines match)
 # plus the Python packages the python-backend models import. The model repository is mounted at
 # /models (compose volume, Kubernetes PersistentVolumeClaim); nothing model-specific is baked in.
-# Release pinned in builder/versions.py (NGC_RELEASE); tests/test_docker.py checks they agree.
+# Release pinned in builder/mtqa_builder/versions.py (NGC_RELEASE); tests/test_docker.py checks they agree.
 ARG NGC_RELEASE=25.01
 FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3
 

@@ -27,10 +27,9 @@ from mtqa_client import (
     InvalidInputError,
     ModelNotReadyError,
 )
+from mtqa_serving import TritonServer
 from PIL import Image
 from tritonclient.utils import InferenceServerException
-
-from mtqa.serving import TritonServer
 
 pytestmark = pytest.mark.server
 

@@ -1,4 +1,4 @@
-"""`benchmarks/fresh_eval.py`: a synthetic checkpoint scored on a longer slice of fresh images."""
+"""`mtqa_bench.fresh_eval`: a synthetic checkpoint scored on a longer slice of fresh images."""
 
 from __future__ import annotations
 

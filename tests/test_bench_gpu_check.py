@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mtqa_bench" / "gpu_check.py"
 
 
 def test_quick_cpu_mode_writes_reference_json(tmp_path: Path) -> None:

@@ -14,9 +14,8 @@ import pytest
 from mtqa_bench import payloads, perf, report
 from mtqa_bench.errors import BenchError
 from mtqa_bench.sweep import BenchOptions
+from mtqa_cli.main import main
 from PIL import Image
-
-from mtqa.cli import main
 
 
 def _row(source, target, variant, batching, users, throughput, **kw):

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from mtqa_bench import repo_view
-
-from mtqa.cli import main
+from mtqa_cli.main import main
 
 pytestmark = pytest.mark.server
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mtqa_builder.check import check_repository
+from mtqa_cli.main import main
 from PIL import Image
-
-from mtqa.cli import main
 
 
 def test_gate_reads_further_into_a_synthetic_val_stream(tiny_run):

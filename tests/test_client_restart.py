@@ -20,11 +20,10 @@ from mtqa_client import (
     ServerUnavailableError,
     TlsConfig,
 )
+from mtqa_serving import RestrictedProtocols, TritonServer, free_ports
+from mtqa_serving import TlsConfig as ServerTls
+from mtqa_serving.certs import write_dev_pki
 from tritonclient.grpc import model_config_pb2 as mc
-
-from mtqa.serving import RestrictedProtocols, TritonServer, free_ports
-from mtqa.serving import TlsConfig as ServerTls
-from mtqa.serving.certs import write_dev_pki
 
 pytestmark = pytest.mark.server
 

@@ -233,7 +233,7 @@ def test_failover_skips_a_dead_endpoint(triton_server, sample_images) -> None:
 def test_cli_prints_a_table_json_and_writes_overlays(
     triton_server, sample_images, tmp_path, capsys
 ) -> None:
-    from mtqa.cli import main
+    from mtqa_cli.main import main
 
     paths = []
     for i in (0, 2):

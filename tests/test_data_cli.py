@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mtqa.cli import main
+from mtqa_cli.main import main
+
 from mtqa.data import build_datasets
 
 

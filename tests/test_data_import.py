@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mtqa_cli.commands.data import IMPORT_FORMATS
+from mtqa_cli.main import main
 from PIL import Image
 
-from mtqa.cli import main
-from mtqa.commands.data import IMPORT_FORMATS
 from mtqa.data import DatasetError, build_datasets
 from mtqa.data.bundle import neu_seg_path
 from mtqa.data.importers import FORMATS, import_dataset

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from mtqa.demo import DemoPlan, _digest, _step, write_index
+from mtqa_cli.demo import DemoPlan, _digest, _step, write_index
 
 
 def test_step_skips_unchanged_inputs_and_reruns_changed_ones(tmp_path: Path) -> None:

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from mtqa_builder import versions
-
-from mtqa.serving import (
+from mtqa_serving import (
     ADMIN_PROTOCOLS,
     CONTROL_HEADER,
     CONTROL_KEY_ENV,
@@ -30,8 +29,8 @@ from mtqa.serving import (
     DEFAULT_METRICS_PORT,
     TritonServer,
 )
-from mtqa.serving.binary import find_tritonserver
-from mtqa.serving.ports import free_ports
+from mtqa_serving.binary import find_tritonserver
+from mtqa_serving.ports import free_ports
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 K8S = DOCKER / "k8s"

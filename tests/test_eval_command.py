@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
+from mtqa_cli.main import main
 
 from mtqa.checkpoint import load_checkpoint
-from mtqa.cli import main
 from mtqa.evaluate import evaluate_predictor, load_thresholds, run_evaluation, torch_predict_fn
 from mtqa.evaluate.calibrate import calibrate_run, checkpoint_split
 

@@ -454,8 +454,9 @@ def test_sdk_gives_boxes_and_masks_in_original_pixels(letterbox_server, local_an
 def test_evaluate_feeds_the_split_as_the_checkpoint_was_trained(
     letterbox_run, tmp_path, capsys
 ) -> None:
+    from mtqa_cli.main import main
+
     from mtqa.checkpoint import load_checkpoint
-    from mtqa.cli import main
     from mtqa.evaluate import run_evaluation, torch_predict_fn
     from mtqa.evaluate.calibrate import checkpoint_split
 

@@ -18,17 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mtqa_builder.swap import read_history
+from mtqa_builder.swap import repo as swap_repo
+from mtqa_cli.main import main
 from mtqa_client import (
     InspectionClient,
     InspectionError,
     RetryPolicy,
     ServerOverloadedError,
 )
-
-from mtqa.cli import main
-from mtqa.serving import TritonServer, free_ports
-from mtqa.swap import read_history
-from mtqa.swap import repo as swap_repo
+from mtqa_serving import TritonServer, free_ports
 
 pytestmark = pytest.mark.server
 

@@ -84,7 +84,7 @@ def test_repo_check_catches_tampering(built_repo, tmp_path):
 
 
 def test_repo_check_cli_exit_codes(built_repo, tmp_path, capsys):
-    from mtqa.cli import main
+    from mtqa_cli.main import main
 
     assert main(["repo", "check", str(built_repo)]) == 0
     repo = tmp_path / "repo"

@@ -28,24 +28,23 @@ from fixtures.serving import (
     write_python_model,
 )
 from google.protobuf import json_format
+from mtqa_builder.swap.control import ModelControl
+from mtqa_builder.swap.errors import ControlError
 from mtqa_client import InspectionClient
 from mtqa_client.errors import PermissionDeniedError, from_server_error
 from mtqa_client.retry import is_retryable
-from tritonclient.grpc import model_config_pb2 as mc
-from tritonclient.utils import InferenceServerException
-
-from mtqa.serving import (
+from mtqa_serving import (
     ModelControlError,
     RestrictedProtocols,
     SecurityConfigError,
     ServingError,
     TlsConfig,
     TritonServer,
-    control_grpc_headers,
+    control_headers,
 )
-from mtqa.serving.certs import DevPki, write_dev_pki
-from mtqa.swap.control import ModelControl
-from mtqa.swap.errors import ControlError
+from mtqa_serving.certs import DevPki, write_dev_pki
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import InferenceServerException
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,7 @@ def test_load_with_code_override_is_refused_without_the_key(
     assert status != 200 and "restricted" in text
     client = grpcclient.InferenceServerClient(server.grpc_url)
     _refused(client.load_model, "evil", config=config, files=files)
-    wrong = control_grpc_headers("not-the-key")
+    wrong = control_headers("not-the-key")
     _refused(client.load_model, "evil", config=config, files=files, headers=wrong)
     _refused(client.unload_model, "double")
     status, text = _http(server.http_url, "/v2/repository/models/double/unload", {})
@@ -166,7 +165,7 @@ def test_load_with_code_override_is_refused_without_the_key(
         status, text = _http_load(server, "evil", config, files, server.control.http_headers())
         assert status == 200, text
         assert marker.read_text() == "ran as the server's user"
-        client.unload_model("evil", headers=control_grpc_headers(server.control.key))
+        client.unload_model("evil", headers=control_headers(server.control.key))
 
 
 @pytest.mark.server

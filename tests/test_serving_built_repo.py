@@ -10,9 +10,8 @@ import urllib.request
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from mtqa_serving import TritonServer
 from PIL import Image
-
-from mtqa.serving import TritonServer
 
 pytestmark = pytest.mark.server
 

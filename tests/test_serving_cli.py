@@ -23,14 +23,13 @@ from fixtures.serving import (
     stray_processes,
     write_python_model,
 )
+from mtqa_serving import CONTROL_KEY_ENV, TritonServer, control_headers
+from mtqa_serving.certs import write_dev_pki
 from tritonclient.utils import InferenceServerException
-
-from mtqa.serving import CONTROL_KEY_ENV, TritonServer, control_grpc_headers
-from mtqa.serving.certs import write_dev_pki
 
 pytestmark = pytest.mark.server
 
-MTQA = [sys.executable, "-m", "mtqa.cli", "serve"]
+MTQA = [sys.executable, "-m", "mtqa_cli.main", "serve"]
 
 
 def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> dict[str, str]:
@@ -69,7 +68,7 @@ def test_serve_command_runs_until_sigterm(double_repo: Path) -> None:
         with pytest.raises(InferenceServerException, match="restricted"):
             client.load_model("double_b")
         key = key_file.read_text().strip()
-        client.load_model("double_b", headers=control_grpc_headers(key))
+        client.load_model("double_b", headers=control_headers(key))
         assert client.is_model_ready("double_b")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

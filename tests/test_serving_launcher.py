@@ -18,8 +18,7 @@ from fixtures.serving import (
     assert_cleaned_up,
     write_python_model,
 )
-
-from mtqa.serving import (
+from mtqa_serving import (
     ModelControlError,
     ServerNotFoundError,
     ServerStartError,
@@ -109,7 +108,7 @@ def test_auto_ports_are_repicked_when_taken(
     double_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A free port grabbed by someone else before Triton binds it makes the launcher retry."""
-    from mtqa.serving import server as server_module
+    from mtqa_serving import server as server_module
 
     busy = socket.socket()
     busy.bind(("0.0.0.0", 0))

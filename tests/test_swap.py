@@ -16,15 +16,14 @@ import numpy as np
 import onnx
 import pytest
 from mtqa_builder.check import check_repository
+from mtqa_builder.swap import read_history
+from mtqa_builder.swap import repo as swap_repo
+from mtqa_builder.swap.control import ModelControl
+from mtqa_builder.swap.history import LOCK_FILE
+from mtqa_cli.main import main
 from mtqa_client import InspectionClient
+from mtqa_serving import TritonServer
 from onnx import numpy_helper
-
-from mtqa.cli import main
-from mtqa.serving import TritonServer
-from mtqa.swap import read_history
-from mtqa.swap import repo as swap_repo
-from mtqa.swap.control import ModelControl
-from mtqa.swap.history import LOCK_FILE
 
 pytestmark = pytest.mark.server
 

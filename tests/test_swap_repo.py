@@ -8,9 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from mtqa.swap import SwapInProgressError, TargetError, history, read_history
-from mtqa.swap import repo as swap_repo
+from mtqa_builder.swap import SwapInProgressError, TargetError, history, read_history
+from mtqa_builder.swap import repo as swap_repo
 
 
 @pytest.fixture

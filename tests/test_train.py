@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mtqa_cli.main import main
 from safetensors import safe_open
 
 from mtqa.checkpoint import load_checkpoint
-from mtqa.cli import main
 from mtqa.config import apply_overrides, named_config
 from mtqa.data import build_datasets
 from mtqa.evaluate.metrics import SegmentationMeter, presence_metrics

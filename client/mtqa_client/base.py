@@ -15,6 +15,7 @@ import numpy as np
 
 from mtqa_client import protocol
 from mtqa_client.batch import Collector, Outcome
+from mtqa_client.control_key import control_headers
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import (
     InspectionError,
@@ -38,14 +39,6 @@ from mtqa_client.spec import (
 from mtqa_client.transport import DEFAULT_MAX_MESSAGE_BYTES, TlsConfig
 
 POLL_S = 0.25  # pause between readiness sweeps over the endpoints
-# gRPC metadata that carries an mtqa server's control key (`mtqa serve` restricts shared-memory
-# registration, model control, logging and trace settings with it).
-CONTROL_KEY_METADATA = "triton-grpc-protocol-mtqa-control-key"
-
-
-def control_headers(key: str | None) -> dict[str, str]:
-    """The headers that send `key` as the server's control key (empty without a key)."""
-    return {CONTROL_KEY_METADATA: key} if key else {}
 
 
 class Read(NamedTuple):

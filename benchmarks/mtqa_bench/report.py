@@ -1,0 +1,377 @@
+"""The bench report: `report.md`, PNG plots and the headline ratios from a sweep's `results.json`.
+
+Plots (matplotlib Agg): throughput against p50/p95/p99 latency per variant and batching setting,
+one panel per target; the per-request overhead breakdown (client, network, queue, compute); the
+batching gain per user count. Ratios: served-through-SDK / in-process ORT at equal batch, best
+served / naive at a p99 no worse, int8 / fp32, batching on / off, Locust / perf_analyzer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtqa_bench.errors import BenchError
+from mtqa_bench.stats import ratio
+
+Row = dict[str, Any]
+COLUMNS = (
+    "source", "target", "transport", "variant", "batching", "users", "batch", "throughput",
+    "p50_ms", "p95_ms", "p99_ms", "client_ms", "network_ms", "queue_ms", "compute_ms",
+    "net_batch", "failures",
+)  # fmt: skip
+TARGETS = {"inspect": "mtqa_inspect (encoded images)", "net": "mtqa_net (raw tensors)"}
+_PARTS = ("client_ms", "network_ms", "queue_ms", "compute_ms")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a sweep's results.json (raises BenchError when absent or malformed)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"cannot read bench results {path}: {exc}") from exc
+    if "rows" not in data:
+        raise BenchError(f"{path} holds no 'rows'; was it written by mtqa bench?")
+    return data
+
+
+def _pick(rows: Iterable[Row], **match: Any) -> list[Row]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+# -- ratios --------------------------------------------------------------------------------------
+def sdk_vs_ort(rows: list[Row]) -> list[Row]:
+    """Served raw network (SDK, Locust) / in-process ORT at the batch the server executed, with
+    as many ORT sessions busy as the point kept server instances busy (users, up to the most the
+    peer measured: the server's instance count)."""
+    out = []
+    for r in _pick(rows, source="locust", target="net"):
+        batch = max(1, round(r.get("net_batch") or 1))
+        peers = _pick(rows, source="ort", variant=r["variant"], batch=batch)
+        busy = min(r["users"], max((p["users"] for p in peers), default=1))
+        ort = _pick(peers, users=busy)
+        value = ratio(r["throughput"], ort[0]["throughput"] if ort else None)
+        point = {**_key(r), "transport": r.get("transport"), "exec_batch": batch}
+        out.append({**point, "ratio": value})
+    return out
+
+
+def served_vs_naive(rows: list[Row]) -> Row | None:
+    """Best served ensemble throughput at a p99 no worse than the naive server's best point."""
+    naive = _pick(rows, source="naive")
+    if not naive:
+        return None
+    best_naive = max(naive, key=lambda r: r["throughput"])
+    served = [
+        r
+        for r in _pick(rows, source="locust", target="inspect")
+        if r["p99_ms"] <= best_naive["p99_ms"]
+    ]
+    best = max(served, key=lambda r: r["throughput"]) if served else None
+    return {
+        "naive": best_naive,
+        "served": best,
+        "ratio": ratio(best["throughput"], best_naive["throughput"]) if best else None,
+    }
+
+
+def pairs(rows: list[Row], field: str, num: str, den: str, source: str = "locust") -> list[Row]:
+    """Throughput ratio num/den of `field` (e.g. variant int8/fp32) at otherwise equal points."""
+    out = []
+    for r in _pick(rows, source=source, **{field: num}):
+        others = {k: r[k] for k in ("target", "variant", "batching", "users") if k != field}
+        match = _pick(rows, source=source, **{field: den}, **others)
+        if match:
+            out.append({**others, "ratio": ratio(r["throughput"], match[0]["throughput"])})
+    return out
+
+
+def ort_int8_vs_fp32(rows: list[Row]) -> list[Row]:
+    """In-process ORT int8 / fp32 at every batch and session count measured for both."""
+    out = []
+    for r in _pick(rows, source="ort", variant="int8"):
+        point = {"batch": r["batch"], "users": r["users"]}
+        match = _pick(rows, source="ort", variant="fp32", **point)
+        if match:
+            out.append({**point, "ratio": ratio(r["throughput"], match[0]["throughput"])})
+    return out
+
+
+def locust_vs_perf(rows: list[Row]) -> list[Row]:
+    """Locust throughput / perf_analyzer throughput at the same point."""
+    out = []
+    for r in _pick(rows, source="locust"):
+        pa = _pick(rows, source="perf_analyzer", **_key(r))
+        if pa:
+            out.append({**_key(r), "ratio": ratio(r["throughput"], pa[0]["throughput"])})
+    return out
+
+
+def locust_vs_perf_gaps(rows: list[Row], limit: float = 0.2) -> list[str]:
+    """One sentence per point where Locust and perf_analyzer differ by more than `limit`, from
+    what each measured on its side of the wire (both generators share the server's host)."""
+    lines = []
+    for item in locust_vs_perf(rows):
+        if item["ratio"] is None or abs(item["ratio"] - 1) <= limit:
+            continue
+        loc = _pick(rows, source="locust", **_key(item))[0]
+        pa = _pick(rows, source="perf_analyzer", **_key(item))[0]
+        side = [sum(r.get(k) or 0.0 for k in ("client_ms", "network_ms")) for r in (loc, pa)]
+        lines.append(
+            f"{item['target']} {item['variant']} batching {item['batching']}, {item['users']} "
+            f"users: Locust {loc['throughput']:.0f} vs perf_analyzer {pa['throughput']:.0f} img/s "
+            f"(x{item['ratio']:.2f}); client + network per request {side[0]:.2f} ms (Python SDK "
+            f"under gevent) vs {side[1]:.2f} ms (C++), server queue + compute "
+            f"{_server_ms(loc):.1f} vs {_server_ms(pa):.1f} ms: the generator's own CPU use, on "
+            "the cores the server also needs, sets the gap."
+        )
+    return lines
+
+
+def _server_ms(r: Row) -> float:
+    return (r.get("queue_ms") or 0.0) + (r.get("compute_ms") or 0.0)
+
+
+def _key(r: Row) -> Row:
+    return {k: r[k] for k in ("target", "variant", "batching", "users")}
+
+
+def summary(data: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures (None where the sweep lacked the columns to compute one)."""
+    rows = data["rows"]
+
+    def spread(name: str, items: list[Row]) -> dict[str, float | None]:
+        """Median and best over the points: one point alone can flatter on a busy machine."""
+        values = [i["ratio"] for i in items if i["ratio"] is not None]
+        return {
+            f"{name}_median": float(np.median(values)) if values else None,
+            f"{name}_best": max(values) if values else None,
+        }
+
+    naive = served_vs_naive(rows)
+    gap = [abs(i["ratio"] - 1) for i in locust_vs_perf(rows) if i["ratio"] is not None]
+    return {
+        **spread("sdk_over_ort", sdk_vs_ort(rows)),
+        "served_over_naive": naive["ratio"] if naive else None,
+        **spread("int8_over_fp32_served", pairs(rows, "variant", "int8", "fp32")),
+        **spread("int8_over_fp32_ort", ort_int8_vs_fp32(rows)),
+        "batching_gain": {
+            f"{i['target']} {i['variant']} u{i['users']}": i["ratio"]
+            for i in pairs(rows, "batching", "on", "off")
+        },
+        "locust_vs_perf_median_gap": float(np.median(gap)) if gap else None,
+        "locust_vs_perf_max_gap": max(gap) if gap else None,
+    }
+
+
+# -- plots ---------------------------------------------------------------------------------------
+def _label(r: Row) -> str:
+    if r["source"] == "naive":
+        return "naive FastAPI + eager"
+    return f"{r['variant']} batching {r['batching']}"
+
+
+def plot_latency(rows: list[Row], path: Path) -> Path:
+    """Throughput (x) against p50/p95/p99 latency (y, log): one panel per target and load tool,
+    one colour per variant and batching setting (numbers at the points: concurrent users)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted({_label(r) for r in rows if r["source"] in ("locust", "naive")})
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    styles = {"p50_ms": ("-", "o"), "p95_ms": ("--", "s"), "p99_ms": (":", "^")}
+    panels = [(t, s) for t in TARGETS for s in ("locust", "perf_analyzer")]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), squeeze=False)
+    for ax, (target, source) in zip(axes.ravel(), panels, strict=True):
+        picked = [
+            r
+            for r in rows
+            if r["target"] == target and (r["source"] == source or r["source"] == "naive")
+        ]
+        groups: dict[str, list[Row]] = {}
+        for r in picked:
+            groups.setdefault(_label(r), []).append(r)
+        for label, series in sorted(groups.items()):
+            series.sort(key=lambda r: r["users"])
+            colour = colours.get(label, "black")
+            x = [r["throughput"] for r in series]
+            for key, (ls, marker) in styles.items():
+                ax.plot(x, [r[key] for r in series], ls=ls, marker=marker, color=colour, ms=4)
+            for r in series:
+                ax.annotate(str(r["users"]), (r["throughput"], r["p99_ms"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points", color=colour)  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_xlabel("throughput (images/s)")
+        ax.set_ylabel("latency (ms, log)")
+        ax.set_title(f"{TARGETS[target]} - {source}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        if not picked:
+            ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
+    handles = [plt.Line2D([], [], color=c, lw=2, label=label) for label, c in colours.items()]
+    handles += [
+        plt.Line2D([], [], color="grey", ls=ls, marker=m, label=k[:3])
+        for k, (ls, m) in styles.items()
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
+    fig.suptitle("Throughput vs latency (numbers at the p99 points = concurrent users)")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_overhead(rows: list[Row], path: Path) -> Path:
+    """Stacked per-request latency: client, network (+gRPC), server queue, server compute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picked = [r for r in rows if r["source"] in ("locust", "perf_analyzer")]
+    picked.sort(key=lambda r: (r["target"], r["variant"], r["batching"], r["source"], r["users"]))
+    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(picked) + 2), 5.5))
+    bottom = [0.0] * len(picked)
+    for part, colour in zip(_PARTS, ("C0", "C1", "C3", "C2"), strict=True):
+        values = [r.get(part) or 0.0 for r in picked]
+        ax.bar(range(len(picked)), values, bottom=bottom, color=colour, label=part[:-3])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    labels = [
+        f"{r['target']} {r['variant']} b={r['batching']}\n{r['source'][:6]} u{r['users']}"
+        for r in picked
+    ]
+    ax.set_xticks(range(len(picked)), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("mean ms per request")
+    ax.set_title("Where a request's time goes (server queue/compute from Triton statistics)")
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_batching(rows: list[Row], path: Path) -> Path | None:
+    """Dynamic-batching gain (throughput on / off) per user count."""
+    gains = pairs(rows, "batching", "on", "off")
+    if not gains:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    groups: dict[str, list[Row]] = {}
+    for g in gains:
+        groups.setdefault(f"{g['target']} {g['variant']}", []).append(g)
+    for label, items in sorted(groups.items()):
+        items.sort(key=lambda g: g["users"])
+        ax.plot([g["users"] for g in items], [g["ratio"] for g in items], marker="o", label=label)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    users = sorted({g["users"] for g in gains})
+    ax.set_xticks(users, [str(u) for u in users])
+    ax.set_xlabel("concurrent users")
+    ax.set_ylabel("throughput batching on / off")
+    ax.set_title("Dynamic batching gain (Locust)")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- markdown ------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def _table(rows: list[Row], columns: Iterable[str]) -> list[str]:
+    columns = list(columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return lines
+
+
+def write_report(results: Path, out: Path | None = None) -> dict[str, Any]:
+    """Write report.md and PNGs next to results.json (or into `out`); returns the summary."""
+    data = load(results)
+    folder = (
+        Path(out) if out else (Path(results) if Path(results).is_dir() else Path(results).parent)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = data["rows"]
+    if not rows:
+        raise BenchError("the bench produced no measurements; see its notes and raw/ logs")
+    head = summary(data)
+    plots = [plot_latency(rows, folder / "throughput_latency.png"),
+             plot_overhead(rows, folder / "overhead.png"),
+             plot_batching(rows, folder / "batching_gain.png")]  # fmt: skip
+    meta = data.get("meta", {})
+    md = ["# mtqa bench report", ""]
+    options = json.dumps(meta.get("options", {}))
+    md += [
+        f"Started {meta.get('started', '?')} on `{meta.get('host', '?')}`, "
+        f"{meta.get('seconds', '?')} s. Options: `{options}`.",
+        "",
+    ]
+    md += ["## Headline ratios", ""]
+    md += _table(
+        [{"figure": k, "value": v} for k, v in head.items() if k != "batching_gain"]
+        + [{"figure": f"batching gain {k}", "value": v} for k, v in head["batching_gain"].items()],
+        ["figure", "value"],
+    )
+    md += ["", "Targets (issue 7): SDK/ORT >= 0.85, served/naive >= 3 at a p99 no worse, "
+           "int8/fp32 >= 2, Locust vs perf_analyzer within 20 %.", ""]  # fmt: skip
+    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p] + [""]
+    md += ["## All measurements", "", "Times in ms; throughput in images/s; `net_batch` = mean "
+           "batch mtqa_net executed (Triton statistics).", ""]  # fmt: skip
+    md += _table(rows, COLUMNS)
+    md += ["", "## Served (SDK) / in-process ORT at the executed batch", ""]
+    md += _table(
+        sdk_vs_ort(rows),
+        ["target", "transport", "variant", "batching", "users", "exec_batch", "ratio"],
+    )
+    md += ["", "## int8 / fp32", ""]
+    md += _table(pairs(rows, "variant", "int8", "fp32"), ["target", "batching", "users", "ratio"])
+    ort_pairs = [{"sessions": i["users"], **i} for i in ort_int8_vs_fp32(rows)]
+    md += ["", "In-process ORT:", ""] + _table(ort_pairs, ["batch", "sessions", "ratio"])
+    md += ["", "## Batching on / off", ""]
+    md += _table(pairs(rows, "batching", "on", "off"), ["target", "variant", "users", "ratio"])
+    md += ["", "## Locust / perf_analyzer", ""]
+    md += _table(locust_vs_perf(rows), ["target", "variant", "batching", "users", "ratio"])
+    gaps = locust_vs_perf_gaps(rows)
+    if gaps:
+        md += ["", "Points more than 20 % apart, and what each tool saw:", ""]
+        md += [f"- {line}" for line in gaps]
+    naive = served_vs_naive(rows)
+    if naive:
+        md += ["", "## Best served vs naive", ""]
+        picked = [r for r in (naive["naive"], naive["served"]) if r]
+        md += _table(picked, ["source", "variant", "batching", "users", "throughput", "p99_ms"])
+    if data.get("notes"):
+        md += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
+    (folder / "report.md").write_text("\n".join(md) + "\n")
+    (folder / "summary.json").write_text(json.dumps(head, indent=2))
+    return head
+
+
+def format_summary(head: dict[str, Any]) -> str:
+    """One line per headline figure, for the console."""
+    lines = [f"{k:>28}: {_fmt(v)}" for k, v in head.items() if k != "batching_gain"]
+    lines += [f"{'batching gain ' + k:>28}: {_fmt(v)}" for k, v in head["batching_gain"].items()]
+    return "\n".join(lines)

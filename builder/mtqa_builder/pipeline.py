@@ -1,0 +1,231 @@
+"""`mtqa build` end to end: checkpoint -> ONNX -> precision variants -> gate -> (engines) -> repo.
+
+Every variant is gated before anything is published: one failure (after the mixed-precision
+fallback) aborts the build and leaves the repository untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtqa_builder import precision as prec
+from mtqa_builder.configs import TARGETS, Serving
+from mtqa_builder.errors import BuildError, GateError
+from mtqa_builder.hashing import file_sha256
+from mtqa_builder.repository import Source, Variant, publish
+
+
+@dataclass
+class BuildOptions:
+    """Everything `mtqa build` was asked for."""
+
+    checkpoint: Path
+    repo: Path
+    precisions: Sequence[str] = ("fp32",)
+    target: str = "local"
+    calib: str | None = None
+    calib_count: int = 64
+    serving: Serving = field(default_factory=Serving)
+    serve: str | None = None
+    tolerance: float = 1.0
+    val_data: str | None = None
+    val_limit: int | None = None
+    # Synthetic data: gate images. With 256 the gate allowed one point of presence F1 for a
+    # handful of borderline decisions that INT8 flips either way (docs/builder.md).
+    synth_val: int = 1024
+    engines: Path | None = None
+    work_dir: Path | None = None
+
+
+def _tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from mtqa_builder import versions
+
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": str(versions.ONNX_OPSET),
+    }
+
+
+def _int8_flavour(target: str) -> str:
+    # ngc-onnx may run under ORT's TensorRT provider: keep the TensorRT-safe symmetric form there.
+    return "ort" if target == "local" else "tensorrt"
+
+
+def _make_variant(
+    name: str, fp32: Path, work: Path, target: str, calib, keep: Sequence[str]
+) -> tuple[Path, dict]:
+    out = work / f"{name}{'_mixed' if keep else ''}.onnx"
+    if name == "fp16":
+        prec.to_fp16(fp32, out, keep_fp32=keep)
+        return out, {"kept_fp32": list(keep)}
+    flavour = _int8_flavour(target)
+    prec.to_int8(fp32, out, calib.images, flavour, keep_fp32=keep)
+    quant = {"flavour": flavour, "kept_fp32": list(keep), "calibration": calib.describe()}
+    if flavour == "ort":
+        quant["float_head_nodes"] = prec.pooled_head_nodes(fp32)
+    return out, quant
+
+
+def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole build; returns the published versions and every variant's gate figures."""
+    from mtqa.checkpoint import CheckpointError, load_checkpoint
+    from mtqa_builder.calibration import load_calibration
+    from mtqa_builder.export import check_parity, export_onnx
+    from mtqa_builder.gate import evaluate_onnx
+    from mtqa_builder.validation import validation_set
+
+    names = list(dict.fromkeys(opts.precisions))
+    bad = [p for p in names if p not in prec.PRECISIONS]
+    if bad or not names:
+        raise BuildError(f"unknown precision(s) {bad}; choose from {prec.PRECISIONS}")
+    if opts.target not in TARGETS:
+        raise BuildError(f"unknown target {opts.target!r}; choose from {TARGETS}")
+    serve = opts.serve or names[0]
+    if serve not in names:
+        raise BuildError(f"--serve {serve} is not one of the built precisions {names}")
+    try:
+        ckpt = load_checkpoint(opts.checkpoint)
+    except CheckpointError as exc:
+        raise BuildError(f"cannot load checkpoint: {exc}") from exc
+    except RuntimeError as exc:  # torch's load_state_dict: weights from another architecture
+        detail = " ".join(str(exc).strip().splitlines()[:2])
+        raise BuildError(f"checkpoint does not fit the current model code: {detail}") from exc
+    calib = None
+    if "int8" in names:
+        calib = load_calibration(
+            opts.calib or "",
+            ckpt.image_size,
+            ckpt.mean,
+            ckpt.std,
+            opts.calib_count,
+            ckpt.resize,
+        )
+        log(f"calibration: {calib.describe()}")
+    with tempfile.TemporaryDirectory(prefix="mtqa-build-") as tmp:
+        work = Path(opts.work_dir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        fp32 = export_onnx(ckpt.model, ckpt.image_size, work / "fp32.onnx")
+        val = validation_set(ckpt, opts.val_data, opts.val_limit, opts.synth_val)
+        probe = calib.images[:4] if calib is not None else val_images(val, 4)
+        parity = check_parity(ckpt.model, fp32, probe)
+        log(f"export: {fp32.name} parity max|diff| {parity}")
+        ref = evaluate_onnx(fp32, val, ckpt.classes, ckpt.grades, ckpt.thresholds)
+        log(f"fp32 reference on {len(val)} val images: " + _fmt(ref))
+        image_points = 100.0 / len(val)
+        if image_points > opts.tolerance:
+            log(
+                f"warning: one image is {image_points:.2f} points of grade accuracy here, "
+                f"more than the gate's {opts.tolerance} point tolerance: one borderline image "
+                "can fail it (give the gate more val images)"
+            )
+        variants: list[Variant] = []
+        for name in names:
+            if name == "fp32":
+                gate = {"passed": True, "reference": True, "parity_max_abs": parity, "metrics": ref}
+                variants.append(Variant("fp32", fp32, gate))
+                continue
+            variants.append(_gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log))
+        if opts.target == "ngc-trt":
+            _attach_engines(variants, opts, calib, log)
+        source = Source(
+            run_dir=Path(ckpt.run_dir).resolve(),
+            classes=list(ckpt.classes),
+            grades=list(ckpt.grades),
+            image_size=ckpt.image_size,
+            mean=list(ckpt.mean),
+            std=list(ckpt.std),
+            resize=ckpt.resize,
+            thresholds=ckpt.thresholds,
+            weights_sha256=file_sha256(Path(ckpt.run_dir) / "model.safetensors"),
+        )
+        build_info = {
+            "build_id": uuid.uuid4().hex[:12],
+            "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tools": _tool_versions(),
+            "calibration": calib.describe() if calib is not None else None,
+            "validation": {"source": opts.val_data or "checkpoint", "images": len(val)},
+        }
+        result = publish(opts.repo, opts.target, source, variants, opts.serving, serve, build_info)
+    result["gate"] = {v.precision: v.gate for v in variants}
+    return result
+
+
+def val_images(dataset, n: int):
+    """The first `n` normalised images of a dataset as one float32 batch (parity probe)."""
+    import numpy as np
+
+    count = min(n, len(dataset))
+    return np.stack([np.asarray(dataset[i]["image"], dtype=np.float32) for i in range(count)])
+
+
+def _fmt(metrics: dict) -> str:
+    from mtqa_builder.gate import HEAD_METRICS
+
+    return ", ".join(f"{m}={metrics.get(m)}" for m in HEAD_METRICS.values())
+
+
+def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log) -> Variant:
+    """Convert, evaluate and judge one variant; retry once with sensitive nodes kept in FP32."""
+    from mtqa_builder.gate import evaluate_onnx, judge
+
+    attempts = [(), tuple(prec.sensitive_nodes(fp32))]
+    for keep in attempts:
+        path, quant = _make_variant(name, fp32, work, opts.target, calib, keep)
+        metrics = evaluate_onnx(path, val, ckpt.classes, ckpt.grades, ckpt.thresholds)
+        result = judge(ref, metrics, opts.tolerance)
+        label = f"{name}{' (mixed: ' + ', '.join(keep) + ')' if keep else ''}"
+        log(f"{label}: {_fmt(metrics)} -> {'PASS' if result.passed else 'FAIL'}")
+        if result.passed:
+            return Variant(name, path, result.to_dict(), quant)
+        log("  " + "; ".join(result.failures()))
+    raise GateError(
+        f"{name} variant fails the accuracy gate even with {list(attempts[-1])} kept in FP32: "
+        + "; ".join(result.failures())
+        + " - nothing was published"
+    )
+
+
+def _check_trt_ready(path: Path, target: str) -> None:
+    if target != "ngc-trt":
+        return
+    from mtqa_builder.trt_readiness import check_readiness
+
+    problems = check_readiness(path)
+    if problems:
+        raise BuildError(f"{path.name} is not TensorRT-ready: " + "; ".join(problems))
+
+
+def _attach_engines(variants: list[Variant], opts: BuildOptions, calib, log) -> None:
+    """Find prebuilt engines (--engines DIR) or compile them here when TensorRT is present."""
+    from mtqa_builder import trt
+
+    for variant in variants:
+        _check_trt_ready(variant.onnx_path, "ngc-trt")
+        if opts.engines:
+            variant.engines, variant.engine_manifests = trt.find_engines(
+                opts.engines, variant.precision, file_sha256(variant.onnx_path)
+            )
+        else:
+            out = Path(opts.work_dir or opts.repo.parent) / "engines"
+            plan, manifest = trt.compile_engine(
+                variant.onnx_path,
+                out / variant.precision,
+                variant.precision,
+                max_batch=opts.serving.max_batch,
+                calibration_sha256=calib.sha256 if calib is not None else None,
+            )
+            variant.engines = {manifest["compute_capability"]: plan}
+            variant.engine_manifests = {manifest["compute_capability"]: manifest}
+        log(f"{variant.precision}: engines for sm {sorted(variant.engines)}")

@@ -1,0 +1,96 @@
+"""`mtqa bench`: Locust + perf_analyzer sweep against a real Triton, peers, and the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "benchmark the served models (Locust, perf_analyzer, ORT and naive peers) and report"
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _words(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip() and v.strip() != "none"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--repo", type=Path, help="built repository: start Triton on it")
+    where.add_argument("--url", help="HOST:PORT of a running Triton (gRPC)")
+    parser.add_argument(
+        "--repo-info", type=Path, help="with --url: the repository it serves (variants, peers)"
+    )
+    parser.add_argument("--users", type=_ints, default=[1, 4, 16, 64], help="e.g. 1,4,16,64")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per point")
+    parser.add_argument(
+        "--variants", type=_words, default=["fp32", "int8"], help="precisions (or NAME=VERSION)"
+    )
+    parser.add_argument("--batching", type=_words, default=["on", "off"], help="on,off")
+    parser.add_argument("--targets", type=_words, default=["inspect", "net"], help="inspect,net")
+    parser.add_argument("--peers", type=_words, default=["ort", "naive"], help="ort,naive or none")
+    parser.add_argument("--checkpoint", type=Path, help="run dir for the naive peer")
+    parser.add_argument("--request-batch", type=int, default=1, help="images per request")
+    parser.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="raw-tensor points pass tensors through system shared memory (client on the host)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        help="with --url --shared-memory: the server's control key (default: $MTQA_CONTROL_KEY)",
+    )
+    parser.add_argument("--image-px", type=int, default=256, help="side of the product images")
+    parser.add_argument("--image-format", default="jpeg", choices=["jpeg", "png"])
+    parser.add_argument("--no-perf-analyzer", action="store_true", help="skip that column")
+    parser.add_argument("--out", type=Path, required=True, help="report folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtqa_bench.errors import BenchError
+    from mtqa_bench.report import format_summary, write_report
+    from mtqa_bench.sweep import BenchOptions, Sweep
+    from mtqa_serving import ServingError, control_key
+
+    try:
+        key = control_key(args.key_file)
+    except ServingError as exc:
+        print(f"mtqa bench: {exc}", file=sys.stderr)
+        return 1
+    opts = BenchOptions(
+        out=args.out,
+        repo=args.repo,
+        url=args.url,
+        repo_info=args.repo_info,
+        users=args.users,
+        duration=args.duration,
+        variants=args.variants,
+        batching=args.batching,
+        targets=args.targets,
+        peers=args.peers,
+        checkpoint=args.checkpoint,
+        perf_analyzer=not args.no_perf_analyzer,
+        request_batch=args.request_batch,
+        shared_memory=args.shared_memory,
+        image_px=args.image_px,
+        image_format=args.image_format,
+        key=key,
+    )
+    try:
+        results = Sweep(opts).run()
+        head = write_report(results)
+    except (BenchError, ServingError) as exc:
+        print(f"mtqa bench: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {args.out / 'report.md'}")
+    print(format_summary(head))
+    return 0

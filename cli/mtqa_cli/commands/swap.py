@@ -1,0 +1,77 @@
+"""`mtqa swap`: replace the serving mtqa_net version on a live Triton, checked, with rollback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Hot-swap the served mtqa_net version (golden check through the SDK, rollback on failure)."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `mtqa swap`."""
+    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument(
+        "--to",
+        required=True,
+        help="a mtqa_net version number, a published precision (fp32|fp16|int8: its newest "
+        "version) or an engine file (.onnx/.plan) to publish as a new version",
+    )
+    parser.add_argument("--url", default="localhost:8001", help="gRPC HOST:PORT of Triton")
+    parser.add_argument(
+        "--golden", default="synth", help="golden set: synth or an indexed-mask dataset folder"
+    )
+    parser.add_argument("--golden-count", type=int, default=16, help="golden images")
+    parser.add_argument(
+        "--tolerance", type=float, default=1.0, help="max drop per head and disagreement, points"
+    )
+    parser.add_argument("--precision", help="precision label of an engine file given to --to")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per control call, seconds")
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        help="file holding the server's control key (`mtqa serve` prints it; default:"
+        " $MTQA_CONTROL_KEY)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the history record as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Swap; a rejected or rolled-back swap prints one `error:` line and exits 2."""
+    from mtqa_builder.swap import SwapError, SwapFailedError, SwapRequest, swap
+    from mtqa_serving import SecurityConfigError, control_key
+
+    if args.golden_count < 1 or args.tolerance < 0 or args.timeout <= 0:
+        print("error: --golden-count must be >= 1, --tolerance >= 0 and --timeout > 0")
+        return 2
+    try:
+        key = control_key(args.key_file)
+    except SecurityConfigError as exc:
+        print(f"error: {exc}")
+        return 2
+    request = SwapRequest(
+        repo=args.repo,
+        to=args.to,
+        url=args.url,
+        golden=args.golden,
+        golden_count=args.golden_count,
+        tolerance=args.tolerance,
+        precision=args.precision,
+        timeout_s=args.timeout,
+        key=key,
+    )
+    log = (lambda _m: None) if args.json else print
+    try:
+        record = swap(request, log=log)
+    except SwapFailedError as exc:
+        if args.json:
+            print(json.dumps(exc.record, indent=2, default=str))
+        print(f"error: {exc}")
+        return 2
+    except SwapError as exc:
+        print(f"error: {exc}")
+        return 2
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    return 0
