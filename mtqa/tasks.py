@@ -14,7 +14,7 @@ can read it; each consumer maps a task to its implementation (`mtqa.models.base.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -34,10 +34,10 @@ class Task:
         """C, the number of logits per image (per pixel when `per_pixel`)."""
         return num_classes if self.counts == "classes" else num_grades
 
-    def shape(self, n: int, num_classes: int, num_grades: int, height: int, width: int) -> tuple:
-        """The shape of the task's logits for a batch of `n` images of `height` x `width`."""
+    def shape(self, n: int, num_classes: int, num_grades: int, size: Sequence[int]) -> tuple:
+        """The shape of the task's logits for a batch of `n` images of spatial `size` (H, W)."""
         c = self.channels(num_classes, num_grades)
-        return (n, c, height, width) if self.per_pixel else (n, c)
+        return (n, c, *size) if self.per_pixel else (n, c)
 
 
 PRESENCE = Task(

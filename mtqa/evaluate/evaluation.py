@@ -1,9 +1,9 @@
 """Predictor-agnostic evaluation: one metric code path for PyTorch, ONNX Runtime and Triton.
 
-A predictor is any callable ``predict_fn(images float32 [B, 3, S, S]) -> {"presence_logits",
-"seg_logits", "grade_logits"}`` (numpy). ``evaluate_predictor`` streams a dataset through it in
-batches and keeps only O(K^2) pixel statistics, per-image presence probabilities and grades, so a
-split's masks are never held in memory at once.
+A predictor is any callable ``predict_fn(images float32 [B, 3, S, S]) -> {output key: logits}``
+(numpy), one entry per task of ``mtqa.tasks.TASKS`` (``OUTPUT_KEYS``). ``evaluate_predictor``
+streams a dataset through it in batches and keeps only O(K^2) pixel statistics, per-image
+presence probabilities and grades, so a split's masks are never held in memory at once.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from mtqa.evaluate.metrics import (
     presence_metrics,
 )
 from mtqa.evaluate.thresholds import PixelHistogram, threshold_arrays
+from mtqa.tasks import GRADE, OUTPUT_KEYS, PRESENCE, SEGMENTATION, TASKS
 
 PredictFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
-OUTPUT_NAMES = ("presence_logits", "seg_logits", "grade_logits")
 
 
 class EvaluationError(ValueError):
@@ -83,16 +83,12 @@ def iter_batches(dataset: Sequence[Mapping[str, Any]], batch_size: int) -> Itera
 
 
 def _check_outputs(out: Mapping[str, np.ndarray], batch: dict, k: int, g: int) -> dict:
-    missing = [name for name in OUTPUT_NAMES if name not in out]
+    missing = [name for name in OUTPUT_KEYS if name not in out]
     if missing:
         raise EvaluationError(f"predictor output lacks {', '.join(missing)}")
-    n = len(batch["image"])
-    expected = {
-        "presence_logits": (n, k),
-        "seg_logits": (n, k, *batch["mask"].shape[2:]),
-        "grade_logits": (n, g),
-    }
-    arrays = {name: np.asarray(out[name], dtype=np.float32) for name in OUTPUT_NAMES}
+    n, size = len(batch["image"]), batch["mask"].shape[2:]
+    expected = {t.output: t.shape(n, k, g, size) for t in TASKS}
+    arrays = {name: np.asarray(out[name], dtype=np.float32) for name in OUTPUT_KEYS}
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise EvaluationError(
@@ -130,16 +126,16 @@ class Evaluator:
     def update(self, outputs: Mapping[str, np.ndarray], batch: dict) -> None:
         """Add one batch of predictor outputs and the matching batch from ``iter_batches``."""
         out = _check_outputs(outputs, batch, len(self.classes), len(self.grades))
-        pres = expit(out["presence_logits"])
+        pres = expit(out[PRESENCE.output])
         self._probs.append(pres)
-        self._targets.append((batch["presence"] > 0.5).astype(np.int64))
-        self._grade_true.append(batch["grade"])
-        self._grade_pred.append(out["grade_logits"].argmax(axis=1))
+        self._targets.append((batch[PRESENCE.label] > 0.5).astype(np.int64))
+        self._grade_true.append(batch[GRADE.label])
+        self._grade_pred.append(out[GRADE.output].argmax(axis=1))
         sel = batch["has_mask"]
         self.n_images_with_masks += int(sel.sum())
         if sel.any():
-            seg = expit(out["seg_logits"][sel])
-            masks = batch["mask"][sel]
+            seg = expit(out[SEGMENTATION.output][sel])
+            masks = batch[SEGMENTATION.label][sel]
             self.seg.update(seg, masks)
             self.hist.update(seg, masks)
             ids = [i for i, keep in zip(batch["id"], sel, strict=True) if keep]
@@ -219,6 +215,6 @@ def torch_predict_fn(model: Any) -> PredictFn:
     def predict(images: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = model(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
-        return {name: out[name].float().cpu().numpy() for name in OUTPUT_NAMES}
+        return {name: out[name].float().cpu().numpy() for name in OUTPUT_KEYS}
 
     return predict

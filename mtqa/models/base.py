@@ -65,9 +65,9 @@ class MultiTaskNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self._forward_tasks(x)
-        n, k, g, h, w = x.shape[0], self.num_classes, self.num_grades, x.shape[-2], x.shape[-1]
+        n, k, g, size = x.shape[0], self.num_classes, self.num_grades, x.shape[-2:]
         return {
-            t.output: out[t.output] if t.output in out else x.new_zeros(t.shape(n, k, g, h, w))
+            t.output: out[t.output] if t.output in out else x.new_zeros(t.shape(n, k, g, size))
             for t in TASKS
         }
 

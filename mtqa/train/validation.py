@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from mtqa.evaluate.metrics import SegmentationMeter, grade_metrics, presence_metrics
 from mtqa.evaluate.thresholds import PixelHistogram
+from mtqa.tasks import GRADE, PRESENCE, SEGMENTATION, selected
 
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
 
@@ -58,12 +59,9 @@ class ValidationResult:
 
 
 def selection_score(metrics: dict[str, float], tasks: Sequence[str]) -> float:
-    """Mean of presence macro-F1 and defect IoU (the active ones), NaNs counted as 0."""
-    keys = [
-        k
-        for t, k in (("presence", "presence_macro_f1"), ("segmentation", "defect_iou"))
-        if t in tasks
-    ] or ["grade_accuracy"]
+    """Mean of the active tasks' headline metrics (`Task.metric`) but grade's, which counts only
+    when it is the one task; NaNs counted as 0."""
+    keys = [t.metric for t in selected(tasks) if t is not GRADE] or [GRADE.metric]
     values = [metrics.get(k, float("nan")) for k in keys]
     return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
 
@@ -98,14 +96,14 @@ def validate(
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
             out = model(x)
-        probs.append(torch.sigmoid(out["presence_logits"].float()).cpu().numpy())
-        targets.append(batch["presence"].numpy())
-        grade_pred.append(out["grade_logits"].float().argmax(1).cpu().numpy())
-        grade_true.append(batch["grade"].numpy())
+        probs.append(torch.sigmoid(out[PRESENCE.output].float()).cpu().numpy())
+        targets.append(batch[PRESENCE.label].numpy())
+        grade_pred.append(out[GRADE.output].float().argmax(1).cpu().numpy())
+        grade_true.append(batch[GRADE.label].numpy())
         keep = batch["has_mask"].bool().numpy().reshape(-1)
         if keep.any():
-            seg_prob = torch.sigmoid(out["seg_logits"].float()).cpu().numpy()[keep]
-            masks = batch["mask"].numpy()[keep]
+            seg_prob = torch.sigmoid(out[SEGMENTATION.output].float()).cpu().numpy()[keep]
+            masks = batch[SEGMENTATION.label].numpy()[keep]
             seg.update(seg_prob, masks)
             if hist is not None:
                 hist.update(seg_prob, masks)
