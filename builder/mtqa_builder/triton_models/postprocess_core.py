@@ -118,3 +118,34 @@ def postprocess(
         "regions": padded,
         "mask_size": content.astype(np.int32).reshape(batch, 2),
     }
+
+
+# Bucket bounds of the business-metric histograms (see postprocess_model.BusinessMetrics).
+PROBABILITY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+REGION_BUCKETS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+
+
+def tallies(result: dict[str, np.ndarray], valid: np.ndarray, grades: int) -> dict[str, np.ndarray]:
+    """What one request adds to the business metrics, from `postprocess`'s outputs.
+
+    Whole-array numpy only (a few microseconds a batch): `images` answered, `failed` (images
+    preprocess could not decode), `defects` [K] images decided to hold each class, `regions`
+    [K] regions listed per class, `grades` [G] images per grade, and the per-image values the
+    histograms observe: `presence` [n, K] probabilities and `regions_per_image` [n], both over
+    the answered images only.
+    """
+    valid = np.asarray(valid, bool).reshape(-1)
+    decision = result["presence_decision"][valid]
+    k = decision.shape[1]
+    region_class = result["regions"][valid][..., 0].astype(np.int64)  # -1 pads
+    listed = region_class >= 0
+    grade_index = result["grade_index"].reshape(-1)[valid]
+    return {
+        "images": np.int64(valid.sum()),
+        "failed": np.int64((~valid).sum()),
+        "defects": decision.sum(axis=0, dtype=np.int64),
+        "regions": np.bincount(region_class[listed], minlength=k)[:k],
+        "grades": np.bincount(grade_index[grade_index >= 0], minlength=grades)[:grades],
+        "presence": result["presence_prob"][valid],
+        "regions_per_image": listed.sum(axis=1),
+    }

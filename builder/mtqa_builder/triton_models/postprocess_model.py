@@ -2,6 +2,14 @@
 
 `item_error` (one message per image, "" when preprocess decoded it) passes through unchanged; the
 images it marks get empty results (see postprocess_core.postprocess).
+
+It also exports what it finds on Triton's metrics port (python-backend custom metrics), labelled
+`model`/`version` like Triton's own `nv_*` series: `mtqa_images_inspected_total`,
+`mtqa_images_failed_total`, `mtqa_defects_total{class}` (images decided to hold the class),
+`mtqa_regions_total{class}`, `mtqa_grade_total{grade}`, the histograms
+`mtqa_presence_probability{class}` and `mtqa_regions_per_image`. Each metric update is a round
+trip to the server process, so counters are summed per request first and only non-zero ones
+sent. The config parameter `business_metrics: "off"` turns them off (for the overhead benchmark).
 """
 
 import importlib.util
@@ -16,6 +24,59 @@ _UTILS = importlib.util.spec_from_file_location(f"{__name__}_utils", _HERE / "ba
 utils = importlib.util.module_from_spec(_UTILS)
 _UTILS.loader.exec_module(utils)
 _INPUTS = ("presence_logits", "seg_logits", "grade_logits", "orig_size")
+
+
+def _family(name, description, kind):
+    return pb_utils.MetricFamily(name=name, description=description, kind=kind)
+
+
+class BusinessMetrics:
+    """The inspection counters and histograms of one model instance (created at initialize)."""
+
+    def __init__(self, core, model, version, classes, grades):
+        counter, histogram = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.HISTOGRAM
+        base = {"model": model, "version": str(version)}
+        # Families are kept: a Metric must not outlive its MetricFamily.
+        self.families = {
+            "images": _family("mtqa_images_inspected_total", "Images answered", counter),
+            "failed": _family("mtqa_images_failed_total", "Images that failed decoding", counter),
+            "defects": _family("mtqa_defects_total", "Images decided to hold a class", counter),
+            "regions": _family("mtqa_regions_total", "Defect regions listed per class", counter),
+            "grades": _family("mtqa_grade_total", "Images per predicted grade", counter),
+            "presence": _family(
+                "mtqa_presence_probability", "Presence probability per class", histogram
+            ),
+            "per_image": _family("mtqa_regions_per_image", "Defect regions per image", histogram),
+        }
+        f = self.families
+        self.images = f["images"].Metric(labels=base)
+        self.failed = f["failed"].Metric(labels=base)
+        self.defects = [f["defects"].Metric(labels={**base, "class": c}) for c in classes]
+        self.regions = [f["regions"].Metric(labels={**base, "class": c}) for c in classes]
+        self.grades = [f["grades"].Metric(labels={**base, "grade": g}) for g in grades]
+        prob_buckets = list(core.PROBABILITY_BUCKETS)
+        self.presence = [
+            f["presence"].Metric(labels={**base, "class": c}, buckets=prob_buckets) for c in classes
+        ]
+        self.per_image = f["per_image"].Metric(labels=base, buckets=list(core.REGION_BUCKETS))
+        self.core, self.n_grades = core, len(grades)
+
+    def record(self, result, valid):
+        """Add one request's outcome (postprocess outputs, bool [B] decoded images)."""
+        t = self.core.tallies(result, valid, self.n_grades)
+        for metric, count in (
+            [(self.images, t["images"]), (self.failed, t["failed"])]
+            + list(zip(self.defects, t["defects"], strict=True))
+            + list(zip(self.regions, t["regions"], strict=True))
+            + list(zip(self.grades, t["grades"], strict=True))
+        ):
+            if count:
+                metric.increment(float(count))
+        for metric, column in zip(self.presence, t["presence"].T.tolist(), strict=True):
+            for value in column:
+                metric.observe(value)
+        for value in t["regions_per_image"].tolist():
+            self.per_image.observe(float(value))
 
 
 class TritonPythonModel:
@@ -33,6 +94,21 @@ class TritonPythonModel:
         self.pre = utils.sibling("preprocess")
         geometry = json.loads((_HERE / "postprocess.json").read_text())
         self.size, self.resize = int(geometry["image_size"]), geometry.get("resize", "squash")
+        self.metrics = None
+        if utils.parameters(json.loads(args["model_config"])).get("business_metrics") != "off":
+            self.metrics = self._open_metrics(args, classes)
+
+    def _open_metrics(self, args, classes):
+        """BusinessMetrics, or None (logged) where this server has no custom metrics."""
+        manifest = _HERE / "manifest.json"
+        grades = json.loads(manifest.read_text()).get("grades") if manifest.is_file() else None
+        try:
+            return BusinessMetrics(
+                self.core, args["model_name"], args["model_version"], classes, grades or []
+            )
+        except Exception as exc:  # e.g. --allow-metrics=false: serve without them
+            pb_utils.Logger.log_warn(f"mtqa_postprocess: business metrics off: {exc}")
+            return None
 
     def _content(self, orig_size):
         return np.asarray(
@@ -54,6 +130,8 @@ class TritonPythonModel:
                 )
                 if errors is not None:
                     result["item_error"] = errors
+                if self.metrics is not None:
+                    self._record(result, valid)
                 tensors = [
                     pb_utils.Tensor(n, np.ascontiguousarray(result[n])) for n in self.outputs
                 ]
@@ -62,3 +140,11 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(f"postprocess failed: {type(exc).__name__}: {exc}")
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses
+
+    def _record(self, result, valid):
+        """Count one request; a metrics failure is logged and never fails the request."""
+        batch = len(result["grade_index"])
+        try:
+            self.metrics.record(result, np.ones(batch, bool) if valid is None else valid)
+        except Exception as exc:
+            pb_utils.Logger.log_error(f"mtqa_postprocess: metrics update failed: {exc}")
