@@ -9,6 +9,7 @@ import sys
 
 from mtqa import __version__
 from mtqa_cli import commands
+from mtqa_cli.extras import MissingExtraError, require
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,12 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
         name = getattr(module, "NAME", info.name.replace("_", "-"))
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(cmd)
-        cmd.set_defaults(_run=module.run)
+        cmd.set_defaults(_run=module.run, _extras=getattr(module, "EXTRAS", ()))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        require(*args._extras)
+    except MissingExtraError as exc:
+        print(f"mtqa {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 HELP = "benchmark the served models (Locust, perf_analyzer, ORT and naive peers) and report"
+# Optional installs this command needs (mtqa_cli.extras): Locust, the naive peer, Triton.
+EXTRAS = ("bench",)
 
 
 def _ints(text: str) -> list[int]:

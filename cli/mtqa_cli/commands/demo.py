@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 HELP = "run data -> train -> evaluate -> build -> serve -> inspect -> bench on the CPU"
+# The demo serves and benchmarks: the `bench` extra (it includes `serve`).
+EXTRAS = ("bench",)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

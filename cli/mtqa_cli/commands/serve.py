@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mtqa_serving import TlsConfig, TritonServer
 
 HELP = "Serve a Triton model repository with tritonserver (local bundle or NGC install)."
+# The nvidia-pytriton bundle, unless a tritonserver is on PATH (mtqa_cli.extras).
+EXTRAS = ("serve",)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
