@@ -119,6 +119,7 @@ class AsyncInspectionClient(ClientBase):
         deadline = time.monotonic() + timeout_s
         seen: tuple[str, aioclient.InferenceServerClient] | None = None
         while True:
+            failed: dict[str, InspectionError] = {}
             for url, client in self._endpoints().items:
                 probe = max(0.1, min(2.0, deadline - time.monotonic()))
                 try:
@@ -130,7 +131,8 @@ class AsyncInspectionClient(ClientBase):
                     ):
                         return
                 except InferenceServerException as exc:
-                    self._probe_failed(url, exc)
+                    failed[url] = self._probe_failed(url, exc)
+            self._unless_refused(failed)
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_S)

@@ -23,6 +23,7 @@ from mtqa_client.errors import (
     ModelNotReadyError,
     ServerUnavailableError,
     from_server_error,
+    is_refusal,
 )
 from mtqa_client.images import DEFAULT_MAX_PIXELS, EncodedImage, encode_one
 from mtqa_client.options import ClientOptions, make_options
@@ -75,6 +76,7 @@ class ClientBase:
         shared_memory: bool = False,
         key: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        wait_for_server: bool = False,
     ) -> None:
         """`headers` go with every call; `key` (the server's control key, needed for
         `shared_memory=True` on an mtqa server) is added to them."""
@@ -93,6 +95,7 @@ class ClientBase:
             endpoints=endpoints,
             validate_images=validate_images,
             max_pixels=max_pixels,
+            wait_for_server=wait_for_server,
         )
         self._verified: set[str] = set()  # models whose spec was read: NOT_FOUND is transient
         self._open_transport(shared_memory)
@@ -120,11 +123,32 @@ class ClientBase:
         pool.bench(url)
         return error
 
-    def _probe_failed(self, url: str, exc: Exception) -> None:
+    def _probe_failed(self, url: str, exc: Exception) -> InspectionError:
         """A failed readiness probe: raise unless the endpoint may still come up."""
         error = from_server_error(exc, model=self.options.model, endpoint=url)
         if not is_retryable(error, idempotent_read=True):
             raise error from None
+        return error
+
+    def _unless_refused(self, failed: Mapping[str, InspectionError]) -> None:
+        """After a readiness sweep: raise at once when every endpoint refused the connection.
+
+        Nothing listens there, so the wait would only end at its timeout; a server that is still
+        starting is waited for with `wait_for_server=True`.
+        """
+        opts = self.options
+        if opts.wait_for_server or set(failed) != set(opts.urls):
+            return
+        if not all(is_refusal(error) for error in failed.values()):
+            return
+        first = next(iter(failed.values()))
+        raise ServerUnavailableError(
+            f"no Triton server ready at {list(opts.urls)}: connection refused (nothing listens "
+            "there; wait_for_server=True waits up to connect_timeout_s for one that is starting)",
+            status=first.status,
+            model=opts.model,
+            endpoint=", ".join(failed),
+        )
 
     def _not_ready(
         self, seen: str | None, index: Sequence[Mapping[str, Any]] | None, timeout_s: float
@@ -133,7 +157,10 @@ class ClientBase:
         opts = self.options
         if seen is None:
             return ServerUnavailableError(
-                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s"
+                f"no Triton server ready at {list(opts.urls)} within {timeout_s:g} s",
+                status="UNAVAILABLE",
+                model=opts.model,
+                endpoint=", ".join(opts.urls),
             )
         reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
         return ModelNotReadyError(reason, endpoint=seen)

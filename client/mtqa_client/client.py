@@ -110,6 +110,7 @@ class InspectionClient(ClientBase):
         opts = self.options
         server_seen = None
         while True:
+            failed: dict[str, InspectionError] = {}
             for url, client in self._pool.items:
                 probe = max(0.1, min(2.0, deadline - time.monotonic()))
                 try:
@@ -121,7 +122,8 @@ class InspectionClient(ClientBase):
                     ):
                         return
                 except InferenceServerException as exc:
-                    self._probe_failed(url, exc)
+                    failed[url] = self._probe_failed(url, exc)
+            self._unless_refused(failed)
             if time.monotonic() >= deadline:
                 break
             time.sleep(POLL_S)

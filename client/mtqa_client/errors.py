@@ -91,6 +91,16 @@ def _status_name(status: object) -> str | None:
     return str(status).rsplit(".", 1)[-1].upper()
 
 
+# Transport messages (gRPC core) that mean nothing accepted the connection, right now.
+_REFUSAL_MARKERS = ("connection refused", "failed to connect", "dns resolution failed")
+
+
+def is_refusal(error: InspectionError) -> bool:
+    """True when the endpoint refused the connection (or did not resolve): nothing listens."""
+    low = error.message.lower()
+    return isinstance(error, ServerUnavailableError) and any(m in low for m in _REFUSAL_MARKERS)
+
+
 def from_server_error(
     exc: Exception, *, model: str | None = None, endpoint: str | None = None
 ) -> InspectionError:

@@ -27,6 +27,7 @@ class ClientOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     validate_images: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
+    wait_for_server: bool = False  # False: a refused connection on every endpoint fails at once
 
     @property
     def version_str(self) -> str:
@@ -63,6 +64,7 @@ def make_options(
     endpoints: Sequence[str],
     validate_images: bool,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    wait_for_server: bool = False,
 ) -> ClientOptions:
     """Validate constructor arguments into ClientOptions (InvalidInputError on nonsense)."""
     urls = tuple(dict.fromkeys(_strip_scheme(u) for u in (url, *endpoints) if u))
@@ -89,4 +91,5 @@ def make_options(
         max_message_bytes=int(max_message_bytes),
         validate_images=validate_images,
         max_pixels=int(max_pixels),
+        wait_for_server=bool(wait_for_server),
     )
