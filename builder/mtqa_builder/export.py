@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mtqa.tasks import OUTPUT_KEYS
 from mtqa_builder.errors import ExportError
 from mtqa_builder.versions import ONNX_OPSET
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("presence_logits", "seg_logits", "grade_logits")
+OUTPUT_NAMES = OUTPUT_KEYS  # the network outputs, in the task table's order
 # ORT CPU matches torch to ~5e-5 on trained weights (PLATFORM.md); leave room for larger logits.
 DEFAULT_PARITY_TOL = 1e-3
 
