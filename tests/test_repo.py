@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import pytest
 from google.protobuf import text_format
+from mtqa_builder import contract
 from mtqa_builder.check import check_repository
-from mtqa_builder.configs import ENSEMBLE, NET, POST, PRE
+from mtqa_builder.contract import ENSEMBLE, NET, POST, PRE
 from mtqa_builder.triton_models.postprocess_core import postprocess, regions
 from scipy import ndimage
 from tritonclient.grpc import model_config_pb2 as mc
@@ -65,6 +66,41 @@ def test_manifests_record_precision_gate_and_calibration(built_repo):
         assert (vdir / "labels.txt").read_text().split() == manifest["classes"]
         assert (vdir / "thresholds.json").is_file()
     assert (built_repo / POST / "1" / "__pycache__").is_dir()  # compiled before publication
+
+
+def test_ensemble_names_its_network_and_geometry_for_clients(built_repo):
+    params = _config(built_repo, ENSEMBLE).parameters
+    assert params["net_model"].string_value == NET
+    size = contract.read_preprocessing(built_repo).image_size
+    assert params["image_size"].string_value == str(size)
+
+
+def test_contract_reader_refuses_a_record_without_image_size(built_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(built_repo, repo)
+    path = repo / PRE / "1" / contract.PREPROCESS
+    record = json.loads(path.read_text())
+    del record["image_size"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(contract.ContractError, match=r"lacks \['image_size'\]"):
+        contract.read_preprocessing(repo, 1)
+    path.unlink()
+    with pytest.raises(contract.ContractError, match="preprocess.json is missing"):
+        contract.read_preprocessing(repo)
+
+
+def test_variants_table_keeps_earlier_entries(tmp_path):
+    (tmp_path / NET).mkdir()
+    contract.record_variants(tmp_path, {1: ("fp32", True), 2: ("int8", True)}, "b1")
+    contract.record_variants(tmp_path, {3: ("int8", None)}, "mtqa-swap")
+    table = contract.read_variants(tmp_path)
+    assert {v: (e["precision"], e["gate_passed"]) for v, e in table.items()} == {
+        "1": ("fp32", True),
+        "2": ("int8", True),
+        "3": ("int8", None),
+    }
+    (tmp_path / NET / "3").mkdir()  # only version 3 is on disk: the newest int8 wins anyway
+    assert contract.precision_versions(tmp_path) == {"int8": "3"}
 
 
 def test_repo_check_catches_tampering(built_repo, tmp_path):

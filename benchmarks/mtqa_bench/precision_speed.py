@@ -1,6 +1,6 @@
 """ORT CPU throughput of each precision variant in a built repository, beside its gate figures.
 
-Reads `mtqa_net/variants.json` and every listed version's `model.onnx` and `manifest.json`
+Reads the network's `variants.json` and every listed version's `model.onnx` and `manifest.json`
 (local or ngc-onnx targets), times batches of `--batch` images on ONNX Runtime's CPU provider and
 prints images/s, the speed-up over FP32 and the per-head gate drops:
 
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mtqa_builder import contract
+from mtqa_builder.contract import NET
 from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
 
 from mtqa_bench import ort_peer
@@ -103,17 +105,18 @@ def op_profile(onnx_path: Path, batch: int, threads: int, runs: int = 5) -> dict
 
 def measure(repo: Path, batch: int, iters: int, arr: Arrangement) -> list[dict]:
     """One row per published mtqa_net version holding an ONNX file."""
-    net = repo / "mtqa_net"
-    table_path = net / "variants.json"
-    if not table_path.is_file():
-        raise SystemExit(f"error: {table_path} missing; build the repository with `mtqa build`")
-    table = json.loads(table_path.read_text())
+    table = contract.read_variants(repo)
+    if not table:
+        raise SystemExit(f"error: {repo / NET} lists no variants; build it with `mtqa build`")
     rows = []
     for version, info in sorted(table.items(), key=lambda item: int(item[0])):
-        onnx_path = net / version / "model.onnx"
+        onnx_path = contract.version_dir(repo, NET, version) / "model.onnx"
         if not onnx_path.is_file():
             continue
-        manifest = json.loads((net / version / "manifest.json").read_text())
+        try:
+            manifest = contract.read_manifest(repo, NET, version)
+        except contract.ContractError as exc:
+            raise SystemExit(f"error: {exc}") from None
         gate = manifest.get("gate", {})
         drops = {h: gate.get("heads", {}).get(h, {}).get("drop_points") for h in HEADS}
         metrics = gate.get("metrics", {})
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     arr = Arrangement(args.threads, args.sessions, args.lanes, args.chunk)
     rows = measure(args.repo, args.batch, args.iters, arr)
     if not rows:
-        print(f"error: no ONNX variants under {args.repo}/mtqa_net", file=sys.stderr)
+        print(f"error: no ONNX variants under {args.repo / NET}", file=sys.stderr)
         return 2
     base = next((r["images_per_s"] for r in rows if r["precision"] == "fp32"), None)
     print(

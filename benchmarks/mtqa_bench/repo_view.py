@@ -7,13 +7,13 @@ The source repository is never modified; a view is a folder of symlinks and conf
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtqa_bench.errors import BenchError
+from mtqa_builder import configs, contract
+from mtqa_builder.contract import CONFIG, ENSEMBLE, NET, PRE
 
-NET, ENSEMBLE = "mtqa_net", "mtqa_inspect"
+from mtqa_bench.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -32,38 +32,25 @@ class RepoInfo:
 
 
 def _config(model_dir: Path):
-    from mtqa_builder import configs
-
-    path = model_dir / "config.pbtxt"
+    path = model_dir / CONFIG
     if not path.is_file():
         raise BenchError(f"{path} is missing; is {model_dir.parent} a repository from mtqa build?")
     return configs.parse(path.read_text())
 
 
-def _latest(model_dir: Path) -> Path:
-    versions = sorted(
-        (p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
-    )
-    if not versions:
-        raise BenchError(f"{model_dir} has no version folders")
-    return versions[-1]
-
-
 def inspect_repository(repo: Path) -> RepoInfo:
-    """Read variants (from `mtqa_net/variants.json`), preprocessing and checkpoint of a repo."""
+    """Read variants (from `variants.json`), preprocessing and checkpoint of a repository."""
     repo = Path(repo)
-    table_path = repo / NET / "variants.json"
-    if not table_path.is_file():
-        raise BenchError(f"{table_path} is missing; build the repository with `mtqa build`")
-    table = json.loads(table_path.read_text())
-    variants: dict[str, str] = {}
-    for version, info in sorted(table.items(), key=lambda kv: int(kv[0])):
-        if (repo / NET / version).is_dir():
-            variants[info["precision"]] = version  # the newest build of a precision wins
-    pre = json.loads((_latest(repo / "mtqa_preprocess") / "preprocess.json").read_text())
-    manifest = json.loads(
-        (repo / NET / next(iter(variants.values())) / "manifest.json").read_text()
-    )
+    try:
+        if not contract.read_variants(repo):
+            raise BenchError(f"{repo / NET} lists no variants; build it with `mtqa build`")
+        variants = contract.precision_versions(repo)  # the newest build of a precision wins
+        if not variants:
+            raise BenchError(f"no variant listed in {repo / NET} is on disk")
+        pre = contract.read_preprocessing(repo, contract.latest_version(repo, PRE))
+        manifest = contract.read_manifest(repo, NET, next(iter(variants.values())))
+    except contract.ContractError as exc:
+        raise BenchError(str(exc)) from None
     run_dir = manifest.get("checkpoint", {}).get("run_dir")
     config = _config(repo / NET)
     params = config.parameters
@@ -73,9 +60,9 @@ def inspect_repository(repo: Path) -> RepoInfo:
 
     return RepoInfo(
         variants=variants,
-        image_size=int(pre["image_size"]),
-        mean=[float(v) for v in pre["mean"]],
-        std=[float(v) for v in pre["std"]],
+        image_size=pre.image_size,
+        mean=list(pre.mean),
+        std=list(pre.std),
         checkpoint=Path(run_dir) if run_dir and Path(run_dir).is_dir() else None,
         intra_op_threads=param("intra_op_threads", "1"),
         instances=sum(group.count for group in config.instance_group) or 1,
@@ -90,22 +77,20 @@ def ensemble_name(precision: str) -> str:
 
 def write_view(repo: Path, dest: Path, batching: bool, variants: dict[str, str]) -> Path:
     """Write a view of `repo` into `dest` (must not exist) with batching on/off."""
-    from mtqa_builder import configs
-
     repo, dest = Path(repo).resolve(), Path(dest)
     if dest.exists():
         raise BenchError(f"{dest} already exists; a view is written into a fresh folder")
-    models = [p for p in sorted(repo.iterdir()) if (p / "config.pbtxt").is_file()]
+    models = [p for p in sorted(repo.iterdir()) if (p / CONFIG).is_file()]
     for model_dir in models:
         cfg = _config(model_dir)
         out = dest / model_dir.name
         out.mkdir(parents=True)
         for entry in model_dir.iterdir():
-            if entry.name != "config.pbtxt":
+            if entry.name != CONFIG:
                 (out / entry.name).symlink_to(entry)
         if not batching:
             cfg.ClearField("dynamic_batching")  # every request executes alone
-        (out / "config.pbtxt").write_text(configs.to_text(cfg))
+        (out / CONFIG).write_text(configs.to_text(cfg))
     ensemble = _config(repo / ENSEMBLE)
     for precision, version in variants.items():
         cfg = type(ensemble)()
@@ -118,5 +103,5 @@ def write_view(repo: Path, dest: Path, batching: bool, variants: dict[str, str])
         out.mkdir()
         for vdir in (p for p in (repo / ENSEMBLE).iterdir() if p.name.isdigit()):
             (out / vdir.name).symlink_to(vdir)
-        (out / "config.pbtxt").write_text(configs.to_text(cfg))
+        (out / CONFIG).write_text(configs.to_text(cfg))
     return dest

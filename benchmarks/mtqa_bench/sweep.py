@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtqa_builder.contract import ENSEMBLE, NET
 from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
 
 from mtqa_bench import payloads, perf, repo_view, server_stats
@@ -31,7 +32,6 @@ from mtqa_bench.locust_run import run_locust
 
 TARGETS = ("inspect", "net")
 PEERS = ("ort", "naive")
-NET = repo_view.NET
 
 
 @dataclass
@@ -173,10 +173,10 @@ class Sweep:
         import tritonclient.grpc as grpcclient
 
         with grpcclient.InferenceServerClient(self.opts.url) as client:
-            cfg = client.get_model_config(repo_view.ENSEMBLE, as_json=True)["config"]
+            cfg = client.get_model_config(ENSEMBLE, as_json=True)["config"]
         steps = cfg.get("ensemble_scheduling", {}).get("step", [])
         pinned = next((str(s.get("model_version")) for s in steps if s["model_name"] == NET), "")
-        out = {p: repo_view.ENSEMBLE for p, v in variants.items() if v == pinned}
+        out = {p: ENSEMBLE for p, v in variants.items() if v == pinned}
         if len(out) < len(variants):
             self._note(f"--url: mtqa_inspect pins mtqa_net v{pinned}; other variants run raw only")
         return out

@@ -8,18 +8,24 @@ tensors. Problems are returned as readable lines, never raised one at a time.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
 from google.protobuf import text_format
 
-from mtqa_builder import configs
-from mtqa_builder.configs import ENSEMBLE, NET, POST, PRE
+from mtqa_builder import configs, contract
+from mtqa_builder.contract import (
+    CONFIG,
+    ENSEMBLE,
+    LABELS,
+    MANIFEST,
+    MODELS,
+    NET,
+    THRESHOLDS,
+    numeric_versions,
+)
 from mtqa_builder.hashing import file_sha256
-from mtqa_builder.repository import MANIFEST, numeric_versions
 
-EXPECTED = (NET, PRE, POST, ENSEMBLE)
 _ONNX_TO_TRITON = {
     onnx.TensorProto.FLOAT: "TYPE_FP32",
     onnx.TensorProto.FLOAT16: "TYPE_FP16",
@@ -75,13 +81,12 @@ def _check_version(model_dir: Path, version: int, cfg) -> list[str]:
     where = f"{model_dir.name}/{version}"
     if not vdir.is_dir():
         return [f"{where}: listed in version_policy but the directory is missing"]
-    manifest_path = vdir / MANIFEST
-    if not manifest_path.is_file():
+    if not (vdir / MANIFEST).is_file():
         return [f"{where}: {MANIFEST} missing"]
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        return [f"{where}: {MANIFEST} is not JSON: {exc}"]
+        manifest = contract.read_manifest(model_dir.parent, model_dir.name, version)
+    except contract.ContractError as exc:
+        return [f"{where}: {exc}"]
     problems = []
     for name, digest in manifest.get("files", {}).items():
         path = vdir / name
@@ -89,7 +94,7 @@ def _check_version(model_dir: Path, version: int, cfg) -> list[str]:
             problems.append(f"{where}: {name} listed in the manifest is missing")
         elif file_sha256(path) != digest:
             problems.append(f"{where}: {name} checksum differs from the manifest (tampered?)")
-    for required in ("labels.txt", "thresholds.json"):
+    for required in (LABELS, THRESHOLDS):
         if not (vdir / required).is_file():
             problems.append(f"{where}: {required} missing")
     if cfg.backend == "python" and not (vdir / "model.py").is_file():
@@ -143,15 +148,15 @@ def check_repository(repo: Path) -> list[str]:
         return [f"{repo}: not a directory"]
     problems: list[str] = []
     loaded: dict[str, tuple] = {}
-    for model in EXPECTED:
-        path = repo / model / "config.pbtxt"
+    for model in MODELS:
+        path = repo / model / CONFIG
         if not path.is_file():
-            problems.append(f"{model}: config.pbtxt missing")
+            problems.append(f"{model}: {CONFIG} missing")
             continue
         try:
-            cfg = text_format.Parse(path.read_text(), configs.mc.ModelConfig())
+            cfg = configs.parse(path.read_text())
         except text_format.ParseError as exc:
-            problems.append(f"{model}: config.pbtxt does not parse: {exc}")
+            problems.append(f"{model}: {CONFIG} does not parse: {exc}")
             continue
         if cfg.name != model:
             problems.append(f"{model}: config name is {cfg.name!r}")

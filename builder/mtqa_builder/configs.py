@@ -1,7 +1,7 @@
 """Triton `config.pbtxt` contents built as `ModelConfig` protobufs (never string templates).
 
-One function per model of the repository contract in docs/architecture.md; `to_text` renders a
-config with google.protobuf.text_format, which `mtqa repo check` parses back with the same schema.
+One function per model named by `mtqa_builder.contract`; `to_text` renders a config with
+google.protobuf.text_format, which `mtqa repo check` parses back with the same schema.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from mtqa_builder.contract import ENSEMBLE, NET, POST, PRE
+
 TARGETS = ("local", "ngc-onnx", "ngc-trt")
-NET, PRE, POST, ENSEMBLE = "mtqa_net", "mtqa_preprocess", "mtqa_postprocess", "mtqa_inspect"
 # Per-image error message ("" when the image was answered): preprocess -> postprocess -> client.
 ITEM_ERROR = "item_error"
 
@@ -195,8 +196,8 @@ def ensemble_config(
 ) -> mc.ModelConfig:
     """`mtqa_inspect`: preprocess -> net -> postprocess, each step pinned to `steps[model]`.
 
-    `labels` become string parameters (`classes`, `grades`, `thresholds`, `image_size`) so a gRPC
-    client can name classes and grades from the model config alone.
+    `labels` become string parameters (`contract.ensemble_parameters`: class and grade names,
+    thresholds, geometry, the network's model name) so a gRPC client needs the config alone.
     """
     cfg = mc.ModelConfig(name=ENSEMBLE, platform="ensemble", max_batch_size=serving.max_batch)
     _versions(cfg, versions)

@@ -1,7 +1,8 @@
 """Writes a Triton model repository: new numbered versions, config.pbtxt files, manifests.
 
-Layout and tensors follow docs/architecture.md. Each precision variant of `mtqa_net` becomes its own
-version (listed with its precision in `mtqa_net/variants.json`); the ensemble pins the serving one.
+Names, files and records follow `mtqa_builder.contract`. Each precision variant of `mtqa_net`
+becomes its own version (listed with its precision in `variants.json`); the ensemble pins the
+serving one.
 Nothing is ever overwritten: version directories are assembled (and byte-compiled) in a staging
 directory and renamed into place, configs are replaced atomically, the ensemble's config last.
 """
@@ -9,9 +10,7 @@ directory and renamed into place, configs are replaced atomically, the ensemble'
 from __future__ import annotations
 
 import compileall
-import datetime as dt
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
@@ -19,14 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtqa_builder import configs
-from mtqa_builder.configs import ENSEMBLE, NET, POST, PRE, Serving, Shapes
+from mtqa_builder import configs, contract
+from mtqa_builder.configs import Serving, Shapes
+from mtqa_builder.contract import (
+    CONFIG,
+    ENSEMBLE,
+    LABELS,
+    NET,
+    POST,
+    PRE,
+    THRESHOLDS,
+    Preprocessing,
+    next_version,
+)
 from mtqa_builder.errors import RepositoryError
 from mtqa_builder.hashing import file_sha256
 
 _MODELS_DIR = Path(__file__).resolve().parent / "triton_models"
-VARIANTS_FILE = "variants.json"
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -60,12 +68,9 @@ class Source:
     def shapes(self) -> Shapes:
         return Shapes(self.image_size, len(self.classes), len(self.grades))
 
-
-def numeric_versions(model_dir: Path) -> list[int]:
-    """Existing version numbers of a model directory (non-numeric entries ignored)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.image_size, tuple(self.mean), tuple(self.std), self.resize)
 
 
 def _preprocess_source(module: str = "preprocess") -> Path:
@@ -74,10 +79,6 @@ def _preprocess_source(module: str = "preprocess") -> Path:
     if spec is None or spec.origin is None:
         raise RepositoryError(f"mtqa.data.{module} is missing; it is copied into mtqa_preprocess")
     return Path(spec.origin)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -97,8 +98,8 @@ class _Publisher:
     def version_dir(self, model: str, version: int) -> Path:
         vdir = self.staging / model / str(version)
         vdir.mkdir(parents=True)
-        (vdir / "labels.txt").write_text("\n".join(self.source.classes) + "\n")
-        _write_json(vdir / "thresholds.json", self.source.thresholds)
+        (vdir / LABELS).write_text("\n".join(self.source.classes) + "\n")
+        contract.write_json(vdir / THRESHOLDS, self.source.thresholds)
         self.staged.append((vdir, self.repo / model / str(version)))
         return vdir
 
@@ -126,7 +127,7 @@ class _Publisher:
             **self.build,
             **extra,
         }
-        _write_json(vdir / MANIFEST, manifest)
+        contract.write_manifest(vdir, manifest)
 
     def commit(self) -> None:
         for staged, final in self.staged:
@@ -190,7 +191,7 @@ def publish(
     shapes = source.shapes
     pub = _Publisher(repo, source, target, build)
     try:
-        first_net = (numeric_versions(repo / NET) or [0])[-1] + 1
+        first_net = next_version(repo, NET)
         net_versions = {v.precision: first_net + i for i, v in enumerate(variants)}
         cc_names: dict[str, str] = {}
         for variant in variants:
@@ -206,33 +207,18 @@ def publish(
             if variant.engine_manifests:
                 extra["engines"] = variant.engine_manifests
             pub.seal(vdir, NET, version, extra)
-        others = {}
-        for model in (PRE, POST, ENSEMBLE):
-            version = (numeric_versions(repo / model) or [0])[-1] + 1
-            others[model] = version
-            vdir = pub.version_dir(model, version)
-            if model == PRE:
-                _python_model(vdir, "preprocess_model.py")
-                for module in ("preprocess", "decode"):
-                    shutil.copyfile(_preprocess_source(module), vdir / f"{module}.py")
-                _write_json(
-                    vdir / "preprocess.json",
-                    {
-                        "image_size": source.image_size,
-                        "mean": source.mean,
-                        "std": source.std,
-                        "resize": source.resize,
-                    },
-                )
-            elif model == POST:
-                _python_model(vdir, "postprocess_model.py")
-                shutil.copyfile(_MODELS_DIR / "postprocess_core.py", vdir / "postprocess_core.py")
-                shutil.copyfile(_preprocess_source(), vdir / "preprocess.py")
-                _write_json(
-                    vdir / "postprocess.json",
-                    {"image_size": source.image_size, "resize": source.resize},
-                )
-            pub.seal(vdir, model, version, {"serves_precision": serve} if model == ENSEMBLE else {})
+        others = {model: next_version(repo, model) for model in (PRE, POST, ENSEMBLE)}
+        vdirs = {model: pub.version_dir(model, version) for model, version in others.items()}
+        _python_model(vdirs[PRE], "preprocess_model.py")
+        for module in ("preprocess", "decode"):
+            shutil.copyfile(_preprocess_source(module), vdirs[PRE] / f"{module}.py")
+        _python_model(vdirs[POST], "postprocess_model.py")
+        shutil.copyfile(_MODELS_DIR / "postprocess_core.py", vdirs[POST] / "postprocess_core.py")
+        shutil.copyfile(_preprocess_source(), vdirs[POST] / "preprocess.py")
+        contract.write_preprocessing(vdirs[PRE], vdirs[POST], source.preprocessing)
+        for model, vdir in vdirs.items():
+            extra = {"serves_precision": serve} if model == ENSEMBLE else {}
+            pub.seal(vdir, model, others[model], extra)
         # Configs are built before anything moves in, so a bad config publishes nothing.
         texts = {
             NET: configs.net_config(target, shapes, serving, net_versions.values(), cc_names),
@@ -243,13 +229,9 @@ def publish(
                 serving,
                 [others[ENSEMBLE]],
                 {PRE: others[PRE], NET: net_versions[serve], POST: others[POST]},
-                labels={
-                    "classes": json.dumps(source.classes),
-                    "grades": json.dumps(source.grades),
-                    "thresholds": json.dumps(source.thresholds),
-                    "image_size": str(source.image_size),
-                    "resize": source.resize,
-                },
+                labels=contract.ensemble_parameters(
+                    source.classes, source.grades, source.thresholds, source.preprocessing
+                ),
             ),
         }
         pub.commit()
@@ -257,20 +239,9 @@ def publish(
         pub.abort()
         raise
     for model, cfg in texts.items():  # ensemble last: it only points at published versions
-        _atomic_text(repo / model / "config.pbtxt", configs.to_text(cfg))
-    _update_variants(repo / NET / VARIANTS_FILE, variants, net_versions, build)
+        _atomic_text(repo / model / CONFIG, configs.to_text(cfg))
+    gated = {
+        net_versions[v.precision]: (v.precision, bool(v.gate.get("passed", True))) for v in variants
+    }
+    contract.record_variants(repo, gated, build.get("build_id"))
     return {"versions": {NET: net_versions, **others}, "serving": net_versions[serve]}
-
-
-def _update_variants(path: Path, variants: list[Variant], versions: dict, build: dict) -> None:
-    """Record version -> precision so benchmarks and `mtqa swap` can address each variant."""
-    table = json.loads(path.read_text()) if path.is_file() else {}
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    for variant in variants:
-        table[str(versions[variant.precision])] = {
-            "precision": variant.precision,
-            "gate_passed": bool(variant.gate.get("passed", True)),
-            "built": stamp,
-            "build_id": build.get("build_id"),
-        }
-    _atomic_text(path, json.dumps(table, indent=2, sort_keys=True) + "\n")

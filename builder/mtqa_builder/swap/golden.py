@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mtqa_builder.contract import Preprocessing
 from mtqa_builder.swap.errors import GoldenCheckError
 
 SYNTH = "synth"
@@ -32,29 +33,29 @@ class GoldenSet:
 
 
 def load_golden(
-    source: str, classes: Sequence[str], params: Mapping[str, Any], count: int
+    source: str, classes: Sequence[str], params: Preprocessing, count: int
 ) -> GoldenSet:
-    """`count` images of `source` (`synth` or an indexed-mask dataset folder, its val split)."""
+    """`count` images of `source` (`synth` or an indexed-mask dataset folder, its val split),
+    sized and normalised as the serving preprocess version does (`params`)."""
     from mtqa.data import DatasetError, build_datasets
 
     if count < 1:
         raise GoldenCheckError(f"golden set size must be >= 1, got {count}")
-    size = int(params["image_size"])
     try:
         bundle = build_datasets(
             source,
-            size,
+            params.image_size,
             seed=GOLDEN_SEED,
             augment=False,
             synth_sizes=(4, count, 0),
             classes=list(classes),
             limit=None if source == SYNTH else count,
-            resize=params.get("resize", "squash"),
+            resize=params.resize,
         )
     except DatasetError as exc:
         raise GoldenCheckError(f"golden set {source!r} unusable: {exc}") from None
     val = bundle.val
-    val.mean, val.std = tuple(params["mean"]), tuple(params["std"])  # serving's normalisation
+    val.mean, val.std = params.mean, params.std  # serving's normalisation
     images = np.stack([np.asarray(val[i]["image"], dtype=np.float32) for i in range(len(val))])
     describe = {"source": source, "images": len(val), "seed": GOLDEN_SEED}
     return GoldenSet(val, images, describe)

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mtqa_builder.contract import HISTORY as HISTORY_FILE
+from mtqa_builder.contract import SWAP_LOCK as LOCK_FILE
 from mtqa_builder.swap.errors import SwapInProgressError
 
-HISTORY_FILE = "swap_history.jsonl"
-LOCK_FILE = ".swap.lock"
+__all__ = ["HISTORY_FILE", "LOCK_FILE", "append", "now", "read", "swap_lock"]
 
 
 def now() -> str:

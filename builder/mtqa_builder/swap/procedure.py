@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtqa_builder.configs import ENSEMBLE, NET
+from mtqa_builder.contract import ENSEMBLE, NET, THRESHOLDS, version_dir
 from mtqa_builder.swap import history
 from mtqa_builder.swap import repo as repository
 from mtqa_builder.swap.control import ModelControl, version_files
@@ -103,7 +103,7 @@ class _Swap:
         self.record["checks"]["manifest"] = {"files_match": True, "gate": _gate(target.manifest)}
         if target.version == self.current:
             raise TargetError(f"{NET} v{target.version} is already the serving version")
-        params = repository.preprocess_params(self.repo, self.ens_cfg)
+        params = repository.preprocessing(self.repo, self.ens_cfg)
         golden = load_golden(
             self.req.golden, target.manifest["classes"], params, self.req.golden_count
         )
@@ -221,7 +221,7 @@ def _gate(manifest: dict[str, Any]) -> str:
 
 
 def _thresholds(repo: Path, version: int) -> dict[str, Any]:
-    path = repo / NET / str(version) / "thresholds.json"
+    path = version_dir(repo, NET, version) / THRESHOLDS
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

@@ -2,12 +2,12 @@
 
 Resolves `--to` (a version number, a precision from `variants.json`, or an engine file to publish
 as a new version), verifies a version against its manifest, and reads/writes `config.pbtxt` with
-the builder's protobuf reader and writer (`mtqa_builder.configs`).
+the builder's protobuf reader and writer (`mtqa_builder.configs`). Names, manifests and
+variants.json go through `mtqa_builder.contract`; its errors become TargetError here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,10 +17,9 @@ from typing import Any
 
 from google.protobuf import text_format
 
-from mtqa_builder import configs
-from mtqa_builder.configs import ENSEMBLE, NET, PRE
+from mtqa_builder import configs, contract
+from mtqa_builder.contract import CONFIG, ENSEMBLE, MANIFEST, NET, PRE, numeric_versions
 from mtqa_builder.hashing import file_sha256
-from mtqa_builder.repository import MANIFEST, VARIANTS_FILE, numeric_versions
 from mtqa_builder.swap.errors import TargetError
 from mtqa_builder.swap.history import now
 
@@ -40,7 +39,7 @@ class Target:
 
 def read_config(repo: Path, model: str) -> configs.mc.ModelConfig:
     """Parse `repo/model/config.pbtxt` with the ModelConfig schema."""
-    path = repo / model / "config.pbtxt"
+    path = repo / model / CONFIG
     if not path.is_file():
         raise TargetError(f"{path} missing: is {repo} an mtqa model repository?")
     try:
@@ -51,7 +50,7 @@ def read_config(repo: Path, model: str) -> configs.mc.ModelConfig:
 
 def write_config(repo: Path, cfg: configs.mc.ModelConfig) -> None:
     """Replace `repo/<cfg.name>/config.pbtxt` atomically with the builder's text writer."""
-    path = repo / cfg.name / "config.pbtxt"
+    path = repo / cfg.name / CONFIG
     tmp = path.with_name(f".{path.name}.swap.tmp")
     tmp.write_text(configs.to_text(cfg))
     os.replace(tmp, path)
@@ -96,13 +95,13 @@ def with_pinned(ensemble: configs.mc.ModelConfig, model: str, version: int):
 
 def load_manifest(repo: Path, model: str, version: int) -> dict[str, Any]:
     """The manifest of one version (TargetError when missing or unreadable)."""
-    path = repo / model / str(version) / MANIFEST
+    path = contract.version_dir(repo, model, version) / MANIFEST
     if not path.is_file():
         raise TargetError(f"{model} version {version} has no {MANIFEST} ({path})")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TargetError(f"{path} is not JSON: {exc}") from None
+        return contract.read_manifest(repo, model, version)
+    except contract.ContractError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def verify_version(repo: Path, version: int) -> dict[str, Any]:
@@ -137,8 +136,10 @@ def verify_version(repo: Path, version: int) -> dict[str, Any]:
 
 def variants(repo: Path) -> dict[str, dict[str, Any]]:
     """`mtqa_net/variants.json` (version -> precision, ...), empty when absent."""
-    path = repo / NET / VARIANTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        return contract.read_variants(repo)
+    except contract.ContractError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def resolve(repo: Path, to: str, current: int, precision: str | None) -> Target:
@@ -188,7 +189,7 @@ def publish_engine(repo: Path, engine: Path, template: int, precision: str | Non
             "this mtqa_net serves one engine per compute capability (cc_model_filenames); "
             "publish those with `mtqa build --engines`, then swap to the version number"
         )
-    version = (numeric_versions(net_dir) or [0])[-1] + 1
+    version = contract.next_version(repo, NET)
     staging = Path(tempfile.mkdtemp(prefix=".mtqa-swap-", dir=repo.parent))
     try:
         vdir = staging / str(version)
@@ -199,11 +200,7 @@ def publish_engine(repo: Path, engine: Path, template: int, precision: str | Non
         model_file = ENGINE_SUFFIXES[engine.suffix]
         shutil.copyfile(engine, vdir / model_file)
         files = {n: file_sha256(vdir / n) for n in sorted([*keep, model_file])}
-        manifest = {
-            key: base[key]
-            for key in ("model", "target", "checkpoint", "classes", "grades", "image_size")
-            if key in base
-        }
+        manifest = {key: base[key] for key in contract.INHERITED_MANIFEST_KEYS if key in base}
         manifest.update(
             version=version,
             files=files,
@@ -215,36 +212,23 @@ def publish_engine(repo: Path, engine: Path, template: int, precision: str | Non
         )
         if model_file == "model.onnx":
             manifest["onnx_sha256"] = files[model_file]
-        (vdir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        contract.write_manifest(vdir, manifest)
         final = net_dir / str(version)
         if final.exists():
             raise TargetError(f"{final} appeared while publishing; nothing replaced")
         shutil.move(str(vdir), str(final))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _record_variant(repo, version, manifest["precision"])
+    # not gated by the builder (gate_passed None): `--to PRECISION` never picks it, benchmarks do
+    contract.record_variants(
+        repo, {version: (manifest["precision"], None)}, "mtqa-swap", built=now()
+    )
     return version
 
 
-def _record_variant(repo: Path, version: int, precision: str | None) -> None:
-    """Add the published version to variants.json so benchmarks can address it too."""
-    table = variants(repo)
-    table[str(version)] = {
-        "precision": precision,
-        "gate_passed": None,
-        "built": now(),
-        "build_id": "mtqa-swap",
-    }
-    path = repo / NET / VARIANTS_FILE
-    tmp = path.with_name(f".{path.name}.swap.tmp")
-    tmp.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def preprocess_params(repo: Path, ensemble: configs.mc.ModelConfig) -> dict[str, Any]:
-    """image_size, mean and std of the preprocess version the ensemble pins."""
-    version = pinned_step(ensemble, PRE)
-    path = repo / PRE / str(version) / "preprocess.json"
-    if not path.is_file():
-        raise TargetError(f"{path} missing: cannot normalise the golden set like serving does")
-    return json.loads(path.read_text())
+def preprocessing(repo: Path, ensemble: configs.mc.ModelConfig) -> contract.Preprocessing:
+    """Image size, normalisation and resize mode of the preprocess version the ensemble pins."""
+    try:
+        return contract.read_preprocessing(repo, pinned_step(ensemble, PRE))
+    except contract.ContractError as exc:
+        raise TargetError(f"{exc}: cannot normalise the golden set like serving does") from None
