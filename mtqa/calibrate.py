@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mtqa.checkpoint import load_checkpoint
+from mtqa.data import DatasetError, build_datasets
 from mtqa.evaluate.evaluation import run_evaluation, torch_predict_fn
 from mtqa.evaluate.thresholds import RULES, ThresholdError, save_thresholds, select_thresholds
 
@@ -41,8 +43,6 @@ def checkpoint_split(
     stream, so it can be read further than the run did: at least ``synth_size`` images (the
     run's own first, then the ones after them).
     """
-    from mtqa.data import DatasetError, build_datasets
-
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     config = checkpoint.config
@@ -86,8 +86,6 @@ def calibrate_run(
 ) -> dict[str, Any]:
     """Choose presence and segmentation thresholds on ``split`` of the run's data source (or
     ``source``), write them to ``run_dir/thresholds.json`` and return what was written."""
-    from mtqa.checkpoint import load_checkpoint
-
     if rule not in RULES:
         raise ThresholdError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")
     checkpoint = load_checkpoint(run_dir)

@@ -105,37 +105,37 @@ def test_cli_int8_without_calibration_is_refused(tiny_run, tmp_path, capsys):
     code = main(
         ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--precision", "int8"]
     )
-    assert code == 2
-    assert "error: INT8 needs --calib" in capsys.readouterr().out
+    assert code == 1
+    assert "mtqa build: error: INT8 needs --calib" in capsys.readouterr().err
     assert not repo.exists()
 
 
 def test_cli_reports_bad_arguments(tiny_run, tmp_path, capsys):
     base = ["build", "--checkpoint", str(tiny_run), "--repo", str(tmp_path / "r")]
-    assert main([*base, "--precision", "fp8"]) == 2
-    assert "unknown precision(s) ['fp8']" in capsys.readouterr().out
-    assert main(["build", "--checkpoint", str(tmp_path / "none"), "--repo", str(tmp_path)]) == 2
-    assert "cannot load checkpoint" in capsys.readouterr().out
+    assert main([*base, "--precision", "fp8"]) == 1
+    assert "unknown precision(s) ['fp8']" in capsys.readouterr().err
+    assert main(["build", "--checkpoint", str(tmp_path / "none"), "--repo", str(tmp_path)]) == 1
+    assert "cannot load checkpoint" in capsys.readouterr().err
     for flag, value in (
         ("--lane-sessions", "0"),
         ("--decode-threads", "0"),
         ("--max-pixels", "0"),
         ("--chunk-images", "-1"),
     ):
-        assert main([*base, flag, value]) == 2
-        assert flag in capsys.readouterr().out
+        assert main([*base, flag, value]) == 2  # a usage error
+        assert flag in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
 def test_ngc_trt_without_engines_fails_clearly(tiny_run, tmp_path, capsys):
     repo = tmp_path / "repo"
     args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
-    assert main([*args, "--target", "ngc-trt"]) == 2
-    out = capsys.readouterr().out
+    assert main([*args, "--target", "ngc-trt"]) == 1
+    out = capsys.readouterr().err
     assert "TensorRT is not installed here" in out and "--engines DIR" in out
     assert not repo.exists()
-    assert main([*args, "--target", "ngc-trt", "--engines", str(tmp_path / "plans")]) == 2
-    assert "no TensorRT engines for fp32" in capsys.readouterr().out
+    assert main([*args, "--target", "ngc-trt", "--engines", str(tmp_path / "plans")]) == 1
+    assert "no TensorRT engines for fp32" in capsys.readouterr().err
 
 
 def _encoded(image: np.ndarray, fmt: str) -> bytes:

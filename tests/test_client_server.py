@@ -252,5 +252,5 @@ def test_cli_prints_a_table_json_and_writes_overlays(
     assert row["image_size"] == list(sample_images[0].shape[:2]) and row["defects"]
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
-    assert main(["inspect", str(notes), "--url", url]) == 2
+    assert main(["inspect", str(notes), "--url", url]) == 1
     assert "InvalidInputError" in capsys.readouterr().err

@@ -52,9 +52,9 @@ def test_synth_cli_writes_a_loadable_dataset(tmp_path, capsys):
 def test_synth_cli_refuses_to_overwrite_and_info_reports_errors(tmp_path, capsys):
     out = tmp_path / "ds"
     assert main(["data", "synth", "--out", str(out), "--n", "3", "--size", "16"]) == 0
-    assert main(["data", "synth", "--out", str(out), "--n", "3", "--size", "16"]) == 2
+    assert main(["data", "synth", "--out", str(out), "--n", "3", "--size", "16"]) == 1
     assert "already holds a dataset" in capsys.readouterr().err
-    assert main(["data", "info", str(tmp_path / "missing")]) == 2
+    assert main(["data", "info", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from mtqa_cli.main import main
 
+from mtqa.calibrate import calibrate_run, checkpoint_split
 from mtqa.checkpoint import load_checkpoint
 from mtqa.evaluate import evaluate_predictor, load_thresholds, run_evaluation, torch_predict_fn
-from mtqa.evaluate.calibrate import calibrate_run, checkpoint_split
 
 PNGS = (
     "pr_curves.png",
@@ -124,12 +124,12 @@ def test_evaluate_scores_the_whole_split_unless_limited(run_copy, tmp_path, caps
 
 def test_evaluate_reports_bad_input_clearly(run_copy, tmp_path, capsys):
     rc = main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path)])
-    assert rc == 2 and "not a checkpoint directory" in capsys.readouterr().err
+    assert rc == 1 and "not a checkpoint directory" in capsys.readouterr().err
     rc = main(
         ["evaluate", "--checkpoint", str(run_copy), "--out", str(tmp_path / "e")]
         + ["--data", str(tmp_path / "no_such_dataset")]
     )
-    assert rc == 2 and "mtqa evaluate: error:" in capsys.readouterr().err
+    assert rc == 1 and "mtqa evaluate: error:" in capsys.readouterr().err
     (run_copy / "thresholds.json").write_text('{"presence": {}}')
     rc = main(["evaluate", "--checkpoint", str(run_copy), "--out", str(tmp_path / "e")])
-    assert rc == 2 and "has no threshold for" in capsys.readouterr().err
+    assert rc == 1 and "has no threshold for" in capsys.readouterr().err

@@ -456,9 +456,9 @@ def test_evaluate_feeds_the_split_as_the_checkpoint_was_trained(
 ) -> None:
     from mtqa_cli.main import main
 
+    from mtqa.calibrate import checkpoint_split
     from mtqa.checkpoint import load_checkpoint
     from mtqa.evaluate import run_evaluation, torch_predict_fn
-    from mtqa.evaluate.calibrate import checkpoint_split
 
     data = _wide_dataset(tmp_path / "wide", n=12)
     ckpt = load_checkpoint(letterbox_run)

@@ -117,8 +117,8 @@ def test_corrupt_onnx_rolls_back(served, sample_images, tmp_path, capsys) -> Non
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes((repo / "mtqa_net" / "1" / "model.onnx").read_bytes()[:4096])
     before = {m: (repo / m / "config.pbtxt").read_text() for m in ("mtqa_net", "mtqa_inspect")}
-    assert _swap(repo, server, "--to", str(corrupt)) == 2
-    out = capsys.readouterr().out
+    assert _swap(repo, server, "--to", str(corrupt)) == 1
+    out = capsys.readouterr().err
     assert "rolled back" in out and "v1 keeps serving" in out and "Protobuf parsing failed" in out
     assert (repo / "mtqa_net" / "3" / "model.onnx").is_file()  # published, never served
     assert {m: (repo / m / "config.pbtxt").read_text() for m in before} == before
@@ -147,8 +147,8 @@ def _scrambled(src: Path, dst: Path) -> Path:
 def test_golden_check_failure_rolls_back(served, tmp_path, capsys) -> None:
     repo, server = served
     bad = _scrambled(repo / "mtqa_net" / "1" / "model.onnx", tmp_path / "scrambled.onnx")
-    assert _swap(repo, server, "--to", str(bad), "--precision", "fp32") == 2
-    out = capsys.readouterr().out
+    assert _swap(repo, server, "--to", str(bad), "--precision", "fp32") == 1
+    out = capsys.readouterr().err
     assert "golden check failed" in out and "v1 keeps serving" in out
     assert _pinned(repo) == 1
     assert _ready(server) == [1, 2]  # the candidate (v3) was unloaded again
@@ -160,20 +160,20 @@ def test_golden_check_failure_rolls_back(served, tmp_path, capsys) -> None:
 
 def test_rejected_swaps_touch_nothing(served, capsys) -> None:
     repo, server = served
-    assert _swap(repo, server, "--to", "9") == 2
-    assert "no version 9" in capsys.readouterr().out
-    assert _swap(repo, server, "--to", "bf16") == 2
-    assert "not a version number" in capsys.readouterr().out
-    assert _swap(repo, server, "--to", "1") == 2
-    assert "already the serving version" in capsys.readouterr().out
+    assert _swap(repo, server, "--to", "9") == 1
+    assert "no version 9" in capsys.readouterr().err
+    assert _swap(repo, server, "--to", "bf16") == 1
+    assert "not a version number" in capsys.readouterr().err
+    assert _swap(repo, server, "--to", "1") == 1
+    assert "already the serving version" in capsys.readouterr().err
     (repo / "mtqa_net" / "2" / "labels.txt").write_text("tampered\n")
-    assert _swap(repo, server, "--to", "2") == 2
-    assert "differs from its manifest" in capsys.readouterr().out
+    assert _swap(repo, server, "--to", "2") == 1
+    assert "differs from its manifest" in capsys.readouterr().err
     (repo / "mtqa_net" / LOCK_FILE).write_text("pid 1")
-    assert _swap(repo, server, "--to", "int8") == 2
-    assert "another swap is running" in capsys.readouterr().out
+    assert _swap(repo, server, "--to", "int8") == 1
+    assert "another swap is running" in capsys.readouterr().err
     (repo / "mtqa_net" / LOCK_FILE).unlink()
-    assert main(["swap", "--repo", str(repo), "--url", "127.0.0.1:1", "--to", "2"]) == 2
-    assert "failed on 127.0.0.1:1" in capsys.readouterr().out
+    assert main(["swap", "--repo", str(repo), "--url", "127.0.0.1:1", "--to", "2"]) == 1
+    assert "failed on 127.0.0.1:1" in capsys.readouterr().err
     assert [r["outcome"] for r in read_history(repo / "mtqa_net")] == ["rejected"] * 5
     assert _pinned(repo) == 1 and _ready(server) == [1, 2]

@@ -159,7 +159,7 @@ def test_cli_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -
 def test_cli_errors_are_clear(
     tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
 ) -> None:
-    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 2
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 1
     err = capsys.readouterr().err
     assert "mtqa train: error:" in err and message in err
 

@@ -18,6 +18,7 @@ from typing import Any
 
 def fresh_eval(run_dir: str | Path, n_val: int = 512, n_test: int = 1024) -> dict[str, Any]:
     """Thresholds chosen on `n_val` val-stream images, metrics on `n_test` test-stream images."""
+    from mtqa.calibrate import run_source
     from mtqa.checkpoint import load_checkpoint
     from mtqa.evaluate import (
         checkpoint_split,
@@ -25,7 +26,6 @@ def fresh_eval(run_dir: str | Path, n_val: int = 512, n_test: int = 1024) -> dic
         select_thresholds,
         torch_predict_fn,
     )
-    from mtqa.evaluate.calibrate import run_source
     from mtqa.evaluate.evaluation import run_evaluation
 
     checkpoint = load_checkpoint(run_dir)

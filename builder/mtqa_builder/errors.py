@@ -1,4 +1,4 @@
-"""Typed errors raised by the builder; the CLI turns each into one message line and exit code 2."""
+"""Typed errors raised by the builder; the CLI prints each as one line on stderr, exit code 1."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ Every stage (PyTorch checkpoint, ONNX fp32/fp16/int8 in the builder's accuracy g
 model) is measured by the same ``evaluate_predictor``, so figures are comparable end to end.
 """
 
-from mtqa.evaluate.calibrate import calibrate_run, checkpoint_split
 from mtqa.evaluate.evaluation import (
     EvaluationError,
     EvaluationResult,
@@ -23,8 +22,6 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "ThresholdError",
-    "calibrate_run",
-    "checkpoint_split",
     "evaluate_predictor",
     "load_thresholds",
     "run_evaluation",

@@ -1,4 +1,4 @@
-"""Typed errors of `mtqa swap`; the CLI turns each into one `error:` line and exit code 2."""
+"""Typed errors of `mtqa swap`; the CLI prints each as one `error:` line on stderr, exit code 1."""
 
 from __future__ import annotations
 

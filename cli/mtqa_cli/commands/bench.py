@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from mtqa_cli import exits
 
 HELP = "benchmark the served models (Locust, perf_analyzer, ORT and naive peers) and report"
 # Optional installs this command needs (mtqa_cli.extras): Locust, the naive peer, Triton.
 EXTRAS = ("bench",)
+EXAMPLE = "mtqa bench --repo model_repository --users 1,4,16 --duration 10 --out results/bench"
 
 
 def _ints(text: str) -> list[int]:
@@ -26,20 +28,47 @@ def _words(text: str) -> list[str]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--repo", type=Path, help="built repository: start Triton on it")
-    where.add_argument("--url", help="HOST:PORT of a running Triton (gRPC)")
-    parser.add_argument(
-        "--repo-info", type=Path, help="with --url: the repository it serves (variants, peers)"
+    where.add_argument(
+        "--repo", type=Path, help="built repository: start Triton on it (this or --url required)"
     )
-    parser.add_argument("--users", type=_ints, default=[1, 4, 16, 64], help="e.g. 1,4,16,64")
+    where.add_argument("--url", help="gRPC HOST:PORT of a running Triton (this or --repo required)")
+    parser.add_argument(
+        "--repo-info",
+        type=Path,
+        help="with --url: the repository it serves, for its variants and the peers "
+        "(default: none: give --variants as NAME=VERSION)",
+    )
+    parser.add_argument(
+        "--users", type=_ints, default=[1, 4, 16, 64], help="comma list of concurrent users"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point")
     parser.add_argument(
-        "--variants", type=_words, default=["fp32", "int8"], help="precisions (or NAME=VERSION)"
+        "--variants",
+        type=_words,
+        default=["fp32", "int8"],
+        help="comma list of precisions (or NAME=VERSION) to measure",
     )
-    parser.add_argument("--batching", type=_words, default=["on", "off"], help="on,off")
-    parser.add_argument("--targets", type=_words, default=["inspect", "net"], help="inspect,net")
-    parser.add_argument("--peers", type=_words, default=["ort", "naive"], help="ort,naive or none")
-    parser.add_argument("--checkpoint", type=Path, help="run dir for the naive peer")
+    parser.add_argument(
+        "--batching", type=_words, default=["on", "off"], help="dynamic batching: on, off or both"
+    )
+    parser.add_argument(
+        "--targets",
+        type=_words,
+        default=["inspect", "net"],
+        help="models to load: inspect (the ensemble, image bytes), net (raw tensors)",
+    )
+    parser.add_argument(
+        "--peers",
+        type=_words,
+        default=["ort", "naive"],
+        help="comparison points: ort (ONNX Runtime in process), naive (FastAPI + torch), none",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="run directory for the naive peer (default: the run the repository was built "
+        "from; without one the naive peer is skipped)",
+    )
     parser.add_argument("--request-batch", type=int, default=1, help="images per request")
     parser.add_argument(
         "--shared-memory",
@@ -52,8 +81,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with --url --shared-memory: the server's control key (default: $MTQA_CONTROL_KEY)",
     )
     parser.add_argument("--image-px", type=int, default=256, help="side of the product images")
-    parser.add_argument("--image-format", default="jpeg", choices=["jpeg", "png"])
-    parser.add_argument("--no-perf-analyzer", action="store_true", help="skip that column")
+    parser.add_argument(
+        "--image-format", default="jpeg", choices=["jpeg", "png"], help="encoding of the images"
+    )
+    parser.add_argument(
+        "--no-perf-analyzer", action="store_true", help="skip the perf_analyzer measurements"
+    )
     parser.add_argument("--out", type=Path, required=True, help="report folder")
 
 
@@ -66,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         key = control_key(args.key_file)
     except ServingError as exc:
-        print(f"mtqa bench: {exc}", file=sys.stderr)
-        return 1
+        return exits.fail("bench", exc)
     opts = BenchOptions(
         out=args.out,
         repo=args.repo,
@@ -91,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
         results = Sweep(opts).run()
         head = write_report(results)
     except (BenchError, ServingError) as exc:
-        print(f"mtqa bench: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.fail("bench", exc)
     print(f"report: {args.out / 'report.md'}")
     print(format_summary(head))
     return 0

@@ -7,33 +7,61 @@ import json
 import os
 from pathlib import Path
 
+from mtqa_cli import exits
+from mtqa_cli.preconditions import unwritable
+
 HELP = "Export, quantize, gate and publish a checkpoint into a Triton model repository."
+EXAMPLE = (
+    "mtqa build --checkpoint runs/tiny --precision fp32,int8 --calib synth --repo model_repository"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of `mtqa build`."""
-    parser.add_argument("--checkpoint", type=Path, required=True, help="run directory")
-    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="run directory written by `mtqa train`"
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("model_repository"),
+        help="model repository to publish into (created if missing; new versions are added)",
+    )
     parser.add_argument(
         "--precision", default="fp32", help="comma list of fp32,fp16,int8 (default fp32)"
     )
     parser.add_argument(
-        "--calib", help="INT8 calibration images: synth, neu_seg or a dataset/image folder"
+        "--calib",
+        help="INT8 calibration images: synth, neu_seg or a dataset/image folder "
+        "(default: none; int8 needs it)",
     )
-    parser.add_argument("--calib-count", type=int, default=64)
-    parser.add_argument("--target", default="local", choices=["local", "ngc-onnx", "ngc-trt"])
-    parser.add_argument("--engines", type=Path, help="prebuilt TensorRT plans (ngc-trt)")
+    parser.add_argument("--calib-count", type=int, default=64, help="INT8 calibration images")
+    parser.add_argument(
+        "--target",
+        default="local",
+        choices=["local", "ngc-onnx", "ngc-trt"],
+        help="local: CPU, ONNX Runtime in the python backend; ngc-onnx: the NGC image's GPU "
+        "ONNX Runtime backend; ngc-trt: TensorRT plans",
+    )
+    parser.add_argument(
+        "--engines",
+        type=Path,
+        help="prebuilt TensorRT plans for ngc-trt (default: compile them here, which needs "
+        "a GPU and TensorRT: the 'gpu' extra)",
+    )
     parser.add_argument("--serve", help="precision the ensemble serves (default: the first)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="max drop per head, points")
     parser.add_argument("--val-data", help="gate data (default: the checkpoint's data source)")
-    parser.add_argument("--val-limit", type=int, help="cap on validation images for the gate")
+    parser.add_argument(
+        "--val-limit", type=int, help="cap on validation images for the gate (default: all)"
+    )
     parser.add_argument(
         "--synth-val",
         type=int,
         default=1024,
         help="synthetic data: validation images for the gate (the run's own first)",
     )
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=32, help="max_batch_size of every model")
     parser.add_argument(
         "--queue-delay-us",
         type=int,
@@ -43,8 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--preferred-batch",
         help="comma list of preferred batch sizes (default: 4 for local, none for NGC targets)",
     )
-    parser.add_argument("--max-queue-size", type=int, default=256)
-    parser.add_argument("--queue-timeout-us", type=int, default=5_000_000)
+    parser.add_argument("--max-queue-size", type=int, default=256, help="queued requests per model")
+    parser.add_argument(
+        "--queue-timeout-us",
+        type=int,
+        default=5_000_000,
+        help="queue time before a request is rejected",
+    )
     parser.add_argument(
         "--instances",
         type=int,
@@ -78,12 +111,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="mtqa_preprocess refuses an image whose header declares more pixels, before "
         "decoding it (default 40,000,000; Pillow's own limit, ~89 Mpx, still applies)",
     )
-    parser.add_argument("--work-dir", type=Path, help="keep intermediate ONNX files here")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="keep intermediate ONNX files here (default: a temporary folder, removed after)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build; typed errors become one `error:` line and exit code 2."""
+    """Build; a bad option value exits 2, a failed build 1, each with one line on stderr."""
     from mtqa_builder.configs import Serving
     from mtqa_builder.errors import BuildError
     from mtqa_builder.pipeline import BuildOptions, build
@@ -104,8 +141,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         preferred_batch = tuple(int(b) for b in preferred.split(",") if b.strip())
     except ValueError:
-        print(f"error: --preferred-batch must be a comma list of integers, got {preferred!r}")
-        return 2
+        return exits.usage(
+            "build", f"--preferred-batch must be a comma list of integers, got {preferred!r}"
+        )
     # A batch the batcher hands to one instance uses every core (its lanes) instead of leaving
     # one idle while the sibling instance waits for work (docs/benchmarks.md, session 7).
     lanes = args.lane_sessions if args.lane_sessions is not None else min(cores, 4)
@@ -113,17 +151,20 @@ def run(args: argparse.Namespace) -> int:
     counts = (args.max_batch, instances, args.max_queue_size, lanes, decode_threads)
     counts = (*counts, args.max_pixels)
     if min(counts) < 1 or delay < 0 or (args.chunk_images or 0) < 0:
-        print(
-            "error: --max-batch, --instances, --max-queue-size, --lane-sessions, "
-            "--decode-threads and --max-pixels must be >= 1, delay and --chunk-images >= 0"
+        return exits.usage(
+            "build",
+            "--max-batch, --instances, --max-queue-size, --lane-sessions, "
+            "--decode-threads and --max-pixels must be >= 1, delay and --chunk-images >= 0",
         )
-        return 2
     if any(not 1 <= b <= args.max_batch for b in preferred_batch):
-        print(f"error: preferred batch sizes must lie in 1..{args.max_batch}")
-        return 2
+        return exits.usage("build", f"preferred batch sizes must lie in 1..{args.max_batch}")
     # Half the cores per instance set: the net shares them with the pre/post-processing stubs,
     # the server and (in a benchmark) the load generator.
     threads = args.intra_op_threads or max(1, cores // (2 * instances))
+    for flag, folder in (("--repo", args.repo), ("--work-dir", args.work_dir)):
+        reason = unwritable(folder) if folder is not None else None
+        if reason:  # before the export and the gate, not after them
+            return exits.fail("build", f"{flag} {folder}: {reason}")
     opts = BuildOptions(
         checkpoint=args.checkpoint,
         repo=args.repo,
@@ -155,8 +196,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = build(opts, log=(lambda _m: None) if args.json else print)
     except BuildError as exc:
-        print(f"error: {exc}")
-        return 2
+        return exits.fail("build", exc)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:

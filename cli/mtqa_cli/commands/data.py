@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from mtqa_cli import exits
+from mtqa_cli.helptext import with_example
 
 HELP = (
     "Write a synthetic dataset, import YOLO / COCO / LabelMe / mask-folder labels, or print a "
     "dataset's classes, split sizes and class rates."
 )
+
+EXAMPLE = "mtqa data import datasets/raw/data.yaml --from yolo --out datasets/parts"
 
 # mtqa.data.importers.FORMATS, spelled here so that building the parser imports no torch.
 IMPORT_FORMATS = ("yolo", "coco", "labelme", "masks")
@@ -19,19 +23,37 @@ IMPORT_FORMATS = ("yolo", "coco", "labelme", "masks")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    synth = sub.add_parser("synth", help="write a synthetic dataset in the indexed-mask format")
+    synth = sub.add_parser(
+        "synth",
+        help="write a synthetic dataset in the indexed-mask format",
+        description="Write a synthetic dataset (images/, masks/, classes.json) in the "
+        "indexed-mask format.",
+        epilog=with_example("mtqa data synth --out datasets/synth --n 512 --size 128"),
+    )
     synth.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
     synth.add_argument("--n", type=int, required=True, help="number of images over all splits")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--val-frac", type=float, default=0.1)
-    synth.add_argument("--test-frac", type=float, default=0.1)
+    synth.add_argument("--seed", type=int, default=0, help="random seed of images and splits")
+    synth.add_argument("--val-frac", type=float, default=0.1, help="share of images in val")
+    synth.add_argument("--test-frac", type=float, default=0.1, help="share of images in test")
     synth.add_argument("--max-defects", type=int, default=3, help="defects per image at most")
     _configure_import(sub)
-    info = sub.add_parser("info", help="classes, split sizes and class frequencies")
+    info = sub.add_parser(
+        "info",
+        help="classes, split sizes and class frequencies",
+        description="Print a dataset's classes, split sizes, normalisation and class rates.",
+        epilog=with_example("mtqa data info datasets/parts --max-items 256"),
+    )
     info.add_argument("source", help="'synth', 'neu_seg' or a dataset path (folder or .csv)")
-    info.add_argument("--image-size", type=int, default=128)
-    info.add_argument("--classes", nargs="+", default=None, help="class names (or a subset)")
+    info.add_argument(
+        "--image-size", type=int, default=128, help="side the images are resized to when read"
+    )
+    info.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        help="class names, or a subset of them (default: the dataset's own)",
+    )
     info.add_argument("--max-items", type=int, default=512, help="items sampled per split")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -44,6 +66,9 @@ def _configure_import(sub) -> None:
         "classes.json) and write report.json (classes, split counts, image sizes, defect areas, "
         "images without labels, files skipped). Splits are kept where the source has them, "
         "else drawn seeded and stratified by class.",
+        epilog=with_example(
+            "mtqa data import datasets/raw/data.yaml --from yolo --out datasets/parts"
+        ),
     )
     imp.add_argument("source", type=Path, help="the dataset folder (or data.yaml / COCO .json)")
     imp.add_argument(
@@ -57,7 +82,8 @@ def _configure_import(sub) -> None:
         "--limit",
         type=int,
         default=None,
-        help="import about N images, evenly spaced in each source split (a quick trial)",
+        help="import about N images, evenly spaced in each source split (a quick trial; "
+        "default: every image)",
     )
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -69,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return actions[args.data_command](args)
     except DatasetError as exc:
-        print(f"mtqa data: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.fail("data", exc)
 
 
 def _synth(args: argparse.Namespace) -> int:

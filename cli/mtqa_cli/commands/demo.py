@@ -8,11 +8,12 @@ from pathlib import Path
 HELP = "run data -> train -> evaluate -> build -> serve -> inspect -> bench on the CPU"
 # The demo serves and benchmarks: the `bench` extra (it includes `serve`).
 EXTRAS = ("bench",)
+EXAMPLE = "mtqa demo --out results/demo --bench-seconds 5"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder")
-    parser.add_argument("--config", default="tiny", help="training config (default tiny)")
+    parser.add_argument("--config", default="tiny", help="training config: tiny | small | PATH")
     parser.add_argument("--bench-seconds", type=int, default=5, help="seconds per bench point")
 
 

@@ -7,7 +7,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mtqa_cli import exits
+
 HELP = "evaluate a checkpoint: metrics.json, confusion matrices, PR/overlay plots, report.md"
+
+EXAMPLE = "mtqa evaluate --checkpoint runs/tiny --out results/eval --calibrate"
 
 HEADLINE = (
     "presence_macro_f1",
@@ -27,16 +31,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", help="synth | neu_seg | PATH (default: the data source the run was trained on)"
     )
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="split to score"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for the artefacts")
     parser.add_argument(
         "--calibrate",
         action="store_true",
         help="first choose thresholds on the val split and store them in the checkpoint",
     )
-    parser.add_argument("--rule", default="max_f1", choices=("max_f1", "target_recall"))
-    parser.add_argument("--target-recall", type=float, default=0.95)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--rule",
+        default="max_f1",
+        choices=("max_f1", "target_recall"),
+        help="with --calibrate: how each class's threshold is chosen",
+    )
+    parser.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="with --rule target_recall: the recall each threshold keeps",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument(
         "--limit",
         type=int,
@@ -50,10 +66,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from mtqa.calibrate import calibrate_run, checkpoint_split
     from mtqa.checkpoint import CheckpointError, load_checkpoint
     from mtqa.data import DatasetError
     from mtqa.evaluate.artefacts import write_artefacts
-    from mtqa.evaluate.calibrate import calibrate_run, checkpoint_split
     from mtqa.evaluate.evaluation import EvaluationError, run_evaluation, torch_predict_fn
     from mtqa.evaluate.jsonsafe import dumps
     from mtqa.evaluate.metrics import MetricInputError
@@ -107,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
         EvaluationError,
         MetricInputError,
     ) as exc:
-        print(f"mtqa evaluate: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.fail("evaluate", exc)
     flat = result.flat()
     scope = f"the first {args.limit} images" if args.limit else "the whole split"
     print(

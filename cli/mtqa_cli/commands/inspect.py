@@ -1,31 +1,61 @@
 """`mtqa inspect`: send images to a served mtqa model and print what it found.
 
 A thin front end to the SDK (`mtqa_client`): a table (rich) or JSON on stdout, optional overlay
-PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line with exit code 2.
-Images that got no answer are listed with their error (in the table, the JSON and on stderr) while
-the others are shown; the exit code is then 2 as for any error.
+PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line on stderr with exit
+code 1. Images that got no answer are listed with their error (in the table, the JSON and on
+stderr) while the others are shown; the exit code is then 1 as for any failure. A refused
+connection fails at once unless `--wait` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from mtqa_cli import exits
+
 HELP = "Inspect images through a running Triton server (table, JSON, overlay PNGs)."
+EXAMPLE = "mtqa inspect part_0001.png part_0002.png --url localhost:8001 --overlays overlays/"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="image files")
     parser.add_argument("--url", default="localhost:8001", help="gRPC HOST:PORT of Triton")
-    parser.add_argument("--endpoint", action="append", default=[], help="more replicas")
+    parser.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="another replica of the same server, for failover (repeatable; default: none)",
+    )
     parser.add_argument("--model", default="mtqa_inspect", help="ensemble model name")
-    parser.add_argument("--model-version", default=None, help="pin a model version")
+    parser.add_argument(
+        "--model-version",
+        default=None,
+        help="pin a model version (default: the one the server's version policy serves)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--overlays", type=Path, default=None, metavar="DIR", help="write PNGs")
+    parser.add_argument(
+        "--overlays",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write one overlay PNG per image here (default: none written)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="per-call deadline, seconds")
-    parser.add_argument("--connect-timeout", type=float, default=30.0, help="readiness wait, s")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the server and model to become ready",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="also wait (up to --connect-timeout) for a server that is not listening yet; "
+        "without it a refused connection fails at once",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
 
 
@@ -61,7 +91,7 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
 
 
 def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -> int:
-    """Print results (answered and not); 2 when some image got no answer, else 0."""
+    """Print results (answered and not); 1 when some image got no answer, else 0."""
     from mtqa_client.overlay import render_overlay
 
     if args.overlays is not None:
@@ -76,8 +106,8 @@ def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -
         _table(results, classes)
     failed = [r for r in results if not r.ok]
     for item in failed:
-        print(f"mtqa inspect: {type(item.error).__name__}: {item.error}", file=sys.stderr)
-    return 2 if failed else 0
+        exits.fail("inspect", f"{item.source}: {type(item.error).__name__}: {item.error}")
+    return exits.FAILED if failed else exits.OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,15 +121,14 @@ def run(args: argparse.Namespace) -> int:
             endpoints=args.endpoint,
             timeout_s=args.timeout,
             connect_timeout_s=args.connect_timeout,
+            wait_for_server=args.wait,
         ) as client:
             paths = [str(p) for p in args.images]
             try:
                 results = client.inspect_many(paths, concurrency=args.concurrency)
             except BatchError as exc:  # a request failed as a whole: show what was answered
                 _report(exc.results, args, client.spec.classes)
-                print(f"mtqa inspect: BatchError: {exc}", file=sys.stderr)
-                return 2
+                return exits.fail("inspect", f"BatchError: {exc}")
             return _report(results, args, client.spec.classes)
     except InspectionError as exc:
-        print(f"mtqa inspect: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return exits.fail("inspect", f"{type(exc).__name__}: {exc}")

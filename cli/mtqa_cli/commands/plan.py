@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from mtqa_cli import exits
+
 HELP = "Fingerprint a dataset and print the training plan `mtqa train` would use for it."
+EXAMPLE = "mtqa plan --data datasets/kolektor"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="neu_seg | PATH to a dataset (required)")
+    parser.add_argument("--data", required=True, help="neu_seg | PATH to a dataset")
     parser.add_argument(
         "--budget",
         type=float,
         default=None,
         help="training seconds (default: planned, 1500 up to 500 train images, else 2400)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="also write plan.json here")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write plan.json here (default: print only)"
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    parser.epilog = "example: mtqa plan --data datasets/kolektor"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = plan_for(args.data, args.budget)
     except (DatasetError, ConfigError) as exc:
-        print(f"mtqa plan: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.fail("plan", exc)
     if args.out is not None:
         plan.write(args.out)
     if args.json:

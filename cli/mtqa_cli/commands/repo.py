@@ -5,25 +5,35 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtqa_cli import exits
+from mtqa_cli.helptext import with_example
+
 HELP = "Check a model repository: configs, ONNX I/O, manifests and checksums."
+EXAMPLE = "mtqa repo check model_repository"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Subcommand `check DIR`."""
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = sub.add_parser("check", help="validate a repository; non-zero exit on any problem")
-    check.add_argument("repo", type=Path)
+    check = sub.add_parser(
+        "check",
+        help="validate a repository; exit code 1 on any problem",
+        description="Validate a repository written by `mtqa build`: one line per problem on "
+        "stdout, exit code 1 when there is any.",
+        epilog=with_example(EXAMPLE),
+    )
+    check.add_argument("repo", type=Path, help="the model repository folder")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print each problem on its own line; exit 1 when there is any."""
+    """Print each problem on its own line (the check's output, stdout); exit 1 when there is any,
+    with the count as the error line on stderr."""
     from mtqa_builder.check import check_repository
 
     problems = check_repository(args.repo)
     for problem in problems:
         print(f"problem: {problem}")
     if problems:
-        print(f"{args.repo}: {len(problems)} problem(s)")
-        return 1
+        return exits.fail("repo", f"{args.repo}: {len(problems)} problem(s)")
     print(f"{args.repo}: OK")
     return 0

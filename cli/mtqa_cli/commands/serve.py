@@ -20,12 +20,15 @@ if TYPE_CHECKING:
 HELP = "Serve a Triton model repository with tritonserver (local bundle or NGC install)."
 # The nvidia-pytriton bundle, unless a tritonserver is on PATH (mtqa_cli.extras).
 EXTRAS = ("serve",)
+EXAMPLE = "mtqa serve --repo model_repository --grpc-port 8001"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from mtqa_serving.ports import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
 
-    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument(
+        "--repo", type=Path, default=Path("model_repository"), help="the model repository to serve"
+    )
     parser.add_argument(
         "--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="0 picks a free one"
     )
@@ -55,11 +58,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--poll-secs", type=int, default=5, help="poll interval with --poll")
     parser.add_argument("--log-verbose", action="store_true", help="Triton verbose logging")
-    parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds")
-    tls = parser.add_argument_group("gRPC TLS")
-    tls.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
-    tls.add_argument("--tls-key", type=Path, help="server private key (PEM)")
-    tls.add_argument("--tls-ca", type=Path, help="CA (PEM) client certificates must chain to: mTLS")
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the server and its models to become ready",
+    )
+    tls = parser.add_argument_group("gRPC TLS (default: none, plain text on loopback)")
+    tls.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="server certificate (PEM); with --tls-key turns TLS on (default: none)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        type=Path,
+        help="server private key (PEM); goes with --tls-cert (default: none)",
+    )
+    tls.add_argument(
+        "--tls-ca",
+        type=Path,
+        help="CA (PEM) client certificates must chain to: mutual TLS (default: no client check)",
+    )
     access = parser.add_argument_group("access")
     access.add_argument(
         "--listen",

@@ -6,12 +6,20 @@ import argparse
 import json
 from pathlib import Path
 
+from mtqa_cli import exits
+
 HELP = "Hot-swap the served mtqa_net version (golden check through the SDK, rollback on failure)."
+EXAMPLE = "mtqa swap --repo model_repository --to int8 --url localhost:8001 --key-file run/key"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of `mtqa swap`."""
-    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("model_repository"),
+        help="the model repository the server serves",
+    )
     parser.add_argument(
         "--to",
         required=True,
@@ -26,7 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=1.0, help="max drop per head and disagreement, points"
     )
-    parser.add_argument("--precision", help="precision label of an engine file given to --to")
+    parser.add_argument(
+        "--precision",
+        help="precision label of an engine file given to --to (default: the precision of the "
+        "version now served)",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="per control call, seconds")
     parser.add_argument(
         "--key-file",
@@ -38,18 +50,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Swap; a rejected or rolled-back swap prints one `error:` line and exits 2."""
+    """Swap; a rejected or rolled-back swap prints one `error:` line on stderr and exits 1."""
     from mtqa_builder.swap import SwapError, SwapFailedError, SwapRequest, swap
     from mtqa_serving import SecurityConfigError, control_key
 
     if args.golden_count < 1 or args.tolerance < 0 or args.timeout <= 0:
-        print("error: --golden-count must be >= 1, --tolerance >= 0 and --timeout > 0")
-        return 2
+        return exits.usage("swap", "--golden-count must be >= 1, --tolerance >= 0, --timeout > 0")
     try:
         key = control_key(args.key_file)
     except SecurityConfigError as exc:
-        print(f"error: {exc}")
-        return 2
+        return exits.fail("swap", exc)
     request = SwapRequest(
         repo=args.repo,
         to=args.to,
@@ -65,13 +75,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         record = swap(request, log=log)
     except SwapFailedError as exc:
-        if args.json:
+        if args.json:  # the history record of the failed swap is still the command's output
             print(json.dumps(exc.record, indent=2, default=str))
-        print(f"error: {exc}")
-        return 2
+        return exits.fail("swap", exc)
     except SwapError as exc:
-        print(f"error: {exc}")
-        return 2
+        return exits.fail("swap", exc)
     if args.json:
         print(json.dumps(record, indent=2, default=str))
     return 0

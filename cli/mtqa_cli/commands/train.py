@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtqa.overrides import add_overrides_option
+from mtqa_cli import exits
 
 if TYPE_CHECKING:
     from mtqa.config import RunConfig
 
 HELP = "train the multi-task network (synthetic data, NEU-Seg or a dataset folder)"
+EXAMPLE = "mtqa train --data synth --config tiny --out runs/tiny"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,16 +31,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         help="override train.epochs (with a time budget: the most epochs; a budget set here "
-        "without --epochs lifts the preset's epoch count)",
+        "without --epochs lifts the preset's epoch count; default: the config's)",
     )
-    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument("--seed", type=int, help="override train.seed (default: the config's)")
     parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its last/ state (its config.json, then --set)",
     )
-    add_overrides_option(parser, "override a config value, e.g. --set model.arch=soft (repeatable)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_overrides_option(
+        parser, "override a config value, e.g. --set model.arch=soft (repeatable; default: none)"
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available) | cpu | cuda")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
 
 
@@ -93,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
         )
     except (ConfigError, CheckpointError, DatasetError, TrainError) as exc:
-        print(f"mtqa train: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.fail("train", exc)
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
     summary = {
