@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -21,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mtqa_client import InspectionClient, ItemError
 from mtqa_serving import TritonServer
 from mtqa_serving.ports import free_ports
 
 pytestmark = pytest.mark.server
 
-CORE = (
-    Path(__file__).resolve().parents[1] / "builder/mtqa_builder/triton_models/postprocess_core.py"
-)
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "builder/mtqa_builder/triton_models/postprocess_core.py"
+ALERT_RULES = ROOT / "docker/prometheus/alerts.yml"
 MODEL = "mtqa_postprocess"
 
 
@@ -226,3 +228,14 @@ def test_prometheus_counts_equal_the_sdk_results(fresh_server, prometheus) -> No
     assert sum(per_image.values()) == sum(len(o.regions) for o in answered)
     served = sorted(p.name for p in (fresh_server.repo / MODEL).iterdir() if p.name.isdigit())
     assert {dict(k)["version"] for k in buckets} == {served[-1]}
+
+
+def test_every_series_the_alert_rules_read_is_scraped(prometheus) -> None:
+    """docker/prometheus/alerts.yml reads only metric names a real server exports."""
+    rules = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    exprs = [re.sub(r'"[^"]*"', "", rule["expr"]) for group in rules for rule in group["rules"]]
+    names = {n for e in exprs for n in re.findall(r"\b(?:nv|mtqa)_[a-z0-9_]+\b", e)}
+    assert {"nv_inference_request_summary_us", "mtqa_defects_total"} <= names
+    _until(prometheus, 'up{job="triton"}', 1)
+    missing = [n for n in sorted(names) if not prometheus.query(f'{n}{{job="triton"}}')]
+    assert not missing, f"alert rules read series Triton does not export: {missing}"

@@ -253,6 +253,8 @@ class TritonServer:
             f"--metrics-address={self.exposure.metrics}",
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
+            # p50/p99 per model (nv_inference_request_summary_us) for the latency alerts
+            "--metrics-config=summary_latencies=true",
             "--allow-gpu-metrics=false",
             "--pinned-memory-pool-byte-size=0",
             "--disable-auto-complete-config",
