@@ -92,6 +92,26 @@ def test_plan_letterboxes_wide_images_and_crops_large_inputs(tmp_path):
     assert make_plan(labels_only).overrides["data.crop_size"] == 0
 
 
+def test_whole_inputs_of_sparse_data_are_drawn_class_balanced(tmp_path):
+    root = _write_dataset(tmp_path / "d", (60, 180), free_every=3)
+    fp = fingerprint(str(root))
+    assert make_plan(fp).overrides["data.crop_size"] == 0  # 1/3 clean, classes even: uniform
+    fp.defect_free_share = 0.7
+    sparse = make_plan(fp)
+    assert sparse.overrides["data.crop_size"] == sparse.overrides["data.image_size"] == 192
+    assert sparse.overrides["data.defect_crop_share"] == 0.5
+    assert "70%" in sparse.reasons["data.crop_size"]
+    fp.defect_free_share, fp.images_per_class = 0.3, {"a": 40, "b": 4}
+    assert "4 to 40" in make_plan(fp).reasons["data.crop_size"]
+    # a whole-input "crop" is the full letterboxed image, drawn with its defect
+    train = build_datasets(
+        str(root), 192, resize="letterbox", crop_size=192, defect_crop_share=1.0, epoch_items=12
+    ).train
+    items = [train[i] for i in range(len(train))]
+    assert all(item["image"].shape == (3, 192, 192) for item in items)
+    assert all(item["presence"].sum() == 1 for item in items)
+
+
 def test_crops_are_centred_on_defects_at_the_planned_share(tmp_path):
     root = _write_dataset(tmp_path / "d", (120, 360), defect=(4, 12), free_every=2)
     bundle = build_datasets(

@@ -28,6 +28,9 @@ MIN_SIDE = 128
 CROP = 256  # training crop when the input is larger than CROP_ABOVE
 CROP_ABOVE = 320
 TRAIN_PIXELS = 12 * 256 * 256  # pixels a training step holds (batch x crop^2)
+# Past these, uniform image sampling shows the network too few defects, or too few of a class.
+SKEWED_FREE_SHARE = 0.5
+SKEWED_CLASS_RATIO = 3
 # Seconds of training: up to SMALL_DATASET train images the whole run fits 30 minutes on 2
 # cores; larger datasets get LARGE_BUDGET (45 minutes with validation and the final test).
 TIME_BUDGET = 1500.0
@@ -80,6 +83,16 @@ def _round32(value: float) -> int:
     """The nearest multiple of 32 (the encoder's stride): a 200 px image is read at 192, not
     stretched to 224 (a third more pixels to compute for no detail)."""
     return int(math.floor(value / 32.0 + 0.5) * 32)
+
+
+def _skewed(fp: Fingerprint) -> str:
+    """Why uniform image sampling would starve defects or a rare class ("" when it would not)."""
+    counts = [n for n in fp.images_per_class.values() if n > 0]
+    if fp.defect_free_share > SKEWED_FREE_SHARE:
+        return f"{fp.defect_free_share:.0%} of train images are defect-free"
+    if counts and max(counts) > SKEWED_CLASS_RATIO * min(counts):
+        return f"classes range from {min(counts)} to {max(counts)} train images"
+    return ""
 
 
 def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
@@ -165,6 +178,20 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
             items,
             f"crops an epoch: >= 4x the validation cost "
             f"({fp.split_sizes.get('val', 0)} images at {size} px)",
+        )
+    elif fp.masks and _skewed(fp):
+        # The crop sampler with a whole-input "crop" is a class-balanced image sampler.
+        crop = size
+        choose(
+            "data.crop_size",
+            crop,
+            f"whole {size} px inputs drawn class-balanced: {_skewed(fp)}",
+        )
+        choose(
+            "data.defect_crop_share",
+            0.5,
+            "half the images drawn with a defect of a uniformly drawn class, half at random "
+            "(defect-free ones included)",
         )
     else:
         crop = size
