@@ -137,8 +137,9 @@ def _epochs_done(run_dir: Path) -> int:
 
 def score_arm(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Thresholds on val (max-F1), then the flat metrics on test."""
+    from mtqa.calibrate import calibrate_run, checkpoint_split
     from mtqa.checkpoint import load_checkpoint
-    from mtqa.evaluate import calibrate_run, checkpoint_split, evaluate_predictor, torch_predict_fn
+    from mtqa.evaluate import evaluate_predictor, torch_predict_fn
 
     calibrate_run(run_dir, split="val", limit=args.eval_limit)
     ckpt = load_checkpoint(run_dir)

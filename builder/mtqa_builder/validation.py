@@ -15,8 +15,8 @@ def validation_set(ckpt, source: str | None = None, limit: int | None = None, sy
     A synthetic validation split is a stream, so the gate can read more of it than training
     did: `synth_val` images (the run's own val images first, then the ones after them).
     """
+    from mtqa.calibrate import checkpoint_split
     from mtqa.data import DatasetError
-    from mtqa.evaluate import checkpoint_split
 
     source = source or (ckpt.config.get("data") or {}).get("source")
     if not source:
