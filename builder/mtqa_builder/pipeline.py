@@ -43,6 +43,10 @@ class BuildOptions:
     work_dir: Path | None = None
 
 
+# Validation images the input-drift reference is taken from (a few ms of numpy at build time).
+DRIFT_IMAGES = 256
+
+
 def _tool_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -149,6 +153,7 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
             resize=ckpt.resize,
             thresholds=ckpt.thresholds,
             weights_sha256=file_sha256(Path(ckpt.run_dir) / "model.safetensors"),
+            drift_reference=drift_reference(val),
         )
         build_info = {
             "build_id": uuid.uuid4().hex[:12],
@@ -160,6 +165,13 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
         result = publish(opts.repo, opts.target, source, variants, opts.serving, serve, build_info)
     result["gate"] = {v.precision: v.gate for v in variants}
     return result
+
+
+def drift_reference(dataset, n: int = DRIFT_IMAGES) -> dict[str, Any]:
+    """The input-drift fingerprint served by mtqa_preprocess, from the first `n` val images."""
+    from mtqa_builder.triton_models import drift
+
+    return drift.fingerprint(drift.image_stats(val_images(dataset, n)))
 
 
 def val_images(dataset, n: int):

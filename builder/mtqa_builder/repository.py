@@ -63,6 +63,7 @@ class Source:
     thresholds: dict[str, Any]
     weights_sha256: str
     resize: str = "squash"  # how images become the square input (mtqa.data.preprocess)
+    drift_reference: dict[str, Any] | None = None  # triton_models/drift.py fingerprint
 
     @property
     def shapes(self) -> Shapes:
@@ -212,6 +213,9 @@ def publish(
         _python_model(vdirs[PRE], "preprocess_model.py")
         for module in ("preprocess", "decode"):
             shutil.copyfile(_preprocess_source(module), vdirs[PRE] / f"{module}.py")
+        if source.drift_reference is not None:  # mtqa_preprocess scores input drift against it
+            shutil.copyfile(_MODELS_DIR / "drift.py", vdirs[PRE] / "drift.py")
+            contract.write_json(vdirs[PRE] / contract.DRIFT_REFERENCE, source.drift_reference)
         _python_model(vdirs[POST], "postprocess_model.py")
         shutil.copyfile(_MODELS_DIR / "postprocess_core.py", vdirs[POST] / "postprocess_core.py")
         shutil.copyfile(_preprocess_source(), vdirs[POST] / "preprocess.py")

@@ -9,6 +9,12 @@ so a lone multi-image request uses every core.
 An image that cannot be decoded fails alone: its slot gets a blank (all-zero) input, orig_size
 (0, 0) and its reason in `item_error` ("" for every answered image); the postprocess model carries
 that error through to the client, and the other images of the request are answered.
+
+Where the build left a drift fingerprint (drift_reference.json, drift.py), every decoded image is
+scored against it and exported on Triton's metrics port, labelled `model`/`version`:
+`mtqa_input_drift_score` (gauge: `drift.shift` of the instance's last `drift.WINDOW` images),
+`mtqa_input_images_scored_total` and `mtqa_input_outside_reference_total` (images with a
+statistic outside the reference's range). `business_metrics: "off"` turns them off.
 """
 
 import ctypes
@@ -59,6 +65,49 @@ class TritonPythonModel:
         self.pool = ThreadPoolExecutor(threads, "decode") if threads > 1 else None
         self.blank = np.zeros((3, self.size, self.size), dtype=np.float32)
         self.trim = _malloc_trim()
+        self.drift = None
+        if parameters.get("business_metrics") != "off" and (_HERE / "drift.py").is_file():
+            self.drift = self._open_drift(args)
+
+    def _open_drift(self, args):
+        """(module, reference, window, gauge, scored, outside), or None (logged) without metrics."""
+        try:
+            drift = utils.sibling("drift")
+            reference = json.loads((_HERE / "drift_reference.json").read_text())
+            labels = {"model": args["model_name"], "version": str(args["model_version"])}
+            kinds = pb_utils.MetricFamily
+            self.families = [
+                pb_utils.MetricFamily(name=name, description=text, kind=kind)
+                for name, text, kind in (
+                    ("mtqa_input_drift_score", "Mean drift |z| of recent images", kinds.GAUGE),
+                    ("mtqa_input_images_scored_total", "Images scored for drift", kinds.COUNTER),
+                    (
+                        "mtqa_input_outside_reference_total",
+                        "Images with a statistic outside the build's reference range",
+                        kinds.COUNTER,
+                    ),
+                )
+            ]
+            metrics = [family.Metric(labels=labels) for family in self.families]
+            return (drift, reference, drift.DriftWindow(reference), *metrics)
+        except Exception as exc:  # no metrics on this server: serve without drift
+            pb_utils.Logger.log_warn(f"mtqa_preprocess: input drift off: {exc}")
+            return None
+
+    def _score_drift(self, images, decoded):
+        """Score the decoded images of one request; a failure is logged, never raised."""
+        try:
+            drift, reference, window, gauge, scored, outside = self.drift
+            if not decoded.any():
+                return
+            stats = drift.image_stats(images[decoded])
+            gauge.set(window.add(stats))
+            scored.increment(float(len(stats)))
+            out = int(drift.outside(stats, reference).sum())
+            if out:
+                outside.increment(float(out))
+        except Exception as exc:
+            pb_utils.Logger.log_error(f"mtqa_preprocess: drift update failed: {exc}")
 
     def finalize(self):
         if self.pool is not None:
@@ -92,6 +141,8 @@ class TritonPythonModel:
                 pixels = int(np.prod(sizes.astype(np.int64), axis=1).sum())
                 if self.trim is not None and pixels > _TRIM_PIXELS:
                     self.trim(0)
+                if self.drift is not None:
+                    self._score_drift(images, np.array([not d[2] for d in done]))
                 responses.append(
                     pb_utils.InferenceResponse(
                         output_tensors=[
