@@ -243,10 +243,12 @@ class Trainer:
         epochs_run = 0
         stopped_by = "epoch cap"
         cap = self.epoch_cap or sys.maxsize
+        budget = self.cfg.train.time_budget
         with TrainProgress(
             self.epoch_cap * self.steps_per_epoch or None,
             self.progress_enabled,
-            completed=first * self.steps_per_epoch,
+            completed=self.prior_seconds if budget > 0 else first * self.steps_per_epoch,
+            budget_s=budget if budget > 0 else None,
         ) as bar:
             for epoch in range(first, cap):
                 started = self._elapsed()
@@ -358,7 +360,7 @@ class Trainer:
                 **{k: float(v.detach()) for k, v in task_losses.items()},
             }.items():
                 sums[key] = sums.get(key, 0.0) + value
-            bar.step(epoch, loss)
+            bar.step(epoch, loss, self._elapsed())
         return {k: v / self.steps_per_epoch for k, v in sums.items()}
 
     def _sync_weighting_grads(self) -> None:
