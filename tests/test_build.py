@@ -65,6 +65,28 @@ def test_default_chunk_keeps_the_pixels_of_an_ort_call_in_the_cache():
     assert chunk.parameters["chunk_images"].string_value == "0"  # 0 = a whole request, as asked
 
 
+def test_serving_defaults_are_derived_once_for_the_api_and_the_cli():
+    from mtqa_builder.configs import Serving
+    from mtqa_builder.errors import ServingError
+    from mtqa_builder.pipeline import BuildOptions
+
+    local = Serving.for_target("local", cores=8)
+    assert (local.instances, local.queue_delay_us, local.preferred_batch) == (4, 0, (4,))
+    assert (local.intra_op_threads, local.lane_sessions, local.decode_threads) == (1, 4, 4)
+    one_core = Serving.for_target("local", cores=1)
+    assert one_core.instances == 2 and one_core.intra_op_threads == 1
+    gpu = Serving.for_target("ngc-onnx", cores=8, instances=2, max_batch=None)
+    assert (gpu.instances, gpu.queue_delay_us, gpu.preferred_batch) == (2, 2000, ())
+    assert gpu.intra_op_threads == 2 and gpu.max_batch == 32  # None keeps the default
+    assert Serving.for_target("local", cores=2, max_batch=2).preferred_batch == (2,)
+    assert BuildOptions(Path("run"), Path("repo")).serving is None  # build() derives it
+    with pytest.raises(ServingError, match="lane_sessions must be >= 1") as err:
+        Serving.for_target("local", lane_sessions=0)
+    assert err.value.field == "lane_sessions"
+    with pytest.raises(ServingError, match="preferred_batch"):
+        Serving(max_batch=4, preferred_batch=(8,))
+
+
 def test_one_core_host_still_gets_two_instances(tiny_run, tmp_path, monkeypatch):
     # One instance with dynamic batching stalls ~500 ms in the bundled Triton: never the default.
     monkeypatch.setattr(os, "cpu_count", lambda: 1)

@@ -1,28 +1,49 @@
 """Triton `config.pbtxt` contents built as `ModelConfig` protobufs (never string templates).
 
 One function per model named by `mtqa_builder.contract`; `to_text` renders a config with
-google.protobuf.text_format, which `mtqa repo check` parses back with the same schema.
+google.protobuf.text_format, which `mtqa repo check` parses back with the same schema. `Serving`
+holds the batching and instance settings, and `Serving.for_target` their defaults, which the
+build API and `mtqa build` share (the measurements behind them: docs/builder.md).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from mtqa_builder.contract import ENSEMBLE, NET, POST, PRE
+from mtqa_builder.errors import ServingError
 
 TARGETS = ("local", "ngc-onnx", "ngc-trt")
 # Per-image error message ("" when the image was answered): preprocess -> postprocess -> client.
 ITEM_ERROR = "item_error"
 
+# Counts that must be at least 1, and durations/sizes that must be at least 0.
+_POSITIVE = (
+    "max_batch",
+    "instances",
+    "max_queue_size",
+    "intra_op_threads",
+    "lane_sessions",
+    "decode_threads",
+    "max_pixels",
+)
+_NON_NEGATIVE = ("queue_delay_us", "queue_timeout_us")
+
 
 @dataclass(frozen=True)
 class Serving:
-    """Batching, queueing and instance settings shared by the generated configs."""
+    """Batching, queueing and instance settings shared by the generated configs.
+
+    The field defaults are the NGC GPU targets' settings; use `Serving.for_target`, which also
+    derives the CPU-bound ones from the host's cores. Values out of range raise ServingError
+    naming the field.
+    """
 
     max_batch: int = 32
     queue_delay_us: int = 2000
@@ -30,7 +51,7 @@ class Serving:
     instances: int = 1
     max_queue_size: int = 256
     queue_timeout_us: int = 5_000_000
-    intra_op_threads: int = 1  # the CLI derives it from the cores; see mtqa/commands/build.py
+    intra_op_threads: int = 1  # local mtqa_net: ORT threads per instance
     lane_sessions: int = 1  # local mtqa_net: ORT sessions one batch is spread over (ort_plan.py)
     # local mtqa_net: most images per ORT call, 0 = a whole request, None = `chunk_images_for`
     # the network's image size
@@ -39,10 +60,55 @@ class Serving:
     # mtqa_preprocess: most pixels (width x height, from the header) an image may declare
     max_pixels: int = 40_000_000
 
+    def __post_init__(self) -> None:
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ServingError(name, f"must be >= 1, got {getattr(self, name)}")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ServingError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.chunk_images is not None and self.chunk_images < 0:
+            raise ServingError("chunk_images", f"must be >= 0, got {self.chunk_images}")
+        if any(not 1 <= b <= self.max_batch for b in self.preferred_batch):
+            raise ServingError(
+                "preferred_batch",
+                f"sizes must lie in 1..{self.max_batch}, got {list(self.preferred_batch)}",
+            )
+
+    @classmethod
+    def for_target(cls, target: str = "local", cores: int | None = None, **overrides) -> Serving:
+        """The serving settings for `target` on a host with `cores` CPU cores (default: this
+        host's), with `overrides` (field -> value; None = keep the default) applied on top.
+
+        `local` (python + ORT on CPU) runs several instances with one ORT thread each, never
+        fewer than two (a single instance stalls in the bundled Triton's dynamic batcher), no
+        batching delay and small preferred batches; the NGC GPU targets keep one instance and
+        a 2000 us delay. Why, with figures: docs/builder.md ("Serving defaults").
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ServingError(unknown[0], f"is not a Serving setting; known: {sorted(known)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cores = max(1, cores or os.cpu_count() or 1)
+        local = target == "local"
+        max_batch = given.get("max_batch", cls.max_batch)
+        instances = given.get("instances", min(max(cores, 2), 4) if local else 1)
+        derived = {
+            "queue_delay_us": 0 if local else cls.queue_delay_us,
+            "preferred_batch": (min(4, max_batch),) if local and max_batch >= 1 else (),
+            "instances": instances,
+            # half the cores per instance set: the net shares them with the pre/post-processing
+            # stubs, the server and (in a benchmark) the load generator
+            "intra_op_threads": max(1, cores // (2 * max(1, instances))),
+            "lane_sessions": min(cores, 4),  # a batch spreads over every core, up to 4
+            "decode_threads": min(cores, 4),
+        }
+        return cls(**{**derived, **given})
+
 
 # Pixels one ORT call of the local mtqa_net takes by default: batch 4 at 128 px. Past it the
-# activations leave the cache and a call costs more per image (128 px `tiny` FP32: 741 img/s at
-# batch 32 vs 932 at 4; 192 px `neu` INT8: 453 img/s in chunks of 4 vs 489 in chunks of 2).
+# activations leave the cache and a call costs more per image (docs/builder.md).
 CHUNK_PIXELS = 4 * 128 * 128
 
 

@@ -25,3 +25,11 @@ class TensorRTUnavailableError(BuildError):
 
 class RepositoryError(BuildError):
     """The model repository cannot be written as asked (bad target, missing engines, ...)."""
+
+
+class ServingError(BuildError):
+    """A serving setting (`configs.Serving`) is out of range; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field, self.detail = field, message

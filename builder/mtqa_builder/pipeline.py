@@ -6,11 +6,12 @@ fallback) aborts the build and leaves the repository untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ class BuildOptions:
     target: str = "local"
     calib: str | None = None
     calib_count: int = 64
-    serving: Serving = field(default_factory=Serving)
+    serving: Serving | None = None  # None: Serving.for_target(target), as `mtqa build` uses
     serve: str | None = None
     tolerance: float = 1.0
     val_data: str | None = None
@@ -96,6 +97,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
         raise BuildError(f"unknown precision(s) {bad}; choose from {prec.PRECISIONS}")
     if opts.target not in TARGETS:
         raise BuildError(f"unknown target {opts.target!r}; choose from {TARGETS}")
+    if opts.serving is None:
+        opts = dataclasses.replace(opts, serving=Serving.for_target(opts.target))
     serve = opts.serve or names[0]
     if serve not in names:
         raise BuildError(f"--serve {serve} is not one of the built precisions {names}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from mtqa_cli import exits
@@ -61,7 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1024,
         help="synthetic data: validation images for the gate (the run's own first)",
     )
-    parser.add_argument("--max-batch", type=int, default=32, help="max_batch_size of every model")
+    # Serving flags default to None: `Serving.for_target` fills in the target's defaults.
+    parser.add_argument("--max-batch", type=int, help="max_batch_size of every model (default: 32)")
     parser.add_argument(
         "--queue-delay-us",
         type=int,
@@ -71,12 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--preferred-batch",
         help="comma list of preferred batch sizes (default: 4 for local, none for NGC targets)",
     )
-    parser.add_argument("--max-queue-size", type=int, default=256, help="queued requests per model")
+    parser.add_argument(
+        "--max-queue-size", type=int, help="queued requests per model (default: 256)"
+    )
     parser.add_argument(
         "--queue-timeout-us",
         type=int,
-        default=5_000_000,
-        help="queue time before a request is rejected",
+        help="queue time before a request is rejected (default: 5000000)",
     )
     parser.add_argument(
         "--instances",
@@ -107,7 +108,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pixels",
         type=int,
-        default=40_000_000,
         help="mtqa_preprocess refuses an image whose header declares more pixels, before "
         "decoding it (default 40,000,000; Pillow's own limit, ~89 Mpx, still applies)",
     )
@@ -122,45 +122,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build; a bad option value exits 2, a failed build 1, each with one line on stderr."""
     from mtqa_builder.configs import Serving
-    from mtqa_builder.errors import BuildError
+    from mtqa_builder.errors import BuildError, ServingError
     from mtqa_builder.pipeline import BuildOptions, build
 
-    cores = os.cpu_count() or 1
-    local = args.target == "local"
-    # CPU (local): several single-thread ORT instances beat one multi-thread one (2 cores, 16
-    # users: 435 vs 219 img/s), and a zero batching delay batches whatever queued while an
-    # instance was busy instead of idling the CPU (1 user: 161 vs 105 img/s with 2000 us). At
-    # least two even on one core: with a single instance the bundled Triton's dynamic batcher
-    # stalls ~500 ms now and then (p99 510 ms at 1 user; docs/benchmarks.md).
-    default_instances = min(max(cores, 2), 4) if local else 1
-    instances = args.instances if args.instances is not None else default_instances
-    delay = args.queue_delay_us if args.queue_delay_us is not None else (0 if local else 2000)
-    # Batched ORT on CPU costs more per image than batch 1 (cache): small batches only amortise
-    # the per-request overhead (16 users: batching on/off 0.90 with 4, 0.81 without).
-    preferred = args.preferred_batch if args.preferred_batch is not None else ("4" if local else "")
-    try:
-        preferred_batch = tuple(int(b) for b in preferred.split(",") if b.strip())
-    except ValueError:
-        return exits.usage(
-            "build", f"--preferred-batch must be a comma list of integers, got {preferred!r}"
+    preferred = None
+    if args.preferred_batch is not None:
+        try:
+            preferred = tuple(int(b) for b in args.preferred_batch.split(",") if b.strip())
+        except ValueError:
+            return exits.usage(
+                "build",
+                f"--preferred-batch must be a comma list of integers: {args.preferred_batch}",
+            )
+    try:  # unset flags (None) keep the builder's defaults for the target and this host
+        serving = Serving.for_target(
+            args.target,
+            max_batch=args.max_batch,
+            queue_delay_us=args.queue_delay_us,
+            preferred_batch=preferred,
+            instances=args.instances,
+            max_queue_size=args.max_queue_size,
+            queue_timeout_us=args.queue_timeout_us,
+            intra_op_threads=args.intra_op_threads,
+            lane_sessions=args.lane_sessions,
+            chunk_images=args.chunk_images,
+            decode_threads=args.decode_threads,
+            max_pixels=args.max_pixels,
         )
-    # A batch the batcher hands to one instance uses every core (its lanes) instead of leaving
-    # one idle while the sibling instance waits for work (docs/benchmarks.md, session 7).
-    lanes = args.lane_sessions if args.lane_sessions is not None else min(cores, 4)
-    decode_threads = args.decode_threads if args.decode_threads is not None else min(cores, 4)
-    counts = (args.max_batch, instances, args.max_queue_size, lanes, decode_threads)
-    counts = (*counts, args.max_pixels)
-    if min(counts) < 1 or delay < 0 or (args.chunk_images or 0) < 0:
-        return exits.usage(
-            "build",
-            "--max-batch, --instances, --max-queue-size, --lane-sessions, "
-            "--decode-threads and --max-pixels must be >= 1, delay and --chunk-images >= 0",
-        )
-    if any(not 1 <= b <= args.max_batch for b in preferred_batch):
-        return exits.usage("build", f"preferred batch sizes must lie in 1..{args.max_batch}")
-    # Half the cores per instance set: the net shares them with the pre/post-processing stubs,
-    # the server and (in a benchmark) the load generator.
-    threads = args.intra_op_threads or max(1, cores // (2 * instances))
+    except ServingError as exc:
+        return exits.usage("build", f"--{exc.field.replace('_', '-')} {exc.detail}")
     for flag, folder in (("--repo", args.repo), ("--work-dir", args.work_dir)):
         reason = unwritable(folder) if folder is not None else None
         if reason:  # before the export and the gate, not after them
@@ -172,19 +162,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         calib=args.calib,
         calib_count=args.calib_count,
-        serving=Serving(
-            max_batch=args.max_batch,
-            queue_delay_us=delay,
-            preferred_batch=preferred_batch,
-            instances=instances,
-            max_queue_size=args.max_queue_size,
-            queue_timeout_us=args.queue_timeout_us,
-            intra_op_threads=threads,
-            lane_sessions=lanes,
-            chunk_images=args.chunk_images,
-            decode_threads=decode_threads,
-            max_pixels=args.max_pixels,
-        ),
+        serving=serving,
         serve=args.serve,
         tolerance=args.tolerance,
         val_data=args.val_data,
