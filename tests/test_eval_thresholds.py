@@ -72,6 +72,10 @@ def test_presence_cut_falls_back_when_val_cannot_decide(tmp_path):
         np.array([[0.995], [0.999], [0.97]]), np.array([[1], [1], [0]]), ["a"]
     )
     assert confident["a"] == 0.95 and "lowered" in confident.notes["a"]
+    # with enough of both sides a high cut is kept: an under-trained head's shifted probabilities
+    shifted = np.r_[np.full(12, 0.999), np.full(20, 0.97)][:, None]
+    kept = select_thresholds(shifted, np.r_[np.ones(12), np.zeros(20)][:, None], ["a"])
+    assert 0.97 < kept["a"] < 0.999 and "a" not in kept.notes
     save_thresholds(tmp_path, cuts, cuts, "val", "max_f1")
     notes = load_thresholds(tmp_path)["notes"]
     assert set(notes["presence"]) == {"all", "faint"} and "no negative" in notes["presence"]["all"]

@@ -9,7 +9,9 @@ plus ``"notes"``: per head, the classes whose cut the split could not decide, an
 
 Where the split cannot decide a class (no positive, no negative, or a best cut below
 ``MIN_THRESHOLD``, where the probabilities do not separate the class), the class keeps
-``DEFAULT_THRESHOLD``; a best cut above ``MAX_THRESHOLD`` is lowered to it.
+``DEFAULT_THRESHOLD``; a best cut above ``MAX_THRESHOLD`` is lowered to it unless the split holds
+at least ``TRUSTED_SUPPORT`` positives and negatives of the class (then the probabilities are
+shifted up, as an under-trained head's often are, and the cut that separates them is kept).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ DEFAULT_THRESHOLD = 0.5
 # decide for unseen images that only near-certain scores count.
 MIN_THRESHOLD = 0.05
 MAX_THRESHOLD = 0.95
+TRUSTED_SUPPORT = 10
 
 
 class Selection(dict):
@@ -50,16 +53,22 @@ class Selection(dict):
             self.notes[name] = note
 
 
-def _guarded(selection: Selection, name: str, best: float) -> None:
-    """Store ``best`` for ``name`` within [MIN_THRESHOLD, MAX_THRESHOLD] (see module doc)."""
+def _guarded(selection: Selection, name: str, best: float, support: int) -> None:
+    """Store ``best`` for ``name`` within the sane range; ``support``, the smaller of the
+    positive and negative counts behind it, decides whether a high cut is trusted (module doc).
+    """
     if best < MIN_THRESHOLD:
         note = (
             f"best cut {best:.3f} lies below the floor {MIN_THRESHOLD}: the probabilities do not "
             f"separate the class; default {DEFAULT_THRESHOLD} used"
         )
         selection.set(name, DEFAULT_THRESHOLD, note)
-    elif best > MAX_THRESHOLD:
-        selection.set(name, MAX_THRESHOLD, f"best cut {best:.3f} lowered to {MAX_THRESHOLD}")
+    elif best > MAX_THRESHOLD and support < TRUSTED_SUPPORT:
+        note = (
+            f"best cut {best:.3f} lowered to {MAX_THRESHOLD}: {support} examples on one side "
+            "are too few to trust a near-certain cut"
+        )
+        selection.set(name, MAX_THRESHOLD, note)
     else:
         selection.set(name, best)
 
@@ -131,7 +140,8 @@ def select_thresholds(
             )
             out.set(name, DEFAULT_THRESHOLD, note)
         else:
-            _guarded(out, name, _cut_from_curve(y, probs[:, k], rule, target_recall))
+            support = int(min(y.sum(), (~y).sum()))
+            _guarded(out, name, _cut_from_curve(y, probs[:, k], rule, target_recall), support)
     return out
 
 
@@ -192,7 +202,7 @@ class PixelHistogram:
                 best = int(np.argmax(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
             else:
                 best = int(np.flatnonzero(tp >= target_recall * tp[0] - 1e-9).max())
-            _guarded(out, name, float(cuts[best]))
+            _guarded(out, name, float(cuts[best]), int(min(tp[0], fp[0])))
         return out
 
 
