@@ -194,6 +194,24 @@ def test_spec_reads_labels_and_checks_the_contract() -> None:
         build_spec(*_meta(), kind="net")
 
 
+def test_spec_learns_the_network_model_from_the_ensemble_config() -> None:
+    meta, config = _meta()
+    assert build_spec(meta, config, kind="inspect").net_model is None  # names none
+    config["config"]["parameters"]["net_model"] = {"string_value": "my_net"}
+    assert build_spec(meta, config, kind="inspect").net_model == "my_net"
+    # Without the parameter (older repositories): the step that produces the logits.
+    del config["config"]["parameters"]["net_model"]
+    logits = {n: n for n in ("presence_logits", "seg_logits", "grade_logits")}
+    config["config"]["ensemble_scheduling"] = {
+        "step": [
+            {"model_name": "pre", "output_map": {"images": "images"}},
+            {"model_name": "other_net", "input_map": {"images": "images"}, "output_map": logits},
+            {"model_name": "post", "input_map": logits, "output_map": {"regions": "regions"}},
+        ]
+    }
+    assert build_spec(meta, config, kind="inspect").net_model == "other_net"
+
+
 def test_parse_results_unpacks_and_resizes_masks_lazily() -> None:
     spec = build_spec(*_meta(), kind="inspect")
     mask = np.zeros((K, S, S), bool)

@@ -29,6 +29,7 @@ grpc_gevent.init_gevent()
 import numpy as np  # noqa: E402
 from locust import FastHttpUser, User, constant, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
+from mtqa_builder.contract import ENSEMBLE  # noqa: E402
 
 from mtqa_bench import payloads  # noqa: E402
 
@@ -40,8 +41,9 @@ _CLIENT_TIMEOUT_S = 120.0
 def _options(parser) -> None:
     group = parser.add_argument_group("mtqa")
     group.add_argument("--mtqa-payloads", env_var="MTQA_BENCH_PAYLOADS", default="")
-    group.add_argument("--mtqa-model", env_var="MTQA_BENCH_MODEL", default="mtqa_inspect")
-    group.add_argument("--mtqa-net-model", env_var="MTQA_BENCH_NET_MODEL", default="mtqa_net")
+    group.add_argument("--mtqa-model", env_var="MTQA_BENCH_MODEL", default=ENSEMBLE)
+    # empty: the network the ensemble names in its config (the SDK reads it)
+    group.add_argument("--mtqa-net-model", env_var="MTQA_BENCH_NET_MODEL", default="")
     group.add_argument("--mtqa-version", env_var="MTQA_BENCH_VERSION", default="")
     group.add_argument("--mtqa-batch", type=int, env_var="MTQA_BENCH_BATCH", default=1)
     group.add_argument("--mtqa-sidecar", env_var="MTQA_BENCH_SIDECAR", default="")
@@ -125,7 +127,7 @@ class _GrpcUser(User):
         self.client = InspectionClient(
             self.host,
             model=opts.mtqa_model,
-            net_model=opts.mtqa_net_model,
+            net_model=opts.mtqa_net_model or None,
             timeout_s=_CLIENT_TIMEOUT_S,
             connect_timeout_s=_CLIENT_TIMEOUT_S,
             retries=0,  # a benchmark counts failures instead of hiding them
@@ -181,14 +183,18 @@ class TensorUser(_GrpcUser):
         if opts.mtqa_payloads:
             tensors = payloads.read_tensors(Path(opts.mtqa_payloads))
         else:
-            side = self.client.net_spec().image_size or 128
+            side = self.client.net_spec().image_size
+            if not side:  # a dynamic input side: only real payloads say what to send
+                raise RuntimeError(
+                    f"{self.client.net_model} declares no fixed image size; pass --mtqa-payloads"
+                )
             rng = np.random.default_rng(0)
             tensors = rng.standard_normal((_GENERATED_COUNT, 3, side, side), dtype=np.float32)
         self.groups = (np.stack(g) for g in _batches(list(tensors), opts.mtqa_batch))
         self.version = opts.mtqa_version or None
         if self.client.uses_shared_memory:
             SHARE.transport = "shm"
-        self.name = f"{opts.mtqa_net_model}" + (f" v{self.version}" if self.version else "")
+        self.name = self.client.net_model + (f" v{self.version}" if self.version else "")
 
     @task
     def infer(self) -> None:

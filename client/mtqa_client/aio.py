@@ -248,7 +248,7 @@ class AsyncInspectionClient(ClientBase):
     async def net_spec(self) -> ModelSpec:
         """The raw model's spec, read and checked on first use."""
         if self._net_spec is None:
-            self._net_spec = await self._load_spec(self.options.net_model, "net", None)
+            self._net_spec = await self._load_spec(self.net_model, "net", None)
         return self._net_spec
 
     async def infer_tensor(
@@ -265,7 +265,7 @@ class AsyncInspectionClient(ClientBase):
 
         async def one(chunk: np.ndarray) -> tuple[dict[str, np.ndarray], float, str, dict]:
             inputs, outputs = protocol.net_request(np.ascontiguousarray(chunk))
-            model = self.options.net_model
+            model = self.net_model
             result, ms = await self._infer(model, pinned, inputs, outputs, timeout_s)
             version, server = protocol.response_info(result)
             return protocol.read_outputs(result, list(NET_OUTPUTS)), ms, version, server

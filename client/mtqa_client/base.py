@@ -20,6 +20,7 @@ from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import (
     InspectionError,
     InvalidInputError,
+    ModelContractError,
     ModelNotReadyError,
     ServerUnavailableError,
     from_server_error,
@@ -32,6 +33,7 @@ from mtqa_client.retry import RetryPolicy, is_retryable
 from mtqa_client.spec import (
     INSPECT_OUTPUTS,
     ITEM_ERROR,
+    NET_MODEL_PARAMETER,
     NET_OUTPUTS,
     ModelSpec,
     build_spec,
@@ -64,7 +66,7 @@ class ClientBase:
         *,
         model: str = "mtqa_inspect",
         version: str | int | None = None,
-        net_model: str = "mtqa_net",
+        net_model: str | None = None,
         timeout_s: float = 30.0,
         connect_timeout_s: float = 60.0,
         retries: int | RetryPolicy = 3,
@@ -79,7 +81,8 @@ class ClientBase:
         wait_for_server: bool = False,
     ) -> None:
         """`headers` go with every call; `key` (the server's control key, needed for
-        `shared_memory=True` on an mtqa server) is added to them."""
+        `shared_memory=True` on an mtqa server) is added to them. `net_model` names the raw
+        network `infer_tensor` calls; by default the inspect model's config names it."""
         headers = {**(headers or {}), **control_headers(key)}
         self.options: ClientOptions = make_options(
             url,
@@ -166,6 +169,20 @@ class ClientBase:
         return ModelNotReadyError(reason, endpoint=seen)
 
     # -- model specs -------------------------------------------------------------------------
+
+    @property
+    def net_model(self) -> str:
+        """The raw network model `infer_tensor` calls: the `net_model` argument, else the one
+        the inspect model's config names (ModelContractError when it names none)."""
+        opts = self.options
+        name = opts.net_model or self.spec.net_model
+        if not name:
+            raise ModelContractError(
+                f"model {opts.model!r} names no network model (no {NET_MODEL_PARAMETER!r} "
+                f"parameter, no step producing {sorted(NET_OUTPUTS)}); pass net_model=",
+                model=opts.model,
+            )
+        return name
 
     def _spec_plan(self, model: str, kind: str, version: str | None) -> SpecPlan:
         """The reads that make `model`'s spec, sent back one by one by the client's driver."""

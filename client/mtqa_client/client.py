@@ -239,7 +239,7 @@ class InspectionClient(ClientBase):
         with self._lock:
             if self._net_spec is None:
                 # The version pin applies to the inspect model; the raw model follows its policy.
-                self._net_spec = self._load_spec(self.options.net_model, "net", None)
+                self._net_spec = self._load_spec(self.net_model, "net", None)
             return self._net_spec
 
     def infer_tensor(
@@ -274,7 +274,7 @@ class InspectionClient(ClientBase):
         if self._shm is not None:
             region, layout = self._shm_prepare(chunk, inputs, outputs)
         try:
-            result, ms = self._infer(self.options.net_model, version, inputs, outputs, timeout_s)
+            result, ms = self._infer(self.net_model, version, inputs, outputs, timeout_s)
             version, server = protocol.response_info(result)
             if region is None:
                 arrays = protocol.read_outputs(result, list(NET_OUTPUTS))
@@ -317,7 +317,7 @@ class InspectionClient(ClientBase):
         opts = self.options
         self._read(
             Read(
-                opts.net_model,
+                self.net_model,
                 lambda c: c.register_system_shared_memory(
                     name, key, size, headers=opts.headers, client_timeout=opts.timeout_s
                 ),

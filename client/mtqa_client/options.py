@@ -17,7 +17,7 @@ class ClientOptions:
 
     urls: tuple[str, ...]
     model: str
-    net_model: str
+    net_model: str | None  # None: the one the inspect model's config names
     version: str | None
     timeout_s: float
     connect_timeout_s: float
@@ -53,7 +53,7 @@ def make_options(
     url: str,
     *,
     model: str,
-    net_model: str,
+    net_model: str | None,
     version: str | int | None,
     timeout_s: float,
     connect_timeout_s: float,
@@ -81,7 +81,7 @@ def make_options(
     return ClientOptions(
         urls=urls,
         model=model,
-        net_model=net_model,
+        net_model=net_model or None,
         version=None if version in (None, "") else str(version),
         timeout_s=float(timeout_s),
         connect_timeout_s=float(connect_timeout_s),

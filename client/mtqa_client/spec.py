@@ -5,7 +5,9 @@ returns with `as_json=True`). It checks the mtqa tensor contract of docs/archite
 `ModelContractError` naming the offending tensor, so a wrong model, shape or dtype fails at
 connect instead of deep inside a response. Class names, grade names and thresholds are read from
 the config `parameters` (`classes`/`labels`, `grades`, `thresholds`, `image_size`; JSON or
-comma-separated strings) of the model itself or of the models its ensemble steps call.
+comma-separated strings) of the model itself or of the models its ensemble steps call. The raw
+network's model name comes from the ensemble config too (`net_model`), so the SDK needs no
+repository file and no name of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ INSPECT_OUTPUTS = {
 ITEM_ERROR = "item_error"
 NET_OUTPUTS = {"presence_logits": "FP32", "seg_logits": "FP32", "grade_logits": "FP32"}
 DEFAULT_GRADES = ("ok", "minor", "major", "reject")
+NET_MODEL_PARAMETER = "net_model"  # ensemble config parameter naming the raw network model
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ModelSpec:
     grades: tuple[str, ...]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     image_size: int | None = None
+    net_model: str | None = None  # inspect models: the raw network model the ensemble calls
 
 
 def _tensors(meta: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -147,6 +151,7 @@ def build_spec(
         _check(outputs, INSPECT_OUTPUTS, name, "output")
         k_dim, g_dim = outputs["presence_prob"][1][-1], outputs["grade_prob"][1][-1]
         size = _size_from_packed(outputs["masks_packed"][1][-1])
+        net_model = net_model_of(cfg)
     elif kind == "net":
         _check(inputs, {IMAGES: "FP32"}, name, "input")
         _check(outputs, NET_OUTPUTS, name, "output")
@@ -159,6 +164,7 @@ def build_spec(
             )
         k_dim, g_dim = outputs["presence_logits"][1][-1], outputs["grade_logits"][1][-1]
         size = shape[1] if shape[1] > 0 else None
+        net_model = name
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     classes, grades, thresholds, param_size = _labels([cfg, *extra_configs])
@@ -183,7 +189,21 @@ def build_spec(
         grades=grades,
         thresholds=thresholds,
         image_size=size or param_size,
+        net_model=net_model,
     )
+
+
+def net_model_of(config: Mapping[str, Any]) -> str | None:
+    """The raw network an inspect model calls: its `net_model` config parameter, else the
+    ensemble step whose outputs are the network's logits (None: neither is there)."""
+    cfg = config.get("config", config)
+    named = _param(cfg.get("parameters", {}) or {}, NET_MODEL_PARAMETER)
+    if named:
+        return named
+    for step in cfg.get("ensemble_scheduling", {}).get("step", []):
+        if set(NET_OUTPUTS) <= set(step.get("output_map", {})) and "model_name" in step:
+            return str(step["model_name"])
+    return None
 
 
 def ensemble_steps(config: Mapping[str, Any]) -> list[str]:
