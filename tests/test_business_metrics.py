@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "builder/mtqa_builder/triton_models/postprocess_core.py"
 ALERT_RULES = ROOT / "docker/prometheus/alerts.yml"
 MODEL = "mtqa_postprocess"
+# the presence histogram's `le` labels (postprocess_core.PROBABILITY_BUCKETS, then +Inf)
+BUCKET_LES = ("0.05", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "+Inf")
 
 
 def _core():
@@ -45,7 +47,7 @@ def _core():
 def test_tallies_count_answered_images_only() -> None:
     core = _core()
     result = {
-        "presence_prob": np.array([[0.9, 0.1], [0.0, 0.0], [0.6, 0.7]], np.float32),
+        "presence_prob": np.array([[0.875, 0.125], [0.0, 0.0], [0.625, 0.75]], np.float32),
         "presence_decision": np.array([[True, False], [False, False], [True, True]]),
         "grade_index": np.array([[2], [-1], [0]], np.int32),
         "regions": np.array(
@@ -61,8 +63,13 @@ def test_tallies_count_answered_images_only() -> None:
     assert (t["images"], t["failed"]) == (2, 1)
     assert t["defects"].tolist() == [2, 1] and t["regions"].tolist() == [2, 1]
     assert t["grades"].tolist() == [1, 0, 1]
-    np.testing.assert_allclose(t["presence"], [[0.9, 0.1], [0.6, 0.7]], rtol=1e-6)
-    assert t["regions_per_image"].tolist() == [2, 1]
+    # cumulative per bound 0.05 ... 0.95, +Inf: class 0 saw 0.875 and 0.625, class 1 0.125, 0.75
+    assert t["presence_buckets"][0].tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2]
+    assert t["presence_buckets"][1].tolist() == [0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert t["presence_sum"].tolist() == [1.5, 0.875]
+    assert t["region_buckets"].tolist() == [0, 1, 2, 2, 2, 2, 2, 2, 2]  # 0,1,2,3,5,8,13,21,+Inf
+    assert t["region_sum"] == 3
+    assert [core.bucket_label(b) for b in (0.05, 1.0, float("inf"))] == ["0.05", "1", "+Inf"]
 
 
 # --- a real Prometheus -------------------------------------------------------------------------
@@ -182,10 +189,6 @@ def _until(prom: Prometheus, expr: str, want: float, timeout_s: float = 30) -> N
     raise AssertionError(f"{expr} is {seen} in Prometheus, expected {want}")
 
 
-def _by(series: dict[tuple, float], label: str) -> dict[str, float]:
-    return {dict(k)[label]: v for k, v in series.items()}
-
-
 def test_prometheus_counts_equal_the_sdk_results(fresh_server, prometheus) -> None:
     items = _images()
     with InspectionClient(fresh_server.grpc_url, validate_images=False) as client:
@@ -204,30 +207,46 @@ def test_prometheus_counts_equal_the_sdk_results(fresh_server, prometheus) -> No
 
     selector = f'{{job="triton",model="{MODEL}"}}'
     _until(prometheus, f"mtqa_images_inspected_total{selector}", 12)
-    assert sum(prometheus.query(f"mtqa_images_failed_total{selector}").values()) == 1
+    expected = {
+        "failed": {"": 1.0},
+        "defects": {c: sum(o.defects[k].decision for o in answered) for k, c in enumerate(classes)},
+        "regions": dict.fromkeys(classes, 0)
+        | Counter(r.class_name for o in answered for r in o.regions),
+        "grades": dict.fromkeys(answered[0].grade.probabilities, 0)
+        | Counter(o.grade.name for o in answered),
+        "regions_sum": {"": sum(len(o.regions) for o in answered)},
+        "buckets": {
+            (c, le): np.sum(np.array([o.defects[k].probability for o in answered]) <= float(le))
+            for k, c in enumerate(classes)
+            for le in BUCKET_LES
+        },
+    }
+    assert sum(expected["defects"].values()) > 0
 
-    defects = _by(prometheus.query(f"mtqa_defects_total{selector}"), "class")
-    expected = {c: sum(o.defects[k].decision for o in answered) for k, c in enumerate(classes)}
-    assert defects == expected and sum(expected.values()) > 0
-    regions = _by(prometheus.query(f"mtqa_regions_total{selector}"), "class")
-    listed = Counter(r.class_name for o in answered for r in o.regions)
-    assert regions == {c: listed[c] for c in classes}
-    grades = _by(prometheus.query(f"mtqa_grade_total{selector}"), "grade")
-    graded = Counter(o.grade.name for o in answered)
-    assert grades == {g: graded[g] for g in answered[0].grade.probabilities}
+    def scraped() -> dict:
+        def one(name: str, label: str) -> dict:
+            return {dict(k).get(label, ""): v for k, v in prometheus.query(name + selector).items()}
 
-    # The histogram's buckets hold each item's probability as the SDK reported it.
-    buckets = prometheus.query(f"mtqa_presence_probability_bucket{selector}")
-    for k, c in enumerate(classes):
-        probs = np.array([o.defects[k].probability for o in answered])
-        for key, count in buckets.items():
-            labels = dict(key)
-            if labels["class"] == c:
-                assert count == np.sum(probs <= float(labels["le"])), (c, labels["le"])
-    per_image = prometheus.query(f"mtqa_regions_per_image_sum{selector}")
-    assert sum(per_image.values()) == sum(len(o.regions) for o in answered)
+        buckets = prometheus.query(f"mtqa_presence_probability_bucket{selector}")
+        return {
+            "failed": one("mtqa_images_failed_total", ""),
+            "defects": one("mtqa_defects_total", "class"),
+            "regions": one("mtqa_regions_total", "class"),
+            "grades": one("mtqa_grade_total", "grade"),
+            "regions_sum": one("mtqa_regions_per_image_sum", ""),
+            "buckets": {(dict(k)["class"], dict(k)["le"]): v for k, v in buckets.items()},
+        }
+
+    # Updates reach Triton within a flush interval (1 s) and Prometheus at its next scrape.
+    deadline, seen = time.monotonic() + 20, scraped()
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = scraped()
+    for key in expected:  # the histogram holds each item's probability as the SDK reported it
+        assert seen[key] == expected[key], key
     served = sorted(p.name for p in (fresh_server.repo / MODEL).iterdir() if p.name.isdigit())
-    assert {dict(k)["version"] for k in buckets} == {served[-1]}
+    versions = prometheus.query(f"mtqa_presence_probability_bucket{selector}")
+    assert {dict(k)["version"] for k in versions} == {served[-1]}
 
 
 def test_every_series_the_alert_rules_read_is_scraped(prometheus) -> None:

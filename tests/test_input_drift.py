@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,14 @@ def drift_server(built_repo: Path) -> Iterator[TritonServer]:
     server.stop()
 
 
+def _scored(server: TritonServer, count: int, timeout_s: float = 15) -> None:
+    """Wait for the preprocess model's next flush (1 s) to report `count` images scored."""
+    deadline = time.monotonic() + timeout_s
+    while _series(server, "mtqa_input_images_scored_total") < count:
+        assert time.monotonic() < deadline, "drift counters did not reach Triton"
+        time.sleep(0.2)
+
+
 def _series(server: TritonServer, name: str) -> float:
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{")]
@@ -81,6 +90,7 @@ def test_drift_score_rises_on_brighter_images_only(drift_server: TritonServer) -
         for name, images in (("original", originals), ("brighter", brighter)):
             for start in range(0, len(images), 16):
                 client.inspect(images[start : start + 16])
+            _scored(drift_server, 128 if name == "original" else 256)
             scores[name] = _series(drift_server, "mtqa_input_drift_score")
             scores[name + "_outside"] = _series(drift_server, "mtqa_input_outside_reference_total")
     assert _series(drift_server, "mtqa_input_images_scored_total") == 256

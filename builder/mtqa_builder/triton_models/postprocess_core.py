@@ -125,14 +125,28 @@ PROBABILITY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 REGION_BUCKETS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
 
 
+def bucket_label(bound: float) -> str:
+    """A bucket's `le` label as Prometheus clients write it ("0.5", "1.0" -> "1", "+Inf")."""
+    return "+Inf" if bound == float("inf") else f"{bound:g}"
+
+
+def cumulative(values: np.ndarray, bounds: tuple[float, ...]) -> np.ndarray:
+    """Histogram counts as Prometheus keeps them: for each bound (then +Inf), how many of
+    `values` (reduced over axis 0) are <= it. [n] -> [len(bounds)+1], [n, K] -> [K, ...]."""
+    v = np.asarray(values, dtype=np.float64)
+    edges = np.asarray((*bounds, np.inf))
+    return (v[..., None] <= edges).sum(axis=0)
+
+
 def tallies(result: dict[str, np.ndarray], valid: np.ndarray, grades: int) -> dict[str, np.ndarray]:
     """What one request adds to the business metrics, from `postprocess`'s outputs.
 
-    Whole-array numpy only (a few microseconds a batch): `images` answered, `failed` (images
+    Whole-array numpy only (tens of microseconds a batch): `images` answered, `failed` (images
     preprocess could not decode), `defects` [K] images decided to hold each class, `regions`
-    [K] regions listed per class, `grades` [G] images per grade, and the per-image values the
-    histograms observe: `presence` [n, K] probabilities and `regions_per_image` [n], both over
-    the answered images only.
+    [K] regions listed per class, `grades` [G] images per grade, and the histograms of the
+    answered images: `presence_buckets` [K, len(PROBABILITY_BUCKETS)+1] cumulative counts of
+    presence probabilities with `presence_sum` [K], `region_buckets` / `region_sum` of the
+    regions per image.
     """
     valid = np.asarray(valid, bool).reshape(-1)
     decision = result["presence_decision"][valid]
@@ -140,12 +154,16 @@ def tallies(result: dict[str, np.ndarray], valid: np.ndarray, grades: int) -> di
     region_class = result["regions"][valid][..., 0].astype(np.int64)  # -1 pads
     listed = region_class >= 0
     grade_index = result["grade_index"].reshape(-1)[valid]
+    presence = result["presence_prob"][valid].astype(np.float64)
+    per_image = listed.sum(axis=1)
     return {
         "images": np.int64(valid.sum()),
         "failed": np.int64((~valid).sum()),
         "defects": decision.sum(axis=0, dtype=np.int64),
         "regions": np.bincount(region_class[listed], minlength=k)[:k],
         "grades": np.bincount(grade_index[grade_index >= 0], minlength=grades)[:grades],
-        "presence": result["presence_prob"][valid],
-        "regions_per_image": listed.sum(axis=1),
+        "presence_buckets": cumulative(presence, PROBABILITY_BUCKETS),
+        "presence_sum": presence.sum(axis=0),
+        "region_buckets": cumulative(per_image, REGION_BUCKETS),
+        "region_sum": np.float64(per_image.sum()),
     }

@@ -6,10 +6,11 @@ images it marks get empty results (see postprocess_core.postprocess).
 It also exports what it finds on Triton's metrics port (python-backend custom metrics), labelled
 `model`/`version` like Triton's own `nv_*` series: `mtqa_images_inspected_total`,
 `mtqa_images_failed_total`, `mtqa_defects_total{class}` (images decided to hold the class),
-`mtqa_regions_total{class}`, `mtqa_grade_total{grade}`, the histograms
-`mtqa_presence_probability{class}` and `mtqa_regions_per_image`. Each metric update is a round
-trip to the server process, so counters are summed per request first and only non-zero ones
-sent. The config parameter `business_metrics: "off"` turns them off (for the overhead benchmark).
+`mtqa_regions_total{class}`, `mtqa_grade_total{grade}`, and the histograms
+`mtqa_presence_probability{class}` and `mtqa_regions_per_image` (`_bucket{le}`, `_sum`,
+`_count`, written as counters: the backend's HISTOGRAM kind takes one blocking `observe` per
+value). `execute` only sums them (numpy); `utils.DeferredMetrics` sends the sums to Triton every
+`metrics_interval_s` seconds (parameter, default 1). `business_metrics: "off"` turns them off.
 """
 
 import importlib.util
@@ -26,57 +27,71 @@ _UTILS.loader.exec_module(utils)
 _INPUTS = ("presence_logits", "seg_logits", "grade_logits", "orig_size")
 
 
-def _family(name, description, kind):
-    return pb_utils.MetricFamily(name=name, description=description, kind=kind)
+def _family(name, description):
+    return pb_utils.MetricFamily(
+        name=name, description=description, kind=pb_utils.MetricFamily.COUNTER
+    )
 
 
 class BusinessMetrics:
     """The inspection counters and histograms of one model instance (created at initialize)."""
 
-    def __init__(self, core, model, version, classes, grades):
-        counter, histogram = pb_utils.MetricFamily.COUNTER, pb_utils.MetricFamily.HISTOGRAM
+    def __init__(self, core, deferred, model, version, classes, grades):
         base = {"model": model, "version": str(version)}
         # Families are kept: a Metric must not outlive its MetricFamily.
         self.families = {
-            "images": _family("mtqa_images_inspected_total", "Images answered", counter),
-            "failed": _family("mtqa_images_failed_total", "Images that failed decoding", counter),
-            "defects": _family("mtqa_defects_total", "Images decided to hold a class", counter),
-            "regions": _family("mtqa_regions_total", "Defect regions listed per class", counter),
-            "grades": _family("mtqa_grade_total", "Images per predicted grade", counter),
-            "presence": _family(
-                "mtqa_presence_probability", "Presence probability per class", histogram
-            ),
-            "per_image": _family("mtqa_regions_per_image", "Defect regions per image", histogram),
+            key: _family(name, text)
+            for key, name, text in (
+                ("images", "mtqa_images_inspected_total", "Images answered"),
+                ("failed", "mtqa_images_failed_total", "Images that failed decoding"),
+                ("defects", "mtqa_defects_total", "Images decided to hold a class"),
+                ("regions", "mtqa_regions_total", "Defect regions listed per class"),
+                ("grades", "mtqa_grade_total", "Images per predicted grade"),
+                ("p_bucket", "mtqa_presence_probability_bucket", "Presence probability <= le"),
+                ("p_sum", "mtqa_presence_probability_sum", "Sum of presence probabilities"),
+                ("p_count", "mtqa_presence_probability_count", "Presence probabilities seen"),
+                ("r_bucket", "mtqa_regions_per_image_bucket", "Images with <= le regions"),
+                ("r_sum", "mtqa_regions_per_image_sum", "Sum of regions per image"),
+                ("r_count", "mtqa_regions_per_image_count", "Images counted for regions"),
+            )
         }
         f = self.families
+        les = [core.bucket_label(b) for b in (*core.PROBABILITY_BUCKETS, float("inf"))]
+        region_les = [core.bucket_label(b) for b in (*core.REGION_BUCKETS, float("inf"))]
+        per_class = [{**base, "class": c} for c in classes]
         self.images = f["images"].Metric(labels=base)
         self.failed = f["failed"].Metric(labels=base)
-        self.defects = [f["defects"].Metric(labels={**base, "class": c}) for c in classes]
-        self.regions = [f["regions"].Metric(labels={**base, "class": c}) for c in classes]
+        self.defects = [f["defects"].Metric(labels=lab) for lab in per_class]
+        self.regions = [f["regions"].Metric(labels=lab) for lab in per_class]
         self.grades = [f["grades"].Metric(labels={**base, "grade": g}) for g in grades]
-        prob_buckets = list(core.PROBABILITY_BUCKETS)
-        self.presence = [
-            f["presence"].Metric(labels={**base, "class": c}, buckets=prob_buckets) for c in classes
+        self.p_buckets = [
+            [f["p_bucket"].Metric(labels={**lab, "le": le}) for le in les] for lab in per_class
         ]
-        self.per_image = f["per_image"].Metric(labels=base, buckets=list(core.REGION_BUCKETS))
-        self.core, self.n_grades = core, len(grades)
+        self.p_sum = [f["p_sum"].Metric(labels=lab) for lab in per_class]
+        self.p_count = [f["p_count"].Metric(labels=lab) for lab in per_class]
+        self.r_buckets = [f["r_bucket"].Metric(labels={**base, "le": le}) for le in region_les]
+        self.r_sum = f["r_sum"].Metric(labels=base)
+        self.r_count = f["r_count"].Metric(labels=base)
+        self.core, self.deferred, self.n_grades = core, deferred, len(grades)
 
     def record(self, result, valid):
         """Add one request's outcome (postprocess outputs, bool [B] decoded images)."""
         t = self.core.tallies(result, valid, self.n_grades)
-        for metric, count in (
-            [(self.images, t["images"]), (self.failed, t["failed"])]
-            + list(zip(self.defects, t["defects"], strict=True))
-            + list(zip(self.regions, t["regions"], strict=True))
-            + list(zip(self.grades, t["grades"], strict=True))
-        ):
-            if count:
-                metric.increment(float(count))
-        for metric, column in zip(self.presence, t["presence"].T.tolist(), strict=True):
-            for value in column:
-                metric.observe(value)
-        for value in t["regions_per_image"].tolist():
-            self.per_image.observe(float(value))
+        pairs = [
+            (self.images, t["images"]),
+            (self.failed, t["failed"]),
+            (self.r_sum, t["region_sum"]),
+            (self.r_count, t["images"]),
+            *zip(self.defects, t["defects"], strict=True),
+            *zip(self.regions, t["regions"], strict=True),
+            *zip(self.grades, t["grades"], strict=True),
+            *zip(self.p_sum, t["presence_sum"], strict=True),
+            *((m, t["images"]) for m in self.p_count),
+            *zip(self.r_buckets, t["region_buckets"], strict=True),
+        ]
+        for row, counts in zip(self.p_buckets, t["presence_buckets"], strict=True):
+            pairs.extend(zip(row, counts, strict=True))
+        self.deferred.add_many(pairs)
 
 
 class TritonPythonModel:
@@ -102,13 +117,27 @@ class TritonPythonModel:
         """BusinessMetrics, or None (logged) where this server has no custom metrics."""
         manifest = _HERE / "manifest.json"
         grades = json.loads(manifest.read_text()).get("grades") if manifest.is_file() else None
+        interval = float(
+            utils.parameters(json.loads(args["model_config"])).get("metrics_interval_s", "1.0")
+        )
         try:
+            self.deferred = utils.DeferredMetrics(interval)
             return BusinessMetrics(
-                self.core, args["model_name"], args["model_version"], classes, grades or []
+                self.core,
+                self.deferred,
+                args["model_name"],
+                args["model_version"],
+                classes,
+                grades or [],
             )
         except Exception as exc:  # e.g. --allow-metrics=false: serve without them
+            self.deferred.close()
             pb_utils.Logger.log_warn(f"mtqa_postprocess: business metrics off: {exc}")
             return None
+
+    def finalize(self):
+        if self.metrics is not None:
+            self.deferred.close()
 
     def _content(self, orig_size):
         return np.asarray(

@@ -14,7 +14,8 @@ Where the build left a drift fingerprint (drift_reference.json, drift.py), every
 scored against it and exported on Triton's metrics port, labelled `model`/`version`:
 `mtqa_input_drift_score` (gauge: `drift.shift` of the instance's last `drift.WINDOW` images),
 `mtqa_input_images_scored_total` and `mtqa_input_outside_reference_total` (images with a
-statistic outside the reference's range). `business_metrics: "off"` turns them off.
+statistic outside the reference's range), sent every `metrics_interval_s` seconds (default 1)
+by `utils.DeferredMetrics`. `business_metrics: "off"` turns them off.
 """
 
 import ctypes
@@ -89,6 +90,10 @@ class TritonPythonModel:
                 )
             ]
             metrics = [family.Metric(labels=labels) for family in self.families]
+            interval = float(
+                utils.parameters(json.loads(args["model_config"])).get("metrics_interval_s", "1.0")
+            )
+            self.deferred = utils.DeferredMetrics(interval)
             return (drift, reference, drift.DriftWindow(reference), *metrics)
         except Exception as exc:  # no metrics on this server: serve without drift
             pb_utils.Logger.log_warn(f"mtqa_preprocess: input drift off: {exc}")
@@ -100,18 +105,18 @@ class TritonPythonModel:
             drift, reference, window, gauge, scored, outside = self.drift
             if not decoded.any():
                 return
-            stats = drift.image_stats(images[decoded])
-            gauge.set(window.add(stats))
-            scored.increment(float(len(stats)))
+            stats = drift.image_stats(images if decoded.all() else images[decoded])
+            self.deferred.set(gauge, window.add(stats))
             out = int(drift.outside(stats, reference).sum())
-            if out:
-                outside.increment(float(out))
+            self.deferred.add_many([(outside, out), (scored, len(stats))])
         except Exception as exc:
             pb_utils.Logger.log_error(f"mtqa_preprocess: drift update failed: {exc}")
 
     def finalize(self):
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+        if self.drift is not None:
+            self.deferred.close()
 
     def _one(self, data):
         """(input, (h, w), "") for a good image; (blank, (0, 0), reason) for a bad one."""
