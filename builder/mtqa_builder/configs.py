@@ -40,9 +40,9 @@ _NON_NEGATIVE = ("queue_delay_us", "queue_timeout_us")
 class Serving:
     """Batching, queueing and instance settings shared by the generated configs.
 
-    The field defaults are the NGC GPU targets' settings; use `Serving.for_target`, which also
-    derives the CPU-bound ones from the host's cores. Values out of range raise ServingError
-    naming the field.
+    The field defaults are fixed fallbacks (one instance, 2000 us, one thread each); the build
+    API and `mtqa build` use `Serving.for_target`, which derives them from the target and the
+    host's cores. Values out of range raise ServingError naming the field.
     """
 
     max_batch: int = 32
