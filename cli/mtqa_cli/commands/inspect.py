@@ -90,8 +90,11 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
         console.print(f"model {r.model_name} v{r.model_version}; * = defect decided present")
 
 
-def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -> int:
-    """Print results (answered and not); 1 when some image got no answer, else 0."""
+def report(
+    results: list, args: argparse.Namespace, classes: tuple[str, ...], command: str = "inspect"
+) -> int:
+    """Print results (answered and not) and write overlays; 1 when some image got no answer,
+    else 0. `mtqa predict` reports its offline results through it too (`command`)."""
     from mtqa_client.overlay import render_overlay
 
     if args.overlays is not None:
@@ -106,7 +109,7 @@ def _report(results: list, args: argparse.Namespace, classes: tuple[str, ...]) -
         _table(results, classes)
     failed = [r for r in results if not r.ok]
     for item in failed:
-        exits.fail("inspect", f"{item.source}: {type(item.error).__name__}: {item.error}")
+        exits.fail(command, f"{item.source}: {type(item.error).__name__}: {item.error}")
     return exits.FAILED if failed else exits.OK
 
 
@@ -127,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 results = client.inspect_many(paths, concurrency=args.concurrency)
             except BatchError as exc:  # a request failed as a whole: show what was answered
-                _report(exc.results, args, client.spec.classes)
+                report(exc.results, args, client.spec.classes)
                 return exits.fail("inspect", f"BatchError: {exc}")
-            return _report(results, args, client.spec.classes)
+            return report(results, args, client.spec.classes)
     except InspectionError as exc:
         return exits.fail("inspect", f"{type(exc).__name__}: {exc}")
