@@ -18,6 +18,8 @@ PNGS = (
     "confusion_pixels.png",
     "training_curves.png",
     "overlays.png",
+    "threshold_curves.png",
+    "confusion_presence.png",
 )
 # Every split is capped so the suite stays fast on 2 shared cores.
 LIMIT = 32
@@ -62,6 +64,7 @@ def test_evaluate_writes_every_artefact(run_copy, tmp_path, capsys):
     links = re.findall(r"\]\(([^)]+)\)", report)
     assert set(PNGS) | {"metrics.json", "confusion_matrices.json"} <= set(links)
     assert all((out / link).is_file() for link in links)
+    assert "data:image/png;base64," in (out / "report.html").read_text()
     stored = load_thresholds(run_copy, ckpt.classes)
     assert stored["selected_on"] == "val" and stored["rule"] == "max_f1"
     summary = json.loads(capsys.readouterr().out)

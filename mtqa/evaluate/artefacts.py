@@ -1,4 +1,5 @@
-"""Write every artefact of one evaluation into a folder: JSON figures, PNG plots, report.md."""
+"""Write every artefact of one evaluation into a folder: JSON figures, PNG plots, report.md and
+the self-contained report.html."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from mtqa.evaluate.plots import (
     plot_confusion,
     plot_overlays,
     plot_pr_curves,
+    plot_presence_confusions,
+    plot_threshold_curves,
     plot_training_curves,
+    plot_worst,
 )
-from mtqa.evaluate.report import write_report
+from mtqa.evaluate.report import write_html_report, write_report
 
 
 def confusion_payload(result: EvaluationResult) -> dict[str, Any]:
@@ -40,7 +44,8 @@ def write_artefacts(
     std: Sequence[float],
     metrics_csv: Path | None = None,
 ) -> dict[str, Path]:
-    """Write metrics.json, confusion_matrices.json, the PNG plots and report.md into ``out_dir``.
+    """Write metrics.json, confusion_matrices.json, the PNG plots, report.md and report.html
+    into ``out_dir``.
 
     ``metrics.json`` is the flat metrics dict (undefined values are null) plus the string
     provenance in ``info``. Returns the written files by name.
@@ -52,7 +57,9 @@ def write_artefacts(
     confusion_path.write_text(dumps(confusion_payload(result)) + "\n")
     has_log = metrics_csv is not None and metrics_csv.is_file()
     plots = {
+        "threshold_curves": plot_threshold_curves(result, out_dir / "threshold_curves.png"),
         "pr_curves": plot_pr_curves(result, out_dir / "pr_curves.png"),
+        "confusion_presence": plot_presence_confusions(result, out_dir / "confusion_presence.png"),
         "confusion_grade": plot_confusion(
             result.grade_confusion, result.grades, out_dir / "confusion_grade.png", "Grade"
         ),
@@ -66,7 +73,11 @@ def write_artefacts(
             plot_training_curves(metrics_csv, out_dir / "training_curves.png") if has_log else None
         ),
         "overlays": plot_overlays(result, mean, std, out_dir / "overlays.png"),
+        "worst_missed": plot_worst(result, "missed", mean, std, out_dir / "worst_missed.png"),
+        "worst_false": plot_worst(result, "false", mean, std, out_dir / "worst_false.png"),
     }
     artefacts = {**plots, "metrics": metrics_path, "confusion_matrices": confusion_path}
     report = write_report(out_dir / "report.md", result, info, artefacts)
-    return {"report": report, **{k: v for k, v in artefacts.items() if v is not None}}
+    html_report = write_html_report(out_dir / "report.html", result, info, artefacts)
+    written = {k: v for k, v in artefacts.items() if v is not None}
+    return {"report": report, "report_html": html_report, **written}

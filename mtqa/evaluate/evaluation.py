@@ -23,6 +23,7 @@ from mtqa.evaluate.metrics import (
     presence_metrics,
 )
 from mtqa.evaluate.thresholds import PixelHistogram, threshold_arrays
+from mtqa.evaluate.worst import WorstCase, WorstCases
 from mtqa.tasks import GRADE, OUTPUT_KEYS, PRESENCE, SEGMENTATION, TASKS
 
 PredictFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -57,6 +58,8 @@ class EvaluationResult:
     pixel_confusion: np.ndarray
     pixel_histogram: PixelHistogram
     samples: list[Sample] = field(default_factory=list)
+    # the worst missed / false presence decisions, worst first ("missed", "false" -> cases)
+    worst: dict[str, list[WorstCase]] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float | int | None]:
         """The metrics as a JSON-safe dict (NaN, i.e. undefined, becomes None)."""
@@ -110,6 +113,7 @@ class Evaluator:
         thresholds: Mapping[str, Any] | None = None,
         keep_samples: int = 0,
         histogram_bins: int = 1000,
+        worst_cases: int | None = None,
     ):
         self.classes, self.grades = list(classes), list(grades)
         self.presence_thr, self.seg_thr = threshold_arrays(thresholds, self.classes)
@@ -117,6 +121,9 @@ class Evaluator:
         self.hist = PixelHistogram(len(self.classes), histogram_bins)
         self.keep_samples = keep_samples
         self.samples: list[Sample] = []
+        # as many worst cases of each kind as samples, unless told
+        per_kind = keep_samples if worst_cases is None else worst_cases
+        self.worst = WorstCases(self.classes, self.presence_thr, per_kind)
         self._probs: list[np.ndarray] = []
         self._targets: list[np.ndarray] = []
         self._grade_true: list[np.ndarray] = []
@@ -142,6 +149,7 @@ class Evaluator:
             images = batch["image"][sel]
             for j in range(min(self.keep_samples - len(self.samples), len(ids))):
                 self.samples.append(Sample(ids[j], images[j], masks[j], seg[j], pres[sel][j]))
+            self.worst.update(ids, images, masks, seg, pres[sel], self._targets[-1][sel])
 
     def result(self) -> EvaluationResult:
         """Compute every metric from what was accumulated."""
@@ -171,6 +179,7 @@ class Evaluator:
             pixel_confusion=self.seg.confusion.copy(),
             pixel_histogram=self.hist,
             samples=self.samples,
+            worst=self.worst.cases,
         )
 
 

@@ -1,4 +1,5 @@
-"""PNG plots of an evaluation: PR curves, confusion matrices, training curves, mask overlays.
+"""PNG plots of an evaluation: PR and threshold curves, confusion matrices, training curves,
+mask overlays and the worst-case gallery (the last two drawn by `mtqa.evaluate.gallery`).
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot), which renders with the
 Agg canvas and leaves no global GUI state behind: safe in servers, tests and headless hosts.
@@ -12,19 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from sklearn.metrics import precision_recall_curve
 
+from mtqa.evaluate import gallery
 from mtqa.evaluate.evaluation import EvaluationResult
-from mtqa.evaluate.metrics import mask_labels, pixel_labels
+from mtqa.palette import PALETTE, class_hex
 
 DPI = 110
 # Bookkeeping columns of metrics.csv that are not curves worth plotting.
 _NOT_PLOTTED = {"step", "lr", "seconds", "time", "best"}
-# One distinct colour per defect class (tab10 order); overlays leave background transparent.
-_CLASS_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
+# One colour per defect class, the same as in overlays and the SDK's pictures.
+_CLASS_COLOURS = [class_hex(k) for k in range(len(PALETTE))]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -73,7 +73,8 @@ def plot_pr_curves(result: EvaluationResult, path: Path) -> Path:
 
 
 def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> Path:
-    """Confusion matrix coloured by row-normalised rate, annotated with counts (truth in rows)."""
+    """Confusion matrix normalised by row (the share of each true class predicted as each
+    class), annotated with that share and the count beneath it (truth in rows)."""
     cm = np.asarray(cm)
     rows = cm.sum(axis=1, keepdims=True)
     rate = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
@@ -84,13 +85,13 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str
     fig.colorbar(image, ax=ax, label="fraction of true row")
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
     ax.set_yticks(range(len(labels)), labels)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{title}, normalised by true row")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(
                 j,
                 i,
-                f"{cm[i, j]:,}",
+                f"{rate[i, j]:.2f}\n({cm[i, j]:,})",
                 ha="center",
                 va="center",
                 fontsize=8,
@@ -144,53 +145,120 @@ def plot_training_curves(metrics_csv: Path, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _display_image(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Undo ``(x/255 - mean) / std`` and return an RGB array in [0, 1], HWC."""
-    rgb = image * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None]
-    return np.clip(rgb.transpose(1, 2, 0), 0, 1)
+def _seg_thresholds(result: EvaluationResult) -> np.ndarray:
+    return np.array([result.metrics[f"threshold_segmentation/{c}"] for c in result.classes])
 
 
 def plot_overlays(
     result: EvaluationResult, mean: Sequence[float], std: Sequence[float], path: Path
 ) -> Path | None:
     """Per kept sample: the image, the true masks over it and the predicted masks over it (the
-    single-label pixel decision used for mIoU); None when no sample was kept."""
-    samples, classes = result.samples, result.classes
-    if not samples:
-        return None
-    seg_thr = np.array([result.metrics[f"threshold_segmentation/{c}"] for c in classes])
-    pres_thr = np.array([result.metrics[f"threshold_presence/{c}"] for c in classes])
-    colours = ["#00000000", *(_CLASS_COLOURS[k % len(_CLASS_COLOURS)] for k in range(len(classes)))]
-    cmap = ListedColormap(colours)
-    fig = Figure(figsize=(9, 0.4 + 3 * len(samples)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(samples), 3))
-    for row, sample in zip(axes, samples, strict=True):
-        rgb = _display_image(sample.image, mean, std)
-        truth = mask_labels(sample.mask)
-        pred = pixel_labels(sample.seg_prob, seg_thr)
-        for ax, (labels, title) in zip(
-            row, ((None, sample.id), (truth, "truth"), (pred, "prediction")), strict=True
-        ):
-            ax.imshow(rgb)
-            if labels is not None:
-                ax.imshow(
-                    np.ma.masked_equal(labels, 0),
-                    cmap=cmap,
-                    vmin=0,
-                    vmax=len(classes),
-                    alpha=0.55,
-                    interpolation="nearest",
-                )
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
+    single-label pixel decision used for mIoU), >= 512 px a panel; None when none was kept."""
+    pres_thr = [result.metrics[f"threshold_presence/{c}"] for c in result.classes]
+    rows = []
+    for sample in result.samples:
         found = [
-            c for c, p, t in zip(classes, sample.presence_prob, pres_thr, strict=True) if p >= t
+            c
+            for c, p, t in zip(result.classes, sample.presence_prob, pres_thr, strict=True)
+            if p >= t
         ]
-        row[2].set_title(f"prediction (present: {', '.join(found) or 'none'})", fontsize=9)
-    fig.legend(
-        [Patch(color=colours[k + 1]) for k in range(len(classes))],
-        classes,
-        loc="outside upper center",
-        ncol=len(classes),
-    )
+        title = f"{sample.id}: decided present: {', '.join(found) or 'none'}"
+        rows.append(
+            gallery.render_row(sample, mean, std, result.classes, _seg_thresholds(result), title)
+        )
+    return gallery.write_rows(rows, result.classes, path)
+
+
+def plot_worst(
+    result: EvaluationResult, kind: str, mean: Sequence[float], std: Sequence[float], path: Path
+) -> Path | None:
+    """The worst `kind` ("missed" or "false") presence decisions, worst first; None if none."""
+    rows = []
+    for case in result.worst.get(kind, []):
+        side = "<" if kind == "missed" else ">="
+        word = "missed" if kind == "missed" else "false"
+        title = (
+            f"{word} {case.class_name}: p = {case.prob:.3f} {side} threshold {case.threshold:.3f}"
+        )
+        rows.append(
+            gallery.render_row(case, mean, std, result.classes, _seg_thresholds(result), title)
+        )
+    return gallery.write_rows(rows, result.classes, path)
+
+
+def _rates(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, recall, F1 (NaN where undefined)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+    return precision, recall, f1
+
+
+def plot_threshold_curves(result: EvaluationResult, path: Path) -> Path:
+    """Per class: precision, recall and F1 against the threshold, presence (per image) on the top
+    row and segmentation (per pixel) below, the stored threshold marked by a dashed line."""
+    classes = result.classes
+    fig = Figure(figsize=(3.3 * len(classes), 6.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(2, len(classes), sharex=True, sharey=True))
+    cuts = np.linspace(0, 1, 201)
+    for k, name in enumerate(classes):
+        y = result.presence_targets[:, k].astype(bool)
+        pred = result.presence_probs[:, k][None, :] >= cuts[:, None]
+        tp = (pred & y).sum(axis=1).astype(float)
+        fp = (pred & ~y).sum(axis=1).astype(float)
+        fn = (~pred & y).sum(axis=1).astype(float)
+        pix_cuts, ptp, pfp, pfn = result.pixel_histogram.curve(k)
+        panels = (
+            ("presence", cuts, _rates(tp, fp, fn)),
+            ("segmentation", pix_cuts, _rates(*(a.astype(float) for a in (ptp, pfp, pfn)))),
+        )
+        for row, (task, x, (precision, recall, f1)) in enumerate(panels):
+            ax = axes[row, k]
+            ax.plot(x, precision, color="#0072b2", label="precision")
+            ax.plot(x, recall, color="#e69f00", label="recall")
+            ax.plot(x, f1, color="black", linewidth=2, label="F1")
+            chosen = result.metrics[f"threshold_{task}/{name}"]
+            ax.axvline(chosen, color=_CLASS_COLOURS[k], linestyle="--", linewidth=2)
+            ax.text(
+                chosen,
+                0.03,
+                f" chosen {chosen:.2f}",
+                fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85},
+            )
+            ax.set(xlim=(0, 1), ylim=(0, 1.02), title=f"{name}: {task}")
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("threshold")
+    axes[0, 0].legend(loc="lower left", fontsize=8)
+    fig.suptitle("Precision, recall and F1 against the threshold (dashed: the stored threshold)")
+    return _save(fig, path)
+
+
+def plot_presence_confusions(result: EvaluationResult, path: Path) -> Path:
+    """Per class, the 2x2 presence confusion at its threshold, normalised by true row."""
+    classes = result.classes
+    fig = Figure(figsize=(2.9 * len(classes), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(classes)))
+    for ax, name, cm in zip(axes, classes, result.presence_confusion, strict=True):
+        cm = np.asarray(cm)
+        rows = cm.sum(axis=1, keepdims=True)
+        rate = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+        ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks([0, 1], ["absent", "present"])
+        ax.set_yticks([0, 1], ["absent", "present"])
+        ax.set(xlabel="predicted", ylabel="true", title=name)
+        for i in range(2):
+            for j in range(2):
+                ax.text(
+                    j,
+                    i,
+                    f"{rate[i, j]:.2f}\n({cm[i, j]:,})",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if rate[i, j] > 0.6 else "black",
+                )
+    fig.suptitle("Presence per class, normalised by true row")
     return _save(fig, path)

@@ -1,4 +1,5 @@
-"""The Markdown report of `mtqa evaluate`: headline figures, per-class tables, linked plots."""
+"""The reports of `mtqa evaluate`: report.md (plots linked) and report.html (self-contained,
+plots embedded), with the same headline figures, per-class tables and plots."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mtqa import htmlpage
 from mtqa.evaluate.evaluation import EvaluationResult
 
 HEADLINE = (
@@ -43,6 +45,106 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+# The plots, in report order: artefact key -> title.
+PLOT_TITLES = {
+    "threshold_curves": "Precision, recall and F1 against the threshold, per class",
+    "pr_curves": "Precision-recall curves",
+    "confusion_presence": "Presence confusion per class (normalised)",
+    "confusion_grade": "Grade confusion matrix (normalised)",
+    "confusion_pixels": "Pixel-class confusion matrix (normalised)",
+    "worst_missed": "Worst missed defects (present, probability below the threshold)",
+    "worst_false": "Worst false defects (absent, probability at or above the threshold)",
+    "overlays": "Sample overlays (true vs predicted masks)",
+    "training_curves": "Training curves",
+}
+PRESENCE_COLUMNS = ["accuracy", "precision", "recall", "f1", "auroc", "ap"]
+SEGMENTATION_HEADER = [
+    "class", "threshold", "IoU", "Dice", "defect IoU (binary)", "defect Dice (binary)",
+]  # fmt: skip
+
+
+def headline_rows(m: Mapping[str, Any]) -> list[list[str]]:
+    return [[label, _fmt(m.get(key))] for key, label in HEADLINE]
+
+
+def presence_rows(result: EvaluationResult) -> list[list[str]]:
+    m = result.metrics
+    return [
+        [
+            c,
+            _fmt(m[f"threshold_presence/{c}"]),
+            *(_fmt(m[f"presence_{k}/{c}"]) for k in PRESENCE_COLUMNS),
+        ]
+        for c in result.classes
+    ]
+
+
+def segmentation_rows(result: EvaluationResult) -> list[list[str]]:
+    m = result.metrics
+    return [
+        ["background", "-", _fmt(m["iou/background"]), _fmt(m["dice/background"]), "-", "-"]
+    ] + [
+        [
+            c,
+            _fmt(m[f"threshold_segmentation/{c}"]),
+            _fmt(m[f"iou/{c}"]),
+            _fmt(m[f"dice/{c}"]),
+            _fmt(m[f"defect_iou/{c}"]),
+            _fmt(m[f"defect_dice/{c}"]),
+        ]
+        for c in result.classes
+    ]
+
+
+def _provenance(result: EvaluationResult, info: Mapping[str, Any]) -> list[str]:
+    m = result.metrics
+    return [
+        f"checkpoint: `{info.get('checkpoint')}`",
+        f"data: `{info.get('data')}`, split `{info.get('split')}`: {m['n_images']} images, "
+        f"{m['n_images_with_masks']} with masks",
+        f"thresholds: rule `{info.get('thresholds_rule')}`, selected on "
+        f"`{info.get('thresholds_selected_on')}`",
+        f"written: {info.get('written')}",
+    ]
+
+
+_UNDEFINED = (
+    "Undefined figures (a class absent from both truth and prediction, AUROC with one label "
+    "value) read n/a and are left out of every mean. Decisions are `prob >= threshold`."
+)
+
+
+def write_html_report(
+    path: Path,
+    result: EvaluationResult,
+    info: Mapping[str, Any],
+    artefacts: Mapping[str, Path | None],
+) -> Path:
+    """Write ``report.html``: the report.md content with every plot embedded (opens alone)."""
+    h = htmlpage
+    body = [
+        "<ul>"
+        + "".join(f"<li>{h.esc(line).replace('`', '')}</li>" for line in _provenance(result, info))
+        + "</ul>",  # fmt: skip
+        f"<p class='note'>{h.esc(_UNDEFINED).replace('`', '')}</p>",
+        "<h2>Headline</h2>",
+        h.table(["metric", "value"], headline_rows(result.metrics)),
+        "<h2>Presence (per image)</h2>",
+        h.table(["class", "threshold", *PRESENCE_COLUMNS], presence_rows(result)),
+        "<h2>Segmentation (per pixel)</h2>",
+        h.table(SEGMENTATION_HEADER, segmentation_rows(result)),
+        "<h2>Plots</h2>",
+        *(h.figure(title, artefacts.get(key)) for key, title in PLOT_TITLES.items()),
+    ]
+    data_files = [p for k, p in artefacts.items() if k not in PLOT_TITLES and p is not None]
+    body += [
+        "<h2>Data files</h2>",
+        "<ul>" + "".join(f"<li>{h.link(p.name, p.name)}</li>" for p in data_files) + "</ul>",
+    ]
+    path.write_text(h.page("mtqa evaluation report", body))
+    return path
+
+
 def write_report(
     path: Path,
     result: EvaluationResult,
@@ -51,57 +153,23 @@ def write_report(
 ) -> Path:
     """Write ``report.md`` at ``path``; ``info`` holds checkpoint, data, split and thresholds
     provenance, ``artefacts`` the files beside it (None: not produced), linked relatively."""
-    m = result.metrics
     out = [
         "# mtqa evaluation report",
         "",
-        f"- checkpoint: `{info.get('checkpoint')}`",
-        f"- data: `{info.get('data')}`, split `{info.get('split')}`: {m['n_images']} images, "
-        f"{m['n_images_with_masks']} with masks",
-        f"- thresholds: rule `{info.get('thresholds_rule')}`, selected on "
-        f"`{info.get('thresholds_selected_on')}`",
-        f"- written: {info.get('written')}",
+        *(f"- {line}" for line in _provenance(result, info)),
         "",
-        "Undefined figures (a class absent from both truth and prediction, AUROC with one label "
-        "value) read n/a and are left out of every mean. Decisions are `prob >= threshold`.",
+        _UNDEFINED,
         "",
         "## Headline",
         "",
-        *_table(["metric", "value"], [[label, _fmt(m.get(key))] for key, label in HEADLINE]),
+        *_table(["metric", "value"], headline_rows(result.metrics)),
         "## Presence (per image)",
         "",
     ]
-    cols = ["accuracy", "precision", "recall", "f1", "auroc", "ap"]
-    out += _table(
-        ["class", "threshold", *cols],
-        [
-            [c, _fmt(m[f"threshold_presence/{c}"]), *(_fmt(m[f"presence_{k}/{c}"]) for k in cols)]
-            for c in result.classes
-        ],
-    )
+    out += _table(["class", "threshold", *PRESENCE_COLUMNS], presence_rows(result))
     out += ["## Segmentation (per pixel)", ""]
-    out += _table(
-        ["class", "threshold", "IoU", "Dice", "defect IoU (binary)", "defect Dice (binary)"],
-        [["background", "-", _fmt(m["iou/background"]), _fmt(m["dice/background"]), "-", "-"]]
-        + [
-            [
-                c,
-                _fmt(m[f"threshold_segmentation/{c}"]),
-                _fmt(m[f"iou/{c}"]),
-                _fmt(m[f"dice/{c}"]),
-                _fmt(m[f"defect_iou/{c}"]),
-                _fmt(m[f"defect_dice/{c}"]),
-            ]
-            for c in result.classes
-        ],
-    )
-    titles = {
-        "pr_curves": "Precision-recall curves",
-        "confusion_grade": "Grade confusion matrix",
-        "confusion_pixels": "Pixel-class confusion matrix",
-        "training_curves": "Training curves",
-        "overlays": "Sample overlays (true vs predicted masks)",
-    }
+    out += _table(SEGMENTATION_HEADER, segmentation_rows(result))
+    titles = PLOT_TITLES
     out += ["## Plots", ""]
     for key, title in titles.items():
         target = artefacts.get(key)
