@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mtqa_cli.demo import DemoPlan, _digest, _step, write_index
+from PIL import Image
 
 from mtqa.config import apply_overrides, named_config
 from mtqa.train import train
@@ -128,3 +129,17 @@ def test_two_trainings_with_the_same_seed_and_epochs_give_the_same_figures(
         results.append((result.epochs_run, result.best_score, result.test))
     assert results[0] == results[1]
     assert results[0][0] == 2
+
+
+def test_html_index_links_the_reports_and_embeds_overlays(tmp_path: Path) -> None:
+    plan = DemoPlan(out=tmp_path)
+    _fake_outputs(plan, stopped_by="epoch cap")
+    (plan.evaluation / "report.html").write_text("<html></html>")
+    plan.inspection.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(plan.inspection / "a_overlay.png")
+    write_index(plan)
+    page = (tmp_path / "index.html").read_text()
+    assert "href='evaluation/report.html'" in page
+    assert "benchmark report (HTML): (missing)" in page
+    assert "presence macro-F1" in page and "0.912" in page and "61.2" in page
+    assert "src='data:image/png;base64," in page

@@ -24,6 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from mtqa import config as mtqa_config
+from mtqa import htmlpage
 
 console = Console()
 
@@ -294,7 +295,7 @@ def run_demo(plan: DemoPlan) -> Path:
     console.print("Triton stopped.")
     index = write_index(plan)
     console.rule("[bold]done")
-    console.print(f"Results: {index}")
+    console.print(f"Results: {index} (in a browser: {index.with_suffix('.html')})")
     return index
 
 
@@ -420,4 +421,33 @@ def write_index(plan: DemoPlan) -> Path:
     ]
     index = plan.out / "index.md"
     index.write_text("\n".join(lines) + "\n")
+    write_html_index(plan)
+    return index
+
+
+def write_html_index(plan: DemoPlan) -> Path:
+    """index.html: the same page for a browser, linking the HTML reports and showing overlays."""
+    h = htmlpage
+
+    def item(path: Path, text: str) -> str:
+        rel = path.relative_to(plan.out).as_posix()
+        return f"<li>{h.link(rel, text) if path.exists() else h.esc(text + ': (missing)')}</li>"
+
+    links = [(p, t) for p, t in index_links(plan) if not t.startswith("overlay ")]
+    overlays = sorted(plan.inspection.glob("*.png"))
+    body = [
+        f"<p class='note'>Generated {h.esc(time.strftime('%Y-%m-%d %H:%M:%S'))} by "
+        f"<code>mtqa demo --out {h.esc(plan.out)}</code>.</p>",
+        "<h2>Headline figures</h2>",
+        h.table(("figure", "value", "from"), headline(plan)),
+        f"<p>{h.esc(training_note(plan))}</p>",
+        "<h2>Reports and artefacts</h2>",
+        "<ul>" + "".join(item(p, t) for p, t in links) + "</ul>",
+        "<h2>Step times (seconds)</h2>",
+        h.table(("step", "seconds", "measured in"), step_times(plan)),
+        "<h2>Inspection overlays (SDK)</h2>",
+        *(h.figure(p.name, p) for p in overlays),
+    ]
+    index = plan.out / "index.html"
+    index.write_text(h.page("mtqa demo results", body))
     return index
