@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mtqa.tasks import TASK_NAMES
 
 TASKS = TASK_NAMES  # the task names `model.tasks` may list (mtqa.tasks declares them)
@@ -234,8 +236,6 @@ def named_config(name: str) -> RunConfig:
         if path.suffix == ".json":
             raw = json.loads(text)
         else:
-            import yaml  # lazily: presets and JSON configs work without PyYAML installed
-
             raw = yaml.safe_load(text)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of config sections")
@@ -252,9 +252,6 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     if not overrides:
         validate(cfg)
         return cfg
-    # Imported here, not at module level: presets work on torch-only hosts (gpu_check.py).
-    import yaml
-
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:

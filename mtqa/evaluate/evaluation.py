@@ -219,6 +219,7 @@ def evaluate_predictor(
 
 def torch_predict_fn(model: Any) -> PredictFn:
     """Adapter: a PyTorch ``MultiTaskNet`` (in eval mode, on CPU) as a numpy predictor."""
+    # Deferred: evaluating ONNX Runtime or Triton predictors never loads torch.
     import torch
 
     def predict(images: np.ndarray) -> dict[str, np.ndarray]:

