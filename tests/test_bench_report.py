@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -160,3 +161,25 @@ def test_ort_int8_over_fp32_pairs_equal_session_counts() -> None:
     ]
     pairs = report.ort_int8_vs_fp32(rows)
     assert sorted((p["users"], p["ratio"]) for p in pairs) == [(1, 1.9), (2, 1.9)]
+
+
+def test_html_report_is_self_contained_with_options_and_plain_names(results: Path) -> None:
+    data = json.loads(results.read_text())
+    data["meta"] = {"options": {"users": [4, 16], "shared_memory": False, "repo": None}}
+    data["rows"] = [r for r in data["rows"] if r["source"] != "perf_analyzer"]
+    results.write_text(json.dumps(data))
+    report.write_report(results)
+    folder = results.parent
+    page = (folder / "report.html").read_text()
+    srcs = re.findall(r"src='([^']*)'", page)
+    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    hrefs = re.findall(r"href='([^']*)'", page)
+    assert hrefs and all((folder / h).is_file() for h in hrefs)
+    for text in (page, (folder / "report.md").read_text()):
+        assert "<td>--users</td>" in text or "| --users | 4,16 |" in text  # options as a table
+        assert "sdk_over_ort" not in text and "issue 7" not in text  # no internal keys
+        assert "served (SDK) / in-process ORT" in text
+        # nothing measured by perf_analyzer: its table is named as not measured, not drawn empty
+        assert "Not measured in this run: Locust / perf_analyzer" in text
+        assert "## Locust / perf_analyzer" not in text
+        assert "<h2>Locust / perf_analyzer</h2>" not in text

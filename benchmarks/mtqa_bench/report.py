@@ -1,4 +1,5 @@
-"""The bench report: `report.md`, PNG plots and the headline ratios from a sweep's `results.json`.
+"""The bench report: `report.md`, the self-contained `report.html`, PNG plots and the headline
+ratios from a sweep's `results.json`.
 
 Plots (matplotlib Agg): throughput against p50/p95/p99 latency per variant and batching setting,
 one panel per target; the per-request overhead breakdown (client, network, queue, compute); the
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mtqa import htmlpage
 from mtqa_bench.errors import BenchError
 from mtqa_bench.stats import ratio
 
@@ -300,15 +302,145 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _table(rows: list[Row], columns: Iterable[str]) -> list[str]:
-    columns = list(columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return lines
+# Plain names of the headline figures (summary.json keeps the keys).
+FIGURE_NAMES = {
+    "sdk_over_ort_median": "served (SDK) / in-process ORT at the executed batch, median",
+    "sdk_over_ort_best": "served (SDK) / in-process ORT at the executed batch, best point",
+    "served_over_naive": "best served / naive server, at a p99 no worse",
+    "int8_over_fp32_served_median": "INT8 / FP32 served, median",
+    "int8_over_fp32_served_best": "INT8 / FP32 served, best point",
+    "int8_over_fp32_ort_median": "INT8 / FP32 in-process ORT, median",
+    "int8_over_fp32_ort_best": "INT8 / FP32 in-process ORT, best point",
+    "locust_vs_perf_median_gap": "Locust vs perf_analyzer throughput gap, median",
+    "locust_vs_perf_max_gap": "Locust vs perf_analyzer throughput gap, largest",
+}
+TARGETS_TEXT = (
+    "Targets for the network measured: served (SDK) / ORT >= 0.85, served / naive >= 3 at a p99 "
+    "no worse, INT8 / FP32 >= 2, Locust and perf_analyzer within 20 %."
+)
+
+
+def headline_rows(head: dict[str, Any]) -> list[tuple[str, str]]:
+    """(figure in words, value) for every headline figure that was measured."""
+    rows = [(FIGURE_NAMES.get(k, k), _fmt(v)) for k, v in head.items() if k != "batching_gain"]
+    rows += [(f"batching on / off, {k}", _fmt(v)) for k, v in head["batching_gain"].items()]
+    return [(name, value) for name, value in rows if value != "-"]
+
+
+def option_rows(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(command-line option, value) for the options the sweep ran with."""
+    rows = []
+    for key, value in options.items():
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        rows.append((f"--{key.replace('_', '-')}", "-" if value is None else str(value)))
+    return rows
+
+
+def _sections(data: dict[str, Any], head: dict[str, Any]) -> list[tuple[str, list[str], list]]:
+    """(title, columns, rows) of every table; a table without rows is left out of the report."""
+    rows = data["rows"]
+    ort_pairs = [{"sessions": i["users"], **i} for i in ort_int8_vs_fp32(rows)]
+    naive = served_vs_naive(rows)
+    picked = [r for r in (naive["naive"], naive["served"]) if r] if naive else []
+    table = [
+        ("All measurements", list(COLUMNS), rows),
+        ("Served (SDK) / in-process ORT at the executed batch", ["target", "transport",
+         "variant", "batching", "users", "exec_batch", "ratio"], sdk_vs_ort(rows)),
+        ("INT8 / FP32 served", ["target", "batching", "users", "ratio"],
+         pairs(rows, "variant", "int8", "fp32")),
+        ("INT8 / FP32 in-process ORT", ["batch", "sessions", "ratio"], ort_pairs),
+        ("Batching on / off", ["target", "variant", "users", "ratio"],
+         pairs(rows, "batching", "on", "off")),
+        ("Locust / perf_analyzer", ["target", "variant", "batching", "users", "ratio"],
+         locust_vs_perf(rows)),
+        ("Best served vs naive", ["source", "variant", "batching", "users", "throughput",
+         "p99_ms"], picked),
+    ]  # fmt: skip
+    return [(title, cols, [[_fmt(r.get(c)) for c in cols] for r in items])
+            for title, cols, items in table]  # fmt: skip
+
+
+def _markdown(data: dict[str, Any], head: dict[str, Any], plots: list[Path]) -> str:
+    meta = data.get("meta", {})
+
+    def md_table(columns: list[str], rows: list) -> list[str]:
+        return [
+            "| " + " | ".join(columns) + " |",
+            "|" + " --- |" * len(columns),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows),
+        ]
+
+    md = ["# mtqa bench report", ""]
+    md += [f"Started {meta.get('started', '?')} on `{meta.get('host', '?')}`, "
+           f"{meta.get('seconds', '?')} s.", ""]  # fmt: skip
+    options = option_rows(meta.get("options", {}))
+    if options:
+        md += ["## Options", "", *md_table(["option", "value"], options), ""]
+    md += ["## Headline ratios", ""]
+    headline = headline_rows(head)
+    md += md_table(["figure", "value"], headline) if headline else ["(none measured)"]
+    md += ["", TARGETS_TEXT, ""]
+    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    skipped = []
+    for title, columns, rows in _sections(data, head):
+        if not rows:
+            skipped.append(title)
+            continue
+        md += [f"## {title}", ""]
+        if title == "All measurements":
+            md += ["Times in ms; throughput in images/s; `net_batch` = mean batch mtqa_net "
+                   "executed (Triton statistics).", ""]  # fmt: skip
+        md += [*md_table(columns, rows), ""]
+        if title == "Locust / perf_analyzer":
+            gaps = locust_vs_perf_gaps(data["rows"])
+            if gaps:
+                md += ["Points more than 20 % apart, and what each tool saw:", ""]
+                md += [f"- {line}" for line in gaps] + [""]
+    if skipped:
+        md += [f"Not measured in this run: {', '.join(skipped)}.", ""]
+    if data.get("notes"):
+        md += ["## Notes", ""] + [f"- {n}" for n in data["notes"]]
+    return "\n".join(md) + "\n"
+
+
+def _html(data: dict[str, Any], head: dict[str, Any], plots: list[Path]) -> str:
+    h = htmlpage
+    meta = data.get("meta", {})
+    body = [
+        f"<p>Started {h.esc(meta.get('started', '?'))} on <code>{h.esc(meta.get('host', '?'))}"
+        f"</code>, {h.esc(meta.get('seconds', '?'))} s.</p>",
+    ]
+    options = option_rows(meta.get("options", {}))
+    if options:
+        body += ["<h2>Options</h2>", h.table(["option", "value"], options)]
+    body += ["<h2>Headline ratios</h2>", h.table(["figure", "value"], headline_rows(head))]
+    body += [f"<p class='note'>{h.esc(TARGETS_TEXT)}</p>", "<h2>Plots</h2>"]
+    body += [h.figure(p.stem.replace("_", " "), p) for p in plots]
+    skipped = []
+    for title, columns, rows in _sections(data, head):
+        if not rows:
+            skipped.append(title)
+            continue
+        body += [f"<h2>{h.esc(title)}</h2>", h.table(columns, rows)]
+        if title == "Locust / perf_analyzer":
+            gaps = locust_vs_perf_gaps(data["rows"])
+            body += (
+                ["<ul>" + "".join(f"<li>{h.esc(g)}</li>" for g in gaps) + "</ul>"] if gaps else []
+            )
+    if skipped:
+        body.append(f"<p class='note'>Not measured in this run: {h.esc(', '.join(skipped))}.</p>")
+    if data.get("notes"):
+        body += ["<h2>Notes</h2>", "<ul>" + "".join(f"<li>{h.esc(n)}</li>" for n in
+                                                     data["notes"]) + "</ul>"]  # fmt: skip
+    body += ["<h2>Data files</h2>", "<ul><li>" + h.link("results.json", "results.json") +
+             "</li><li>" + h.link("summary.json", "summary.json") + "</li></ul>"]  # fmt: skip
+    return h.page("mtqa bench report", body)
 
 
 def write_report(results: Path, out: Path | None = None) -> dict[str, Any]:
-    """Write report.md and PNGs next to results.json (or into `out`); returns the summary."""
+    """Write report.md, the self-contained report.html and PNGs next to results.json (or into
+    `out`); returns the summary."""
     data = load(results)
     folder = (
         Path(out) if out else (Path(results) if Path(results).is_dir() else Path(results).parent)
@@ -321,52 +453,10 @@ def write_report(results: Path, out: Path | None = None) -> dict[str, Any]:
     plots = [plot_latency(rows, folder / "throughput_latency.png"),
              plot_overhead(rows, folder / "overhead.png"),
              plot_batching(rows, folder / "batching_gain.png")]  # fmt: skip
-    meta = data.get("meta", {})
-    md = ["# mtqa bench report", ""]
-    options = json.dumps(meta.get("options", {}))
-    md += [
-        f"Started {meta.get('started', '?')} on `{meta.get('host', '?')}`, "
-        f"{meta.get('seconds', '?')} s. Options: `{options}`.",
-        "",
-    ]
-    md += ["## Headline ratios", ""]
-    md += _table(
-        [{"figure": k, "value": v} for k, v in head.items() if k != "batching_gain"]
-        + [{"figure": f"batching gain {k}", "value": v} for k, v in head["batching_gain"].items()],
-        ["figure", "value"],
-    )
-    md += ["", "Targets (issue 7): SDK/ORT >= 0.85, served/naive >= 3 at a p99 no worse, "
-           "int8/fp32 >= 2, Locust vs perf_analyzer within 20 %.", ""]  # fmt: skip
-    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p] + [""]
-    md += ["## All measurements", "", "Times in ms; throughput in images/s; `net_batch` = mean "
-           "batch mtqa_net executed (Triton statistics).", ""]  # fmt: skip
-    md += _table(rows, COLUMNS)
-    md += ["", "## Served (SDK) / in-process ORT at the executed batch", ""]
-    md += _table(
-        sdk_vs_ort(rows),
-        ["target", "transport", "variant", "batching", "users", "exec_batch", "ratio"],
-    )
-    md += ["", "## int8 / fp32", ""]
-    md += _table(pairs(rows, "variant", "int8", "fp32"), ["target", "batching", "users", "ratio"])
-    ort_pairs = [{"sessions": i["users"], **i} for i in ort_int8_vs_fp32(rows)]
-    md += ["", "In-process ORT:", ""] + _table(ort_pairs, ["batch", "sessions", "ratio"])
-    md += ["", "## Batching on / off", ""]
-    md += _table(pairs(rows, "batching", "on", "off"), ["target", "variant", "users", "ratio"])
-    md += ["", "## Locust / perf_analyzer", ""]
-    md += _table(locust_vs_perf(rows), ["target", "variant", "batching", "users", "ratio"])
-    gaps = locust_vs_perf_gaps(rows)
-    if gaps:
-        md += ["", "Points more than 20 % apart, and what each tool saw:", ""]
-        md += [f"- {line}" for line in gaps]
-    naive = served_vs_naive(rows)
-    if naive:
-        md += ["", "## Best served vs naive", ""]
-        picked = [r for r in (naive["naive"], naive["served"]) if r]
-        md += _table(picked, ["source", "variant", "batching", "users", "throughput", "p99_ms"])
-    if data.get("notes"):
-        md += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
-    (folder / "report.md").write_text("\n".join(md) + "\n")
+    drawn = [p for p in plots if p]
+    (folder / "report.md").write_text(_markdown(data, head, drawn))
     (folder / "summary.json").write_text(json.dumps(head, indent=2))
+    (folder / "report.html").write_text(_html(data, head, drawn))
     return head
 
 
