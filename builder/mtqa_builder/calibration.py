@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtqa.data import DatasetError, iter_raw, load_image, preprocess_image
 from mtqa_builder.errors import CalibrationError
 from mtqa_builder.hashing import array_sha256
 
@@ -34,8 +35,6 @@ class CalibrationSet:
 
 
 def _from_folder(folder: Path, count: int, image_size: int) -> list[np.ndarray]:
-    from mtqa.data import load_image
-
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)
     files = [p for p in files if "masks" not in p.relative_to(folder).parts]
     if not files:
@@ -54,8 +53,6 @@ def load_calibration(
 ) -> CalibrationSet:
     """Read up to `count` train images of `source` and preprocess them as served (`resize`:
     the checkpoint's squash or letterbox); refuse if there are none."""
-    from mtqa.data import DatasetError, iter_raw, preprocess_image
-
     if not source:
         raise CalibrationError("INT8 needs --calib synth|neu_seg|PATH (real images, never random)")
     if count < 1:

@@ -20,6 +20,8 @@ from mtqa.tasks import OUTPUT_KEYS
 from mtqa_builder.errors import ExportError
 from mtqa_builder.versions import ONNX_OPSET
 
+# torch and onnxruntime are imported inside the functions that use them: trt.py imports this
+# module's names on TensorRT build hosts that have neither.
 INPUT_NAME = "images"
 OUTPUT_NAMES = OUTPUT_KEYS  # the network outputs, in the task table's order
 # ORT CPU matches torch to ~5e-5 on trained weights (PLATFORM.md); leave room for larger logits.

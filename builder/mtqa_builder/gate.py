@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
+from mtqa.evaluate import evaluate_predictor
 from mtqa_builder.export import INPUT_NAME, OUTPUT_NAMES
 
 HEAD_METRICS = {
@@ -54,8 +56,6 @@ class GateResult:
 
 def ort_predict_fn(onnx_path: Path, threads: int = 2) -> Callable[[np.ndarray], dict]:
     """An evaluate_predictor-compatible predictor running `onnx_path` on ORT's CPU provider."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -78,8 +78,6 @@ def evaluate_onnx(
     batch_size: int = 16,
 ) -> dict[str, Any]:
     """Flat metrics of one ONNX file on `dataset` with the checkpoint's thresholds."""
-    from mtqa.evaluate import evaluate_predictor
-
     return evaluate_predictor(
         ort_predict_fn(onnx_path), dataset, classes, grades, thresholds, batch_size=batch_size
     )

@@ -15,11 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from mtqa.checkpoint import CheckpointError, load_checkpoint
 from mtqa_builder import precision as prec
+from mtqa_builder import trt, versions
+from mtqa_builder.calibration import load_calibration
 from mtqa_builder.configs import TARGETS, Serving
 from mtqa_builder.errors import BuildError, GateError
+from mtqa_builder.export import check_parity, export_onnx
+from mtqa_builder.gate import HEAD_METRICS, evaluate_onnx, judge
 from mtqa_builder.hashing import file_sha256
 from mtqa_builder.repository import Source, Variant, publish
+from mtqa_builder.triton_models import drift
+from mtqa_builder.trt_readiness import check_readiness
+from mtqa_builder.validation import validation_set
 
 
 @dataclass
@@ -49,12 +62,6 @@ DRIFT_IMAGES = 256
 
 
 def _tool_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import torch
-
-    from mtqa_builder import versions
-
     return {
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -85,12 +92,6 @@ def _make_variant(
 
 def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole build; returns the published versions and every variant's gate figures."""
-    from mtqa.checkpoint import CheckpointError, load_checkpoint
-    from mtqa_builder.calibration import load_calibration
-    from mtqa_builder.export import check_parity, export_onnx
-    from mtqa_builder.gate import evaluate_onnx
-    from mtqa_builder.validation import validation_set
-
     names = list(dict.fromkeys(opts.precisions))
     bad = [p for p in names if p not in prec.PRECISIONS]
     if bad or not names:
@@ -172,29 +173,21 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
 
 def drift_reference(dataset, n: int = DRIFT_IMAGES) -> dict[str, Any]:
     """The input-drift fingerprint served by mtqa_preprocess, from the first `n` val images."""
-    from mtqa_builder.triton_models import drift
-
     return drift.fingerprint(drift.image_stats(val_images(dataset, n)))
 
 
 def val_images(dataset, n: int):
     """The first `n` normalised images of a dataset as one float32 batch (parity probe)."""
-    import numpy as np
-
     count = min(n, len(dataset))
     return np.stack([np.asarray(dataset[i]["image"], dtype=np.float32) for i in range(count)])
 
 
 def _fmt(metrics: dict) -> str:
-    from mtqa_builder.gate import HEAD_METRICS
-
     return ", ".join(f"{m}={metrics.get(m)}" for m in HEAD_METRICS.values())
 
 
 def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log) -> Variant:
     """Convert, evaluate and judge one variant; retry once with sensitive nodes kept in FP32."""
-    from mtqa_builder.gate import evaluate_onnx, judge
-
     attempts = [(), tuple(prec.sensitive_nodes(fp32))]
     for keep in attempts:
         path, quant = _make_variant(name, fp32, work, opts.target, calib, keep)
@@ -215,8 +208,6 @@ def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log) -> Varian
 def _check_trt_ready(path: Path, target: str) -> None:
     if target != "ngc-trt":
         return
-    from mtqa_builder.trt_readiness import check_readiness
-
     problems = check_readiness(path)
     if problems:
         raise BuildError(f"{path.name} is not TensorRT-ready: " + "; ".join(problems))
@@ -224,8 +215,6 @@ def _check_trt_ready(path: Path, target: str) -> None:
 
 def _attach_engines(variants: list[Variant], opts: BuildOptions, calib, log) -> None:
     """Find prebuilt engines (--engines DIR) or compile them here when TensorRT is present."""
-    from mtqa_builder import trt
-
     for variant in variants:
         _check_trt_ready(variant.onnx_path, "ngc-trt")
         if opts.engines:

@@ -17,6 +17,14 @@ import numpy as np
 import onnx
 import onnx_ir
 from onnx import numpy_helper
+from onnxruntime.quantization import (
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from mtqa_builder.errors import BuildError, CalibrationError
 from mtqa_builder.export import INPUT_NAME
@@ -50,8 +58,6 @@ def to_fp16(src: Path, dst: Path, keep_fp32: Sequence[str] = ()) -> Path:
     Uses onnxruntime.transformers' converter: onnxconverter-common's leaves Resize outputs in FP16
     despite keep_io_types (PLATFORM.md). `keep_fp32` names nodes left in FP32 (mixed precision).
     """
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     proto = onnx.load(str(src))
     half = convert_float_to_float16(
         proto, keep_io_types=True, node_block_list=list(keep_fp32) or None
@@ -101,14 +107,6 @@ def to_int8(
     because entropy calibration clipped the head logits in our trials (PLATFORM.md). The `ort`
     flavour leaves the pooled head path in float (`pooled_head_nodes`), `keep_fp32` adds nodes.
     """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
     if flavour not in INT8_FLAVOURS:
         raise BuildError(f"unknown INT8 flavour {flavour!r}; expected one of {INT8_FLAVOURS}")
     if calib is None or len(calib) == 0:

@@ -26,6 +26,8 @@ from mtqa_builder.export import INPUT_NAME
 from mtqa_builder.hashing import file_sha256
 
 
+# tensorrt (the `gpu` extra) and torch are optional here: imported where used, so the module loads
+# on CPU hosts and engines can be compiled on hosts without torch.
 def _tensorrt():
     try:
         import tensorrt

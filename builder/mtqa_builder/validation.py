@@ -6,6 +6,8 @@ subset), so the ONNX variants see exactly the inputs serving would give them.
 
 from __future__ import annotations
 
+from mtqa.calibrate import checkpoint_split
+from mtqa.data import DatasetError
 from mtqa_builder.errors import BuildError
 
 
@@ -15,9 +17,6 @@ def validation_set(ckpt, source: str | None = None, limit: int | None = None, sy
     A synthetic validation split is a stream, so the gate can read more of it than training
     did: `synth_val` images (the run's own val images first, then the ones after them).
     """
-    from mtqa.calibrate import checkpoint_split
-    from mtqa.data import DatasetError
-
     source = source or (ckpt.config.get("data") or {}).get("source")
     if not source:
         raise BuildError("checkpoint config names no data source; pass --val-data")

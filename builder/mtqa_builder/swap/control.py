@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tritonclient.grpc as grpcclient
 from google.protobuf import json_format
 from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
+from tritonclient.utils import InferenceServerException
 
 from mtqa_builder.configs import mc
 from mtqa_builder.swap.errors import ControlError
@@ -28,8 +30,6 @@ class ModelControl:
     server's control key, sent with every call)."""
 
     def __init__(self, url: str, timeout_s: float = 120.0, key: str | None = None) -> None:
-        import tritonclient.grpc as grpcclient
-
         self.url = url
         self.timeout_s = timeout_s
         self._headers = control_headers(key)
@@ -39,8 +39,6 @@ class ModelControl:
         self._client.close()
 
     def _call(self, what: str, fn, *args, **kwargs) -> Any:
-        from tritonclient.utils import InferenceServerException
-
         try:
             return fn(*args, headers=self._headers, **kwargs)
         except InferenceServerException as exc:

@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from mtqa.data import DatasetError, build_datasets
+from mtqa.evaluate import evaluate_predictor
 from mtqa_builder.contract import Preprocessing
+from mtqa_builder.gate import HEAD_METRICS, judge
 from mtqa_builder.swap.errors import GoldenCheckError
 
 SYNTH = "synth"
@@ -37,8 +40,6 @@ def load_golden(
 ) -> GoldenSet:
     """`count` images of `source` (`synth` or an indexed-mask dataset folder, its val split),
     sized and normalised as the serving preprocess version does (`params`)."""
-    from mtqa.data import DatasetError, build_datasets
-
     if count < 1:
         raise GoldenCheckError(f"golden set size must be >= 1, got {count}")
     try:
@@ -69,8 +70,6 @@ def _run(client, golden: GoldenSet, version: int) -> dict[str, np.ndarray]:
 
 
 def _metrics(outputs, golden: GoldenSet, classes, grades, thresholds) -> dict[str, Any]:
-    from mtqa.evaluate import evaluate_predictor
-
     offset = [0]  # evaluate_predictor walks the dataset in order: replay the server's outputs
 
     def replay(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,8 +95,6 @@ def golden_check(
     tolerance: float,
 ) -> dict[str, Any]:
     """Run the check; returns its record (with `passed`) and never raises on a plain failure."""
-    from mtqa_builder.gate import HEAD_METRICS, judge
-
     classes, grades = list(manifest["classes"]), list(manifest["grades"])
     old = _run(client, golden, current)
     new = _run(client, golden, candidate)

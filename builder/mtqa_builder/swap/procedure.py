@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtqa_client import InspectionClient, InspectionError
+
 from mtqa_builder.contract import ENSEMBLE, NET, THRESHOLDS, version_dir
 from mtqa_builder.swap import history
 from mtqa_builder.swap import repo as repository
@@ -111,8 +113,6 @@ class _Swap:
 
     def apply(self, target: repository.Target, golden: GoldenSet) -> None:
         """Steps 0-5 of the module docstring."""
-        from mtqa_client import InspectionClient
-
         new = target.version
 
         def preflight() -> None:
@@ -160,8 +160,6 @@ class _Swap:
 
     def run(self) -> dict[str, Any]:
         """Prepare, apply, and on failure after the server was touched, roll back."""
-        from mtqa_client import InspectionError
-
         try:
             target, golden = self.prepare()
         except (SwapError, InspectionError) as exc:
