@@ -258,3 +258,13 @@ def test_every_series_the_alert_rules_read_is_scraped(prometheus) -> None:
     _until(prometheus, 'up{job="triton"}', 1)
     missing = [n for n in sorted(names) if not prometheus.query(f'{n}{{job="triton"}}')]
     assert not missing, f"alert rules read series Triton does not export: {missing}"
+
+
+def test_every_dashboard_query_returns_series(prometheus) -> None:
+    """docker/grafana/dashboards/mtqa.json: each panel query answers on a real scrape."""
+    from test_grafana_dashboard import dashboard_queries
+
+    _until(prometheus, 'up{job="triton"}', 1)
+    time.sleep(2.5)  # rate() over [1m] needs two scrapes of every series
+    empty = [expr for expr in dashboard_queries() if not prometheus.query(expr)]
+    assert not empty, f"dashboard queries with no series: {empty}"
