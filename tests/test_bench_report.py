@@ -183,3 +183,17 @@ def test_html_report_is_self_contained_with_options_and_plain_names(results: Pat
         assert "Not measured in this run: Locust / perf_analyzer" in text
         assert "## Locust / perf_analyzer" not in text
         assert "<h2>Locust / perf_analyzer</h2>" not in text
+
+
+def test_latency_panels_show_only_what_each_tool_measured(results: Path, tmp_path: Path) -> None:
+    rows = report.load(results)["rows"]
+    assert {r["source"] for r in report._panel_rows(rows, "inspect", "locust")} == {
+        "locust",
+        "naive",  # Locust drives the naive server: it belongs beside Locust's points only
+    }
+    assert {r["source"] for r in report._panel_rows(rows, "net", "perf_analyzer")} == {
+        "perf_analyzer"
+    }
+    assert report._plain(30.0) == "30"  # plain tick labels, not 3x10^1
+    only_ort = [r for r in rows if r["source"] == "ort"]
+    assert report.plot_latency(only_ort, tmp_path / "none.png") is None

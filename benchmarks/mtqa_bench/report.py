@@ -10,11 +10,15 @@ served / naive at a p99 no worse, int8 / fp32, batching on / off, Locust / perf_
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import ticker
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from mtqa import htmlpage
 from mtqa_bench.errors import BenchError
@@ -180,25 +184,42 @@ def _label(r: Row) -> str:
     return f"{r['variant']} batching {r['batching']}"
 
 
-def plot_latency(rows: list[Row], path: Path) -> Path:
-    """Throughput (x) against p50/p95/p99 latency (y, log): one panel per target and load tool,
-    one colour per variant and batching setting (numbers at the points: concurrent users)."""
-    import matplotlib
+def _plain(value: float, _pos: object = None) -> str:
+    """A tick label as a plain number (10, 20, 50), not 2x10^1."""
+    return f"{value:g}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _panel_rows(rows: list[Row], target: str, source: str) -> list[Row]:
+    """The rows one latency panel draws: the load tool's points, plus the naive server's (which
+    Locust drives) in the Locust panel."""
+    peers = ("naive",) if source == "locust" else ()
+    return [r for r in rows if r["target"] == target and r["source"] in (source, *peers)]
+
+
+def plot_latency(rows: list[Row], path: Path) -> Path | None:
+    """Throughput (x) against p50/p95/p99 latency (y, log): one panel per target and load tool
+    measured, one colour per variant and batching setting (numbers at the points: concurrent
+    users); None when no load tool measured anything."""
     labels = sorted({_label(r) for r in rows if r["source"] in ("locust", "naive")})
+    labels += sorted({_label(r) for r in rows if r["source"] == "perf_analyzer"} - set(labels))
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     styles = {"p50_ms": ("-", "o"), "p95_ms": ("--", "s"), "p99_ms": (":", "^")}
-    panels = [(t, s) for t in TARGETS for s in ("locust", "perf_analyzer")]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), squeeze=False)
-    for ax, (target, source) in zip(axes.ravel(), panels, strict=True):
-        picked = [
-            r
-            for r in rows
-            if r["target"] == target and (r["source"] == source or r["source"] == "naive")
-        ]
+    panels = [
+        (t, s)
+        for t in TARGETS
+        for s in ("locust", "perf_analyzer")
+        if any(r["source"] == s and r["target"] == t for r in rows)
+    ]
+    if not panels:
+        return None
+    columns = min(len(panels), 2)
+    grid = (math.ceil(len(panels) / columns), columns)
+    fig = Figure(figsize=(6.5 * columns, 4.6 * grid[0] + 0.8))
+    axes = fig.subplots(*grid, squeeze=False).ravel()
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (target, source) in zip(axes, panels, strict=False):
+        picked = _panel_rows(rows, target, source)
         groups: dict[str, list[Row]] = {}
         for r in picked:
             groups.setdefault(_label(r), []).append(r)
@@ -212,35 +233,30 @@ def plot_latency(rows: list[Row], path: Path) -> Path:
                 ax.annotate(str(r["users"]), (r["throughput"], r["p99_ms"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points", color=colour)  # fmt: skip
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+        ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(_plain))
         ax.set_xlabel("throughput (images/s)")
         ax.set_ylabel("latency (ms, log)")
-        ax.set_title(f"{TARGETS[target]} - {source}", fontsize=10)
+        ax.set_title(f"{TARGETS[target]} - {source.replace('_', ' ')}", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        if not picked:
-            ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
-    handles = [plt.Line2D([], [], color=c, lw=2, label=label) for label, c in colours.items()]
+    handles = [Line2D([], [], color=c, lw=2, label=label) for label, c in colours.items()]
     handles += [
-        plt.Line2D([], [], color="grey", ls=ls, marker=m, label=k[:3])
-        for k, (ls, m) in styles.items()
+        Line2D([], [], color="grey", ls=ls, marker=m, label=k[:3]) for k, (ls, m) in styles.items()
     ]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
     fig.suptitle("Throughput vs latency (numbers at the p99 points = concurrent users)")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 0.97))
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_overhead(rows: list[Row], path: Path) -> Path:
     """Stacked per-request latency: client, network (+gRPC), server queue, server compute."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     picked = [r for r in rows if r["source"] in ("locust", "perf_analyzer")]
     picked.sort(key=lambda r: (r["target"], r["variant"], r["batching"], r["source"], r["users"]))
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(picked) + 2), 5.5))
+    fig = Figure(figsize=(max(8, 0.45 * len(picked) + 2), 5.5))
+    ax = fig.subplots()
     bottom = [0.0] * len(picked)
     for part, colour in zip(_PARTS, ("C0", "C1", "C3", "C2"), strict=True):
         values = [r.get(part) or 0.0 for r in picked]
@@ -257,7 +273,6 @@ def plot_overhead(rows: list[Row], path: Path) -> Path:
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -266,12 +281,8 @@ def plot_batching(rows: list[Row], path: Path) -> Path | None:
     gains = pairs(rows, "batching", "on", "off")
     if not gains:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     groups: dict[str, list[Row]] = {}
     for g in gains:
         groups.setdefault(f"{g['target']} {g['variant']}", []).append(g)
@@ -289,7 +300,6 @@ def plot_batching(rows: list[Row], path: Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
