@@ -20,7 +20,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
+from mtqa_builder.export import export_onnx
 
 from mtqa.config import ModelConfig, named_config
 from mtqa.losses import MultiTaskLoss
@@ -74,9 +76,6 @@ def train_rate(cfg: ModelConfig, size: int, batch: int, steps: int, warmup: int)
 
 def ort_rate(cfg: ModelConfig, size: int, batch: int, runs: int, threads: int) -> float:
     """ONNX Runtime FP32 inference images/s of the builder's export, batch `batch`."""
-    import onnxruntime as ort
-    from mtqa_builder.export import export_onnx
-
     model = build_model(cfg, CLASSES, GRADES).eval()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation notes

@@ -15,19 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from mtqa.calibrate import checkpoint_split, run_source
+from mtqa.checkpoint import load_checkpoint
+from mtqa.evaluate import evaluate_predictor, select_thresholds, torch_predict_fn
+from mtqa.evaluate.evaluation import run_evaluation
+from mtqa.evaluate.jsonsafe import dumps
+
 
 def fresh_eval(run_dir: str | Path, n_val: int = 512, n_test: int = 1024) -> dict[str, Any]:
     """Thresholds chosen on `n_val` val-stream images, metrics on `n_test` test-stream images."""
-    from mtqa.calibrate import run_source
-    from mtqa.checkpoint import load_checkpoint
-    from mtqa.evaluate import (
-        checkpoint_split,
-        evaluate_predictor,
-        select_thresholds,
-        torch_predict_fn,
-    )
-    from mtqa.evaluate.evaluation import run_evaluation
-
     checkpoint = load_checkpoint(run_dir)
     if run_source(checkpoint.config) != "synth":
         raise SystemExit(f"{run_dir} was not trained on synthetic data: use `mtqa evaluate`")
@@ -54,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every metric here")
     args = parser.parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     result = fresh_eval(args.checkpoint, args.val, args.test)
     per_class = " / ".join(f"{c} {result[f'presence_f1/{c}']:.3f}" for c in result["classes"])
@@ -65,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         f"on {args.test} fresh test images (thresholds from {args.val} val images)"
     )
     if args.json:
-        from mtqa.evaluate.jsonsafe import dumps
-
         args.json.write_text(dumps(result) + "\n")
     return 0
 

@@ -33,6 +33,8 @@ class GpuCheckError(RuntimeError):
 def build_network(config: str, checkpoint: Path | None) -> tuple[torch.nn.Module, int, str]:
     """The network (eval, fp32) and its input size, from a checkpoint or a config with random
     weights; the third value says which."""
+    # mtqa is imported per path: a config needs only torch and PyYAML, while mtqa.checkpoint
+    # also loads scipy, scikit-learn and safetensors, which a bare GPU host may lack.
     if checkpoint is not None:
         from mtqa.checkpoint import load_checkpoint
 

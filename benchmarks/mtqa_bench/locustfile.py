@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from locust import FastHttpUser, User, constant, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from mtqa_builder.contract import ENSEMBLE  # noqa: E402
+from mtqa_client import InspectionClient, InspectionError  # noqa: E402
 
 from mtqa_bench import payloads  # noqa: E402
 
@@ -120,8 +121,6 @@ class _GrpcUser(User):
     wait_time = constant(0)  # closed loop, like perf_analyzer's concurrency mode
 
     def on_start(self) -> None:
-        from mtqa_client import InspectionClient
-
         opts = self.environment.parsed_options
         self.opts = opts
         self.client = InspectionClient(
@@ -161,8 +160,6 @@ class InspectUser(_GrpcUser):
 
     @task
     def inspect(self) -> None:
-        from mtqa_client import InspectionError
-
         group = next(self.groups)
         start = time.perf_counter()
         try:
@@ -198,8 +195,6 @@ class TensorUser(_GrpcUser):
 
     @task
     def infer(self) -> None:
-        from mtqa_client import InspectionError
-
         batch = next(self.groups)
         start = time.perf_counter()
         try:

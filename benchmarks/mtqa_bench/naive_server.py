@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request  # module level: FastAPI resolves annotations
+
+from mtqa.checkpoint import load_checkpoint
+from mtqa.data.decode import decode_image
+from mtqa.data.preprocess import preprocess_image
 
 
 def create_app(checkpoint: Path) -> FastAPI:
     """Build the FastAPI app around a loaded checkpoint."""
-    from mtqa.checkpoint import load_checkpoint
-    from mtqa.data.decode import decode_image
-    from mtqa.data.preprocess import preprocess_image
-
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.model
     presence_t = np.array([ckpt.thresholds["presence"][c] for c in ckpt.classes], np.float32)
@@ -61,8 +62,6 @@ def create_app(checkpoint: Path) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")

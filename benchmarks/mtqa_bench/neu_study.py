@@ -31,6 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mtqa.calibrate import calibrate_run, checkpoint_split
+from mtqa.checkpoint import load_checkpoint
+from mtqa.evaluate import evaluate_predictor, torch_predict_fn
 from mtqa.evaluate.jsonsafe import dumps
 from mtqa.overrides import add_overrides_option
 
@@ -137,10 +140,6 @@ def _epochs_done(run_dir: Path) -> int:
 
 def score_arm(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Thresholds on val (max-F1), then the flat metrics on test."""
-    from mtqa.calibrate import calibrate_run, checkpoint_split
-    from mtqa.checkpoint import load_checkpoint
-    from mtqa.evaluate import evaluate_predictor, torch_predict_fn
-
     calibrate_run(run_dir, split="val", limit=args.eval_limit)
     ckpt = load_checkpoint(run_dir)
     dataset, _ = checkpoint_split(ckpt, "test", limit=args.eval_limit)

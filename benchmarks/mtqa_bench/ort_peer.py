@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
 
 from mtqa_bench.stats import latency_summary
@@ -19,8 +20,6 @@ from mtqa_bench.stats import latency_summary
 def session(onnx_path: Path, threads: int, profile: bool = False):
     """A CPU session with `threads` intra-op threads and one inter-op; `profile=True` turns on
     ORT's profiler (`end_profiling()` gives the trace)."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

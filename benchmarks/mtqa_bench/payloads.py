@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 FORMATS = {"jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png")}
 # Used only when the model's normalisation is unknown (bench against --url without a repository):
@@ -26,6 +27,8 @@ FALLBACK_STD = (0.25, 0.25, 0.25)
 
 def product_images(count: int, size: int, seed: int = 7) -> list[np.ndarray]:
     """`count` synthetic RGB product images (uint8, `size` x `size`) with random defects."""
+    # mtqa.data loads torch: imported only where payloads are made, so Locust workers (which
+    # import this module to read payloads) stay free of it.
     from mtqa.data.synth import SynthConfig, SynthGenerator
 
     gen = SynthGenerator(SynthConfig(size=size, max_defects=3), seed=seed)
@@ -34,8 +37,6 @@ def product_images(count: int, size: int, seed: int = 7) -> list[np.ndarray]:
 
 def encode(image: np.ndarray, fmt: str) -> bytes:
     """Encode one uint8 image as JPEG (quality 90) or PNG."""
-    from PIL import Image
-
     if fmt not in FORMATS:
         raise ValueError(f"unknown image format {fmt!r}; expected one of {sorted(FORMATS)}")
     buf = io.BytesIO()

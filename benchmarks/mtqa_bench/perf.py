@@ -41,6 +41,7 @@ class PerfAnalyzer:
 
 
 def _pytriton_libs() -> Path:
+    # Deferred: pytriton (the `serve` extra, ~0.5 s to import) is loaded only to find its libs.
     import pytriton
 
     libs = Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"

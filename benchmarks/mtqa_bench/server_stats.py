@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import tritonclient.grpc as grpcclient
+
 _FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 Snapshot = dict[tuple[str, str], dict[str, int]]
 
 
 def snapshot(url: str, timeout_s: float = 10.0) -> Snapshot:
     """Cumulative counters of every loaded model version, keyed by (name, version)."""
-    import tritonclient.grpc as grpcclient
-
     with grpcclient.InferenceServerClient(url) as client:
         stats = client.get_inference_statistics("", as_json=True, client_timeout=timeout_s)
     out: Snapshot = {}

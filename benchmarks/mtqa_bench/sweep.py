@@ -23,10 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tritonclient.grpc as grpcclient
 from mtqa_builder.contract import ENSEMBLE, NET
+from mtqa_client import InspectionClient, InspectionError
 from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
+from mtqa_serving import TritonServer
+from tritonclient.utils import InferenceServerException
 
-from mtqa_bench import payloads, perf, repo_view, server_stats
+from mtqa_bench import ort_peer, payloads, perf, repo_view, server_stats
 from mtqa_bench.errors import BenchError, ToolUnavailableError
 from mtqa_bench.locust_run import run_locust
 
@@ -134,8 +138,6 @@ class Sweep:
         return folder
 
     def _served_image_size(self) -> int:
-        from mtqa_client import InspectionClient
-
         with InspectionClient(self.opts.url, connect_timeout_s=30) as client:
             size = client.net_spec().image_size
         if not size:
@@ -158,7 +160,6 @@ class Sweep:
         if self.opts.url:
             yield self.opts.url, self._served_ensembles(variants)
             return
-        from mtqa_serving import TritonServer
 
         view = repo_view.write_view(
             self.opts.repo, self.raw / f"view_batching_{batching}", batching == "on", variants
@@ -170,8 +171,6 @@ class Sweep:
 
     def _served_ensembles(self, variants: dict[str, str]) -> dict[str, str]:
         """Against --url only the ensemble's pinned variant can be measured end to end."""
-        import tritonclient.grpc as grpcclient
-
         with grpcclient.InferenceServerClient(self.opts.url) as client:
             cfg = client.get_model_config(ENSEMBLE, as_json=True)["config"]
         steps = cfg.get("ensemble_scheduling", {}).get("step", [])
@@ -182,8 +181,6 @@ class Sweep:
         return out
 
     def _served_batching(self) -> str:
-        import tritonclient.grpc as grpcclient
-
         with grpcclient.InferenceServerClient(self.opts.url) as client:
             cfg = client.get_model_config(NET, as_json=True)["config"]
         return "on" if "dynamic_batching" in cfg else "off"
@@ -247,16 +244,12 @@ class Sweep:
     def _largest_output_bytes(self, url: str) -> int:
         """Bytes of mtqa_net's largest output (the masks) in one request: the size of
         perf_analyzer's shared-memory output regions."""
-        from mtqa_client import InspectionClient
-
         with InspectionClient(url, connect_timeout_s=30) as client:
             spec = client.net_spec()
         side = spec.image_size or payloads.read_tensors(self.payloads).shape[-1]
         return self.opts.request_batch * len(spec.classes) * side * side * 4
 
     def _ort_peer(self, variants: dict[str, str]) -> None:
-        from mtqa_bench import ort_peer
-
         if not self.info:
             self._note("in-process ORT peer skipped: needs --repo for the served model.onnx")
             return
@@ -329,9 +322,6 @@ class Sweep:
 
         Errors from tritonclient or the SDK (server gone, model missing) become BenchError.
         """
-        from mtqa_client import InspectionError
-        from tritonclient.utils import InferenceServerException
-
         try:
             return self._run()
         except (InferenceServerException, InspectionError) as exc:
