@@ -31,7 +31,7 @@ def test_every_artefact_is_written_and_linked(tmp_path):
     files = write_artefacts(_result(), tmp_path / "out", INFO, [0.0] * 3, [1.0] * 3, log)
     expected = {"report", "metrics", "confusion_matrices", "pr_curves", "confusion_grade"}
     expected |= {"confusion_pixels", "training_curves", "overlays", "report_html"}
-    expected |= {"threshold_curves", "confusion_presence"}  # no wrong decision: no worst case
+    expected |= {"threshold_curves", "confusion_presence", "heatmaps"}  # no worst case: all right
     assert set(files) == expected
     for path in files.values():
         assert path.is_file() and path.stat().st_size > 0
@@ -115,7 +115,12 @@ def test_html_report_is_self_contained_and_embeds_every_plot(tmp_path):
     out = tmp_path / "out"
     files = write_artefacts(_confused_result(), out, INFO, [0.0] * 3, [1.0] * 3, log)
     plots = [p for p in files.values() if p.suffix == ".png"]
-    assert {p.stem for p in plots} >= {"threshold_curves", "worst_missed", "worst_false"}
+    assert {p.stem for p in plots} >= {
+        "threshold_curves",
+        "worst_missed",
+        "worst_false",
+        "heatmaps",
+    }
     refs = _Refs()
     refs.feed(files["report_html"].read_text())
     # every picture is inside the page; links only name sibling files that exist

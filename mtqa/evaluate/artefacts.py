@@ -11,6 +11,7 @@ from mtqa.evaluate.evaluation import EvaluationResult
 from mtqa.evaluate.jsonsafe import dumps
 from mtqa.evaluate.plots import (
     plot_confusion,
+    plot_heatmaps,
     plot_overlays,
     plot_pr_curves,
     plot_presence_confusions,
@@ -73,6 +74,7 @@ def write_artefacts(
             plot_training_curves(metrics_csv, out_dir / "training_curves.png") if has_log else None
         ),
         "overlays": plot_overlays(result, mean, std, out_dir / "overlays.png"),
+        "heatmaps": plot_heatmaps(result, mean, std, out_dir / "heatmaps.png"),
         "worst_missed": plot_worst(result, "missed", mean, std, out_dir / "worst_missed.png"),
         "worst_false": plot_worst(result, "false", mean, std, out_dir / "worst_false.png"),
     }

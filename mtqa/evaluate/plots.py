@@ -262,3 +262,30 @@ def plot_presence_confusions(result: EvaluationResult, path: Path) -> Path:
                 )
     fig.suptitle("Presence per class, normalised by true row")
     return _save(fig, path)
+
+
+def plot_heatmaps(
+    result: EvaluationResult, mean: Sequence[float], std: Sequence[float], path: Path
+) -> Path | None:
+    """Per kept sample: the image, then each class's pixel probability map (0-1, one shared
+    colour scale) titled with its presence probability; None when no sample was kept."""
+    samples, classes = result.samples, result.classes
+    if not samples:
+        return None
+    cols = 1 + len(classes)
+    fig = Figure(figsize=(2.6 * cols + 0.8, 0.5 + 2.6 * len(samples)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(samples), cols))
+    image = None
+    for row, sample in zip(axes, samples, strict=True):
+        row[0].imshow(gallery.display_rgb(sample.image, mean, std))
+        row[0].set_title(sample.id, fontsize=9)
+        for k, name in enumerate(classes):
+            image = row[k + 1].imshow(
+                sample.seg_prob[k], cmap="magma", vmin=0, vmax=1, interpolation="nearest"
+            )
+            row[k + 1].set_title(f"{name} (p = {sample.presence_prob[k]:.2f})", fontsize=9)
+        for ax in row:
+            ax.axis("off")
+    fig.colorbar(image, ax=axes, shrink=0.6, label="pixel probability")
+    fig.suptitle("Probability heatmaps per class (title: the image's presence probability)")
+    return _save(fig, path)

@@ -55,6 +55,7 @@ PLOT_TITLES = {
     "worst_missed": "Worst missed defects (present, probability below the threshold)",
     "worst_false": "Worst false defects (absent, probability at or above the threshold)",
     "overlays": "Sample overlays (true vs predicted masks)",
+    "heatmaps": "Probability heatmaps of the same samples",
     "training_curves": "Training curves",
 }
 PRESENCE_COLUMNS = ["accuracy", "precision", "recall", "f1", "auroc", "ap"]
