@@ -233,10 +233,7 @@ def named_config(name: str) -> RunConfig:
     path = Path(name)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         text = path.read_text()
-        if path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            raw = yaml.safe_load(text)
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of config sections")
         cfg = RunConfig.from_dict(raw)
