@@ -124,6 +124,6 @@ def run(args: argparse.Namespace) -> int:
         head = write_report(results)
     except (BenchError, ServingError) as exc:
         return exits.fail("bench", exc)
-    print(f"report: {args.out / 'report.md'}")
+    print(f"report: {args.out / 'report.md'} (self-contained: {args.out / 'report.html'})")
     print(format_summary(head))
     return 0

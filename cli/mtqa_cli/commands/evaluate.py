@@ -133,5 +133,7 @@ def run(args: argparse.Namespace) -> int:
     )
     evaluated = {"data": source, "split": args.split, "limit": args.limit}
     summary = evaluated | {"n_images": flat["n_images"]} | {k: flat[k] for k in HEADLINE}
-    print(dumps({"report": str(files["report"]), **summary}))
+    print(
+        dumps({"report": str(files["report"]), "report_html": str(files["report_html"]), **summary})
+    )
     return 0
