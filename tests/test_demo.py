@@ -77,6 +77,12 @@ def _fake_outputs(plan: DemoPlan, stopped_by: str) -> None:
         {"source": "ort", "target": "net", "variant": "fp32", "users": 1, "throughput": 999.0},
     ]  # fmt: skip
     (plan.bench / "results.json").write_text(json.dumps({"rows": rows}))
+    head = {
+        "sdk_over_ort_median": 0.71,
+        "served_over_naive": 3.2,
+        "int8_over_fp32_served_median": 1.02,
+    }
+    (plan.bench / "summary.json").write_text(json.dumps(head))
 
 
 def test_index_shows_headline_figures_and_step_times_after_a_rerun(tmp_path: Path) -> None:
@@ -89,6 +95,9 @@ def test_index_shows_headline_figures_and_step_times_after_a_rerun(tmp_path: Pat
     assert "| grade accuracy | 0.846 |" in text
     assert "| served throughput (images/s) | 61.2 |" in text  # the best served point, not ORT
     assert "stopped by epoch cap" in text and "cut the run" not in text
+    # the bench's ratios come with what they mean
+    assert "Served / in-process ONNX Runtime 0.71" in text and "shared memory" in text
+    assert "Served / naive server 3.20" in text and "INT8 / FP32 served 1.02" in text
 
     rerun = DemoPlan(out=tmp_path)  # a re-run skipping every step keeps the earlier times
     _step(rerun, "1 data", "k", lambda: pytest.fail("up-to-date step ran"))
