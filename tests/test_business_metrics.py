@@ -268,3 +268,15 @@ def test_every_dashboard_query_returns_series(prometheus) -> None:
     time.sleep(2.5)  # rate() over [1m] needs two scrapes of every series
     empty = [expr for expr in dashboard_queries() if not prometheus.query(expr)]
     assert not empty, f"dashboard queries with no series: {empty}"
+
+
+def test_monitor_shows_the_servers_figures(fresh_server, capsys, monkeypatch) -> None:
+    """`mtqa monitor --once` against the live server: the totals the SDK saw, per class."""
+    from mtqa_cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["monitor", "--url", fresh_server.metrics_url, "--once", "--interval", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "throughput" in out and "defect " in out and "input drift score" in out
+    images = re.search(r"│ images\s+│\s*│\s*(\d+)", out)
+    assert images and images.group(1) == "12", out  # the 12 answered images of the first test
