@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtqa.data.grading import (
+    decided_grade,
     default_grade_rule,
     grade_from_areas,
     grade_from_mask,
@@ -41,3 +42,19 @@ def test_mask_and_presence_forms():
     assert grade_from_presence(rule, CLASSES, np.array([1, 0, 0, 0])) == 1
     assert grade_from_presence(rule, CLASSES, np.array([0, 1, 0, 0])) == 2
     assert grade_from_presence(rule, CLASSES, np.zeros(4)) == 0
+
+
+def test_reported_grade_is_ok_exactly_when_no_defect_is_decided():
+    from mtqa_builder.triton_models import postprocess_core
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((64, 4))
+    present = rng.random((64, 3)) > 0.7
+    grade = decided_grade(scores, present)
+    assert ((grade == 0) == ~present.any(axis=1)).all()
+    defective = present.any(axis=1)
+    assert (grade[defective] == 1 + scores[defective, 1:].argmax(axis=1)).all()
+    # the served postprocess (a self-contained copy) decides the same
+    assert (postprocess_core.decided_grade(scores, present) == grade).all()
+    # an image with no defect decided is ok even when the grade head favours "reject"
+    assert decided_grade(np.array([[0.1, 0.1, 0.1, 0.7]]), np.zeros((1, 3), bool))[0] == 0

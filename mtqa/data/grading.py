@@ -111,3 +111,15 @@ def grade_from_presence(rule: dict, classes: Sequence[str], presence: np.ndarray
     if top_weight >= rule["major_weight"]:
         return 2
     return 1
+
+
+def decided_grade(grade_scores: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The grade an inspection reports from the grade head's scores [N, G] and the presence
+    decisions [N, K]: grade 0 (ok) exactly when no defect class is decided present, else the
+    likeliest of the defect grades. The rule above defines ok as "no class present", so an item
+    reported free of defects is never graded otherwise, nor a defective one ok. Mirrored by
+    `postprocess_core.decided_grade` in the served postprocess (a test keeps them equal).
+    """
+    scores = np.asarray(grade_scores)
+    any_present = np.asarray(present, dtype=bool).reshape(len(scores), -1).any(axis=1)
+    return np.where(any_present, 1 + scores[:, 1:].argmax(axis=1), 0).astype(np.int64)

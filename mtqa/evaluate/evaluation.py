@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from mtqa.data.grading import decided_grade
 from mtqa.evaluate.jsonsafe import json_safe
 from mtqa.evaluate.metrics import (
     SegmentationMeter,
@@ -137,7 +138,7 @@ class Evaluator:
         self._probs.append(pres)
         self._targets.append((batch[PRESENCE.label] > 0.5).astype(np.int64))
         self._grade_true.append(batch[GRADE.label])
-        self._grade_pred.append(out[GRADE.output].argmax(axis=1))
+        self._grade_pred.append(decided_grade(out[GRADE.output], pres >= self.presence_thr))
         sel = batch["has_mask"]
         self.n_images_with_masks += int(sel.sum())
         if sel.any():

@@ -64,6 +64,13 @@ def regions(
     return np.asarray(rows, dtype=np.float32).reshape(-1, 6)
 
 
+def decided_grade(grade_scores: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Grade 0 (ok) exactly when no class is decided present, else the likeliest defect grade:
+    `mtqa.data.grading.decided_grade`, repeated here because this file runs alone in Triton."""
+    any_present = np.asarray(present, dtype=bool).reshape(len(grade_scores), -1).any(axis=1)
+    return np.where(any_present, 1 + np.asarray(grade_scores)[:, 1:].argmax(axis=1), 0)
+
+
 def postprocess(
     presence_logits: np.ndarray,
     seg_logits: np.ndarray,
@@ -108,7 +115,7 @@ def postprocess(
         padded[b, : len(r)] = r
     grade_prob = softmax(grade_logits)
     grade_prob[~valid] = 0.0
-    grade_index = np.where(valid, grade_prob.argmax(axis=1), -1).astype(np.int32)
+    grade_index = np.where(valid, decided_grade(grade_prob, decision), -1).astype(np.int32)
     return {
         "presence_prob": presence_prob.astype(np.float32),
         "presence_decision": decision,
