@@ -138,3 +138,23 @@ def test_overlay_panels_are_at_least_512_px(tmp_path):
         with Image.open(files[name]) as picture:
             assert picture.width >= 3 * 512, name  # image | truth | prediction
             assert picture.height >= 512, name
+
+
+def test_a_one_class_evaluation_draws_every_plot(tmp_path):
+    """One defect class (KolektorSDD-like): every per-class figure has a single column."""
+
+    def one_class(images):
+        out = oracle(images)
+        return {
+            **out,
+            "presence_logits": out["presence_logits"][:, :1],
+            "seg_logits": out["seg_logits"][:, :1],
+        }
+
+    data = labelled_dataset(n=6)
+    for item in data:
+        item["mask"], item["presence"] = item["mask"][:1], item["presence"][:1]
+    result = run_evaluation(one_class, data, CLASSES[:1], GRADES, keep_samples=2)
+    files = write_artefacts(result, tmp_path / "out", INFO, [0.0] * 3, [1.0] * 3, None)
+    for key in ("threshold_curves", "confusion_presence", "heatmaps", "report_html"):
+        assert files[key].is_file() and files[key].stat().st_size > 0, key

@@ -200,7 +200,7 @@ def plot_threshold_curves(result: EvaluationResult, path: Path) -> Path:
     row and segmentation (per pixel) below, the stored threshold marked by a dashed line."""
     classes = result.classes
     fig = Figure(figsize=(3.3 * len(classes), 6.4), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(2, len(classes), sharex=True, sharey=True))
+    axes = fig.subplots(2, len(classes), sharex=True, sharey=True, squeeze=False)
     cuts = np.linspace(0, 1, 201)
     for k, name in enumerate(classes):
         y = result.presence_targets[:, k].astype(bool)
@@ -274,7 +274,7 @@ def plot_heatmaps(
         return None
     cols = 1 + len(classes)
     fig = Figure(figsize=(2.6 * cols + 0.8, 0.5 + 2.6 * len(samples)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(samples), cols))
+    axes = fig.subplots(len(samples), cols, squeeze=False)
     image = None
     for row, sample in zip(axes, samples, strict=True):
         row[0].imshow(gallery.display_rgb(sample.image, mean, std))
