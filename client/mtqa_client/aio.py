@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import tritonclient.grpc.aio as aioclient
@@ -182,6 +182,20 @@ class AsyncInspectionClient(ClientBase):
             return result, (time.perf_counter() - start) * 1000.0
 
         return await self._call(timed, model=model, idempotent_read=False)
+
+    # A single image gives its result, a list or tuple a list: typed so for checkers (py.typed).
+    @overload
+    async def inspect(
+        self, images: ImageLike, *, timeout_s: float | None = None
+    ) -> InspectionResult: ...
+
+    @overload
+    async def inspect(
+        self,
+        images: list[Any] | tuple[Any, ...],  # of ImageLike; list is invariant
+        *,
+        timeout_s: float | None = None,
+    ) -> list[InspectionResult | ItemError]: ...
 
     async def inspect(
         self, images: ImagesLike, *, timeout_s: float | None = None

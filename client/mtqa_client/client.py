@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -170,6 +170,18 @@ class InspectionClient(ClientBase):
             return result, (time.perf_counter() - start) * 1000.0
 
         return self._call(timed, model=model, idempotent_read=False)
+
+    # A single image gives its result, a list or tuple a list: typed so for checkers (py.typed).
+    @overload
+    def inspect(self, images: ImageLike, *, timeout_s: float | None = None) -> InspectionResult: ...
+
+    @overload
+    def inspect(
+        self,
+        images: list[Any] | tuple[Any, ...],  # of ImageLike; list is invariant
+        *,
+        timeout_s: float | None = None,
+    ) -> list[InspectionResult | ItemError]: ...
 
     def inspect(
         self, images: ImagesLike, *, timeout_s: float | None = None
