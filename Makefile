@@ -4,7 +4,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # torch, CPU or GPU, is chosen here, before the project's `torch>=2.4` resolves (on Linux PyPI
 # would pull a CUDA build). Default: the CPU wheel from PyTorch's CPU index (a local wheel found
-# through pip's find-links also serves). GPU hosts pick a CUDA build, e.g.
+# through pip's find-links also serves; an unreachable index costs one retry). GPU hosts pick a
+# CUDA build, e.g.
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128   (or TORCH_INDEX= for PyPI's)
 # An environment that already imports torch keeps it.
 TORCH_SPEC  ?= torch==2.13.0
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml client/pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c 'import torch' 2>/dev/null || \
-	  $(PY) -m pip install '$(TORCH_SPEC)' $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	  $(PY) -m pip install '$(TORCH_SPEC)' $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --retries 1)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ./client -e '.[all,dev]'
 	touch $@
 
