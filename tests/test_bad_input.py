@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
 from mtqa_client import (
     InspectionClient,
     InspectionError,
@@ -28,8 +31,6 @@ from mtqa_client import (
     ModelNotReadyError,
 )
 from mtqa_serving import TritonServer
-from PIL import Image
-from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.server
 

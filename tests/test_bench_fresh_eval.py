@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from mtqa_bench.fresh_eval import fresh_eval, main
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from mtqa_bench import payloads, perf, report
 from mtqa_bench.errors import BenchError
 from mtqa_bench.sweep import BenchOptions
 from mtqa_cli.main import main
-from PIL import Image
 
 
 def _row(source, target, variant, batching, users, throughput, **kw):

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mtqa_bench import repo_view
 from mtqa_cli.main import main
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from mtqa_builder.check import check_repository
 from mtqa_cli.main import main
-from PIL import Image
 
 
 def test_gate_reads_further_into_a_synthetic_val_stream(tiny_run):
     import torch
-    from mtqa_builder.validation import validation_set
 
     from mtqa.checkpoint import load_checkpoint
+    from mtqa_builder.validation import validation_set
 
     ckpt = load_checkpoint(tiny_run)
     own = validation_set(ckpt)
@@ -178,9 +179,9 @@ def _infer_bytes(client, data: bytes):
 def test_served_ensemble_matches_the_local_pipeline(triton_server, built_repo):
     import onnxruntime as ort
     import tritonclient.grpc as grpcclient
-    from mtqa_builder.triton_models.postprocess_core import postprocess, threshold_vector
 
     from mtqa.data import SynthConfig, SynthGenerator, preprocess_image
+    from mtqa_builder.triton_models.postprocess_core import postprocess, threshold_vector
 
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
     manifest = json.loads((built_repo / "mtqa_net" / "1" / "manifest.json").read_text())
@@ -271,8 +272,9 @@ def test_ngc_trt_with_prebuilt_engines_for_two_gpu_architectures(tiny_run, tmp_p
     bytes here are placeholders: the repository writer only checks and places them (real
     compilation is `test_trt.py::test_compile_strongly_typed_engine`, GPU hosts only)."""
     from google.protobuf import text_format
-    from mtqa_builder.hashing import file_sha256
     from tritonclient.grpc import model_config_pb2 as mc
+
+    from mtqa_builder.hashing import file_sha256
 
     work = tmp_path / "work"
     base = ["build", "--checkpoint", str(tiny_run), "--val-limit", "4", "--work-dir", str(work)]

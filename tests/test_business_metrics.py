@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from mtqa_client import InspectionClient, ItemError
 from mtqa_serving import TritonServer
 from mtqa_serving.ports import free_ports

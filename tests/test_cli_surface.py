@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mtqa_cli import extras
 from mtqa_cli.main import main
 

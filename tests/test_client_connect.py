@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from mtqa_client import AsyncInspectionClient, InspectionClient, ServerUnavailableError
 
 

@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
 from mtqa_client import (
     AsyncInspectionClient,
     AuthenticationError,
@@ -23,7 +25,6 @@ from mtqa_client import (
 from mtqa_serving import RestrictedProtocols, TritonServer, free_ports
 from mtqa_serving import TlsConfig as ServerTls
 from mtqa_serving.certs import write_dev_pki
-from tritonclient.grpc import model_config_pb2 as mc
 
 pytestmark = pytest.mark.server
 

@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from mtqa_client import (
     AsyncInspectionClient,
     InferenceTimeoutError,
@@ -23,7 +25,6 @@ from mtqa_client import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
-from PIL import Image
 
 pytestmark = pytest.mark.server
 TOL = 1e-4

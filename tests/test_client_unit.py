@@ -12,6 +12,9 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
 from mtqa_client import errors
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.images import encode_images
@@ -19,8 +22,6 @@ from mtqa_client.protocol import batch_size_for, chunks
 from mtqa_client.results import Timings, parse_inspect
 from mtqa_client.retry import RetryPolicy, is_retryable
 from mtqa_client.spec import build_spec
-from PIL import Image
-from tritonclient.utils import InferenceServerException
 
 
 def test_sdk_never_imports_torch() -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mtqa_cli.main import main
-
 from mtqa.data import build_datasets
+from mtqa_cli.main import main
 
 
 def test_synth_cli_writes_a_loadable_dataset(tmp_path, capsys):

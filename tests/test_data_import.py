@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mtqa_cli.commands.data import IMPORT_FORMATS
-from mtqa_cli.main import main
 from PIL import Image
 
 from mtqa.data import DatasetError, build_datasets
@@ -24,6 +22,8 @@ from mtqa.data.importers.base import Sample
 from mtqa.data.importers.masks import class_names
 from mtqa.data.importers.rle import decode_rle, encode_rle
 from mtqa.data.importers.splits import stratified_splits
+from mtqa_cli.commands.data import IMPORT_FORMATS
+from mtqa_cli.main import main
 
 KOLEKTOR = neu_seg_path().parent / "kolektor_sdd_yolo"
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from mtqa_cli.demo import DemoPlan, _digest, _step, write_index
 from PIL import Image
 
 from mtqa.config import apply_overrides, named_config
 from mtqa.train import train
+from mtqa_cli.demo import DemoPlan, _digest, _step, write_index
 
 
 def test_step_skips_unchanged_inputs_and_reruns_changed_ones(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mtqa_builder import versions
 from mtqa_serving import (
     ADMIN_PROTOCOLS,

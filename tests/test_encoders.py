@@ -182,6 +182,7 @@ def exported(tmp_path_factory):
 
 def test_exports_with_ort_parity(exported) -> None:
     import onnx
+
     from mtqa_builder.export import check_parity
 
     model, path = exported
@@ -207,6 +208,7 @@ def test_int8_through_the_builders_precision_path(exported, tmp_path, flavour) -
     symmetric Conv-only form) runs on the Lite0 network and stays close to FP32."""
     import onnx
     import onnxruntime as ort
+
     from mtqa_builder import precision as prec
 
     _, fp32 = exported

@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from mtqa_cli.main import main
 
 from mtqa.calibrate import calibrate_run, checkpoint_split
 from mtqa.checkpoint import load_checkpoint
 from mtqa.evaluate import evaluate_predictor, load_thresholds, run_evaluation, torch_predict_fn
+from mtqa_cli.main import main
 
 PNGS = (
     "pr_curves.png",

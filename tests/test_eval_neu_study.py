@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from mtqa_bench.neu_study import ArmOutcome, main, parse_args, results_markdown
 
 

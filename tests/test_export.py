@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from mtqa_builder.errors import ExportError
 from mtqa_builder.export import OUTPUT_NAMES, check_io, check_parity, export_onnx
 from mtqa_builder.versions import ONNX_OPSET

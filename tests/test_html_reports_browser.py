@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.evaluation import CLASSES, GRADES, labelled_dataset, oracle
-from mtqa_bench import report as bench_report
 from PIL import Image
 
 from mtqa.evaluate import run_evaluation
 from mtqa.evaluate.artefacts import write_artefacts
+from mtqa_bench import report as bench_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")

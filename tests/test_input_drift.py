@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mtqa_client import InspectionClient
 from mtqa_serving import TritonServer
 

@@ -14,9 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mtqa_builder.triton_models.postprocess_core import postprocess
-from mtqa_client.results import Timings, _PackedMask, parse_inspect
-from mtqa_client.spec import ModelSpec
 from PIL import Image
 
 from mtqa.data.preprocess import (
@@ -28,6 +25,9 @@ from mtqa.data.preprocess import (
     resize_mask,
 )
 from mtqa.data.synth import SynthConfig, SynthGenerator
+from mtqa_builder.triton_models.postprocess_core import postprocess
+from mtqa_client.results import Timings, _PackedMask, parse_inspect
+from mtqa_client.spec import ModelSpec
 
 SIZE = 128
 ORIG = (100, 250)  # (h, w): letterboxed to (51, 128) at SIZE
@@ -454,11 +454,10 @@ def test_sdk_gives_boxes_and_masks_in_original_pixels(letterbox_server, local_an
 def test_evaluate_feeds_the_split_as_the_checkpoint_was_trained(
     letterbox_run, tmp_path, capsys
 ) -> None:
-    from mtqa_cli.main import main
-
     from mtqa.calibrate import checkpoint_split
     from mtqa.checkpoint import load_checkpoint
     from mtqa.evaluate import run_evaluation, torch_predict_fn
+    from mtqa_cli.main import main
 
     data = _wide_dataset(tmp_path / "wide", n=12)
     ckpt = load_checkpoint(letterbox_run)

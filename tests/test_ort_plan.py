@@ -7,8 +7,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from mtqa_builder.triton_models.ort_plan import LaneRunner, plan
 from onnx import TensorProto, helper, numpy_helper
+
+from mtqa_builder.triton_models.ort_plan import LaneRunner, plan
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from mtqa_client.overlay import MIN_SIZE, PALETTE, render_overlay
 from mtqa_client.results import DefectScore, Grade, InspectionResult, Region, Timings, _PackedMask
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from mtqa_client import overlay
-
 from mtqa import palette
+from mtqa_client import overlay
 
 
 def test_sdk_palette_is_the_core_palette() -> None:

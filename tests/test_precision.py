@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
+
 from mtqa_builder import precision as prec
 from mtqa_builder.errors import CalibrationError, GateError
 from mtqa_builder.gate import evaluate_onnx, judge
-from onnx import numpy_helper
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +21,11 @@ def setup(tiny_run, tmp_path_factory):
     on its own 384 val images the session-6 preset's INT8 dropped 1.0-1.3 points, on 1024 it
     passes, so a smaller set measures which images are borderline, not quantization.
     """
+    from mtqa.checkpoint import load_checkpoint
     from mtqa_builder.calibration import load_calibration
     from mtqa_builder.export import export_onnx
     from mtqa_builder.pipeline import BuildOptions
     from mtqa_builder.validation import validation_set
-
-    from mtqa.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tiny_run)
     work = tmp_path_factory.mktemp("precision")
@@ -179,8 +179,9 @@ def test_failing_gate_publishes_nothing(tiny_run, tmp_path):
 
 
 def test_calibration_from_a_plain_image_folder(tmp_path):
-    from mtqa_builder.calibration import load_calibration
     from PIL import Image
+
+    from mtqa_builder.calibration import load_calibration
 
     rng = np.random.default_rng(0)
     for i in range(3):

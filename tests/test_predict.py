@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mtqa_client import InspectionClient
 from PIL import Image
+
+from mtqa_client import InspectionClient
 
 pytestmark = pytest.mark.server
 

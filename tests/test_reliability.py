@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mtqa_builder.swap import read_history
 from mtqa_builder.swap import repo as swap_repo
 from mtqa_cli.main import main

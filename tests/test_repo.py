@@ -10,12 +10,13 @@ import numpy as np
 import onnx
 import pytest
 from google.protobuf import text_format
+from scipy import ndimage
+from tritonclient.grpc import model_config_pb2 as mc
+
 from mtqa_builder import contract
 from mtqa_builder.check import check_repository
 from mtqa_builder.contract import ENSEMBLE, NET, POST, PRE
 from mtqa_builder.triton_models.postprocess_core import postprocess, regions
-from scipy import ndimage
-from tritonclient.grpc import model_config_pb2 as mc
 
 
 def _config(repo: Path, model: str) -> mc.ModelConfig:
@@ -132,10 +133,9 @@ def test_repo_check_cli_exit_codes(built_repo, tmp_path, capsys):
 
 
 def test_publishing_again_adds_versions_and_never_overwrites(built_repo, tmp_path):
+    from mtqa.checkpoint import load_checkpoint
     from mtqa_builder.configs import Serving
     from mtqa_builder.repository import Source, Variant, publish
-
-    from mtqa.checkpoint import load_checkpoint
 
     repo = tmp_path / "repo"
     shutil.copytree(built_repo, repo)

@@ -28,6 +28,9 @@ from fixtures.serving import (
     write_python_model,
 )
 from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import InferenceServerException
+
 from mtqa_builder.swap.control import ModelControl
 from mtqa_builder.swap.errors import ControlError
 from mtqa_client import InspectionClient
@@ -43,8 +46,6 @@ from mtqa_serving import (
     control_headers,
 )
 from mtqa_serving.certs import DevPki, write_dev_pki
-from tritonclient.grpc import model_config_pb2 as mc
-from tritonclient.utils import InferenceServerException
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import urllib.request
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from mtqa_serving import TritonServer
 from PIL import Image
+
+from mtqa_serving import TritonServer
 
 pytestmark = pytest.mark.server
 

@@ -23,9 +23,10 @@ from fixtures.serving import (
     stray_processes,
     write_python_model,
 )
+from tritonclient.utils import InferenceServerException
+
 from mtqa_serving import CONTROL_KEY_ENV, TritonServer, control_headers
 from mtqa_serving.certs import write_dev_pki
-from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.server
 

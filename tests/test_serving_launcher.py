@@ -18,6 +18,7 @@ from fixtures.serving import (
     assert_cleaned_up,
     write_python_model,
 )
+
 from mtqa_serving import (
     ModelControlError,
     ServerNotFoundError,

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
+
 from mtqa_builder.check import check_repository
 from mtqa_builder.swap import read_history
 from mtqa_builder.swap import repo as swap_repo
@@ -23,7 +25,6 @@ from mtqa_builder.swap.history import LOCK_FILE
 from mtqa_cli.main import main
 from mtqa_client import InspectionClient
 from mtqa_serving import TritonServer
-from onnx import numpy_helper
 
 pytestmark = pytest.mark.server
 

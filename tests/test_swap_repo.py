@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from mtqa_builder.swap import SwapInProgressError, TargetError, history, read_history
 from mtqa_builder.swap import repo as swap_repo
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mtqa_cli.main import main
 from safetensors import safe_open
 
 from mtqa.checkpoint import load_checkpoint
@@ -18,6 +17,7 @@ from mtqa.data import build_datasets
 from mtqa.evaluate.metrics import SegmentationMeter, presence_metrics
 from mtqa.evaluate.thresholds import threshold_arrays
 from mtqa.train import train
+from mtqa_cli.main import main
 
 FAST = [
     "model.widths=[8,16,16]",

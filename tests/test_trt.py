@@ -9,10 +9,11 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from mtqa_builder import trt
 from mtqa_builder.errors import RepositoryError, TensorRTUnavailableError
 from mtqa_builder.trt_readiness import check_readiness
-from onnx import TensorProto, helper, numpy_helper
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and shutil.which("nvidia-smi")
 
@@ -20,11 +21,10 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None and shutil.which("nvi
 @pytest.fixture(scope="module")
 def variants(tiny_run, tmp_path_factory):
     """FP32, FP16 and TensorRT-flavour INT8 ONNX files of the tiny checkpoint."""
+    from mtqa.checkpoint import load_checkpoint
     from mtqa_builder.calibration import load_calibration
     from mtqa_builder.export import export_onnx
     from mtqa_builder.precision import to_fp16, to_int8
-
-    from mtqa.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tiny_run)
     work = tmp_path_factory.mktemp("trt")

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from mtqa_builder.export import export_onnx
 
 from mtqa.config import ModelConfig, named_config
 from mtqa.losses import MultiTaskLoss
 from mtqa.models import build_model
 from mtqa.train.loop import autocast_factory
 from mtqa.train.optim import build_optimizer
+from mtqa_builder.export import export_onnx
 
 CLASSES, GRADES = 3, 4
 ENCODERS = {

@@ -29,10 +29,10 @@ grpc_gevent.init_gevent()
 import numpy as np  # noqa: E402
 from locust import FastHttpUser, User, constant, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
-from mtqa_builder.contract import ENSEMBLE  # noqa: E402
-from mtqa_client import InspectionClient, InspectionError  # noqa: E402
 
 from mtqa_bench import payloads  # noqa: E402
+from mtqa_builder.contract import ENSEMBLE  # noqa: E402
+from mtqa_client import InspectionClient, InspectionError  # noqa: E402
 
 _GENERATED_COUNT = 16
 _CLIENT_TIMEOUT_S = 120.0

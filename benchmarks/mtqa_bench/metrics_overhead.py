@@ -24,12 +24,12 @@ import urllib.request
 from pathlib import Path
 
 from google.protobuf import text_format
-from mtqa_builder import contract
-from mtqa_client import InspectionClient
-from mtqa_serving import TritonServer
 from tritonclient.grpc import model_config_pb2 as mc
 
 from mtqa_bench.payloads import encode, product_images
+from mtqa_builder import contract
+from mtqa_client import InspectionClient
+from mtqa_serving import TritonServer
 
 SWITCH = "business_metrics"
 PYTHON_MODELS = (contract.PRE, contract.POST)

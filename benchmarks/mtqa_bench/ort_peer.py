@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
 
 from mtqa_bench.stats import latency_summary
+from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
 
 
 def session(onnx_path: Path, threads: int, profile: bool = False):

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mtqa_bench import ort_peer
 from mtqa_builder import contract
 from mtqa_builder.contract import NET
 from mtqa_builder.triton_models.ort_plan import LaneRunner, open_runner
-
-from mtqa_bench import ort_peer
 
 HEADS = ("presence", "segmentation", "grade")
 

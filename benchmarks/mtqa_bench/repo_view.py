@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtqa_bench.errors import BenchError
 from mtqa_builder import configs, contract
 from mtqa_builder.contract import CONFIG, ENSEMBLE, NET, PRE
-
-from mtqa_bench.errors import BenchError
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import tritonclient.grpc as grpcclient
-from mtqa_builder.contract import ENSEMBLE, NET
-from mtqa_client import InspectionClient, InspectionError
-from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
-from mtqa_serving import TritonServer
 from tritonclient.utils import InferenceServerException
 
 from mtqa_bench import ort_peer, payloads, perf, repo_view, server_stats
 from mtqa_bench.errors import BenchError, ToolUnavailableError
 from mtqa_bench.locust_run import run_locust
+from mtqa_builder.contract import ENSEMBLE, NET
+from mtqa_client import InspectionClient, InspectionError
+from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
+from mtqa_serving import TritonServer
 
 TARGETS = ("inspect", "net")
 PEERS = ("ort", "naive")

@@ -20,17 +20,17 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import json_format, text_format
-from mtqa_client.batch import Collector, Outcome, finish
-from mtqa_client.errors import InspectionError
-from mtqa_client.images import EncodedImage, ImageLike, encode_one
-from mtqa_client.results import Timings, parse_inspect
-from mtqa_client.spec import ModelSpec, build_spec
 
 from mtqa.data import decode, preprocess
 from mtqa_builder import configs, contract
 from mtqa_builder.contract import CONFIG, ENSEMBLE, LABELS, NET, POST, PRE, THRESHOLDS
 from mtqa_builder.errors import RepositoryError
 from mtqa_builder.triton_models import ort_plan, postprocess_core
+from mtqa_client.batch import Collector, Outcome, finish
+from mtqa_client.errors import InspectionError
+from mtqa_client.images import EncodedImage, ImageLike, encode_one
+from mtqa_client.results import Timings, parse_inspect
+from mtqa_client.spec import ModelSpec, build_spec
 
 LOGITS = ("presence_logits", "seg_logits", "grade_logits")
 ONNX_FILE = "model.onnx"

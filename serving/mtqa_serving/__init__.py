@@ -1,7 +1,6 @@
 """Serving: launch a real Triton server on a model repository (locally or in NGC images)."""
 
 from mtqa_client.control_key import CONTROL_HEADER, CONTROL_KEY_ENV, control_headers
-
 from mtqa_serving.errors import (
     ModelControlError,
     SecurityConfigError,

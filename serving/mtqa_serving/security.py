@@ -26,7 +26,6 @@ from mtqa_client.control_key import (
     CONTROL_KEY_ENV,
     GRPC_HEADER_PREFIX,
 )
-
 from mtqa_serving.errors import SecurityConfigError
 
 LOOPBACK = "127.0.0.1"

@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import quote
 
 from mtqa_client.control_key import CONTROL_HEADER
-
 from mtqa_serving import http_api, shm
 from mtqa_serving.binary import backend_directory, find_tritonserver
 from mtqa_serving.errors import ModelControlError, ServerStartError, ServingError

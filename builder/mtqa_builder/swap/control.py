@@ -16,11 +16,11 @@ from typing import Any
 
 import tritonclient.grpc as grpcclient
 from google.protobuf import json_format
-from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
 from tritonclient.utils import InferenceServerException
 
 from mtqa_builder.configs import mc
 from mtqa_builder.swap.errors import ControlError
+from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
 
 PREFLIGHT = "mtqa_net_swap_preflight"
 

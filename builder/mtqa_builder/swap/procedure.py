@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtqa_client import InspectionClient, InspectionError
-
 from mtqa_builder.contract import ENSEMBLE, NET, THRESHOLDS, version_dir
 from mtqa_builder.swap import history
 from mtqa_builder.swap import repo as repository
 from mtqa_builder.swap.control import ModelControl, version_files
 from mtqa_builder.swap.errors import GoldenCheckError, SwapError, SwapFailedError, TargetError
 from mtqa_builder.swap.golden import SYNTH, GoldenSet, golden_check, load_golden
+from mtqa_client import InspectionClient, InspectionError
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mtqa_builder.errors import BuildError
     from mtqa_builder.offline import OfflinePredictor
-    from mtqa_client import BatchError, InspectionError
-
     from mtqa_cli.commands.inspect import report
+    from mtqa_client import BatchError, InspectionError
 
     if args.threads < 0 or (args.batch_size is not None and args.batch_size < 1):
         return exits.usage("predict", "--threads must be >= 0 and --batch-size >= 1")
