@@ -12,10 +12,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from mtqa_builder import contract
 from mtqa_builder.contract import ENSEMBLE, NET, POST, PRE
 from mtqa_builder.errors import ServingError
 
@@ -302,3 +304,17 @@ def to_text(cfg: mc.ModelConfig) -> str:
 def parse(text: str) -> mc.ModelConfig:
     """Parse config.pbtxt text with the ModelConfig schema (raises text_format.ParseError)."""
     return text_format.Parse(text, mc.ModelConfig())
+
+
+def read_model_config(repo: Path | str, model: str) -> mc.ModelConfig:
+    """`repo/model/config.pbtxt` parsed with the schema; ContractError names the file when it is
+    missing or does not parse."""
+    path = contract.model_dir(Path(repo), model) / contract.CONFIG
+    if not path.is_file():
+        raise contract.ContractError(
+            f"{path} is missing; is {repo} a repository built by `mtqa build`?"
+        )
+    try:
+        return parse(path.read_text())
+    except text_format.ParseError as exc:
+        raise contract.ContractError(f"{path} does not parse: {exc}") from None

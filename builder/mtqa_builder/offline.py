@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format, text_format
+from google.protobuf import json_format
 
 from mtqa.data import decode, preprocess
 from mtqa_builder import configs, contract
-from mtqa_builder.contract import CONFIG, ENSEMBLE, LABELS, NET, POST, PRE, THRESHOLDS
+from mtqa_builder.contract import ENSEMBLE, LABELS, NET, POST, PRE, THRESHOLDS
 from mtqa_builder.errors import RepositoryError
 from mtqa_builder.triton_models import ort_plan, postprocess_core
 from mtqa_client.batch import Collector, Outcome, finish
@@ -41,13 +41,7 @@ class OfflineError(RepositoryError):
 
 
 def _config(repo: Path, model: str) -> configs.mc.ModelConfig:
-    path = contract.model_dir(repo, model) / CONFIG
-    if not path.is_file():
-        raise OfflineError(f"{path} is missing; is {repo} a repository built by `mtqa build`?")
-    try:
-        return configs.parse(path.read_text())
-    except text_format.ParseError as exc:
-        raise OfflineError(f"{path} does not parse: {exc}") from None
+    return configs.read_model_config(repo, model)  # ContractError is a RepositoryError too
 
 
 def _pinned(ensemble: configs.mc.ModelConfig) -> dict[str, int]:

@@ -39,13 +39,10 @@ class Target:
 
 def read_config(repo: Path, model: str) -> configs.mc.ModelConfig:
     """Parse `repo/model/config.pbtxt` with the ModelConfig schema."""
-    path = repo / model / CONFIG
-    if not path.is_file():
-        raise TargetError(f"{path} missing: is {repo} an mtqa model repository?")
     try:
-        return configs.parse(path.read_text())
-    except text_format.ParseError as exc:
-        raise TargetError(f"{path} does not parse: {exc}") from None
+        return configs.read_model_config(repo, model)
+    except contract.ContractError as exc:
+        raise TargetError(str(exc)) from None
 
 
 def write_config(repo: Path, cfg: configs.mc.ModelConfig) -> None:
