@@ -25,6 +25,7 @@ from mtqa_client import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
+from mtqa_client.overlay import MIN_SIZE
 
 pytestmark = pytest.mark.server
 TOL = 1e-4
@@ -249,7 +250,9 @@ def test_cli_prints_a_table_json_and_writes_overlays(
     assert "mtqa inspection" in table and "part0.png" in table and "grade" in table
     for i, path in zip((0, 2), paths, strict=True):
         overlay = Image.open(out / f"{path.stem}_overlay.png")
-        assert overlay.size == (sample_images[i].shape[1], sample_images[i].shape[0])
+        h, w = sample_images[i].shape[:2]
+        scale = max(1, -(-MIN_SIZE // max(h, w)))  # small images are drawn scaled up, whole
+        assert overlay.size == (w * scale, h * scale) and max(overlay.size) >= MIN_SIZE
     assert main(["inspect", str(paths[0]), "--url", url, "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["image_size"] == list(sample_images[0].shape[:2]) and row["defects"]
