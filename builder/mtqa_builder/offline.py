@@ -40,10 +40,6 @@ class OfflineError(RepositoryError):
     """The repository cannot be run offline (not built, no ONNX file, unknown precision)."""
 
 
-def _config(repo: Path, model: str) -> configs.mc.ModelConfig:
-    return configs.read_model_config(repo, model)  # ContractError is a RepositoryError too
-
-
 def _pinned(ensemble: configs.mc.ModelConfig) -> dict[str, int]:
     """model -> the version each ensemble step pins."""
     steps = {s.model_name: int(s.model_version) for s in ensemble.ensemble_scheduling.step}
@@ -101,7 +97,7 @@ class OfflinePredictor:
         self.repo = Path(repo)
         if not self.repo.is_dir():
             raise OfflineError(f"no model repository at {self.repo}; build one with `mtqa build`")
-        ensemble = _config(self.repo, ENSEMBLE)
+        ensemble = configs.read_model_config(self.repo, ENSEMBLE)
         try:
             self.version = max(int(v) for v in ensemble.version_policy.specific.versions)
         except ValueError:
@@ -111,7 +107,7 @@ class OfflinePredictor:
         self.max_batch = max(1, int(ensemble.max_batch_size) or 1)
         self.net_version = _net_version(self.repo, steps[NET], precision)
         self.preprocessing = contract.read_preprocessing(self.repo, steps[PRE])
-        pre_params = _config(self.repo, PRE).parameters
+        pre_params = configs.read_model_config(self.repo, PRE).parameters
         self.max_pixels = int(
             pre_params["max_pixels"].string_value
             if "max_pixels" in pre_params

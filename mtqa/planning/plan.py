@@ -179,13 +179,13 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
             f"crops an epoch: >= 4x the validation cost "
             f"({fp.split_sizes.get('val', 0)} images at {size} px)",
         )
-    elif fp.masks and _skewed(fp):
+    elif fp.masks and (skew := _skewed(fp)):
         # The crop sampler with a whole-input "crop" is a class-balanced image sampler.
         crop = size
         choose(
             "data.crop_size",
             crop,
-            f"whole {size} px inputs drawn class-balanced: {_skewed(fp)}",
+            f"whole {size} px inputs drawn class-balanced: {skew}",
         )
         choose(
             "data.defect_crop_share",

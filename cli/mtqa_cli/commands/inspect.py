@@ -35,14 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="pin a model version (default: the one the server's version policy serves)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--overlays",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="write one overlay PNG per image here (default: none written)",
-    )
+    add_report_options(parser)
     parser.add_argument("--timeout", type=float, default=30.0, help="per-call deadline, seconds")
     parser.add_argument(
         "--connect-timeout",
@@ -88,6 +81,18 @@ def _table(results: list, classes: tuple[str, ...]) -> None:
     if answered:
         r = answered[0]
         console.print(f"model {r.model_name} v{r.model_version}; * = defect decided present")
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """`--json` and `--overlays`: how `report` shows results (inspect and predict share them)."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--overlays",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write one overlay PNG per image here (default: none written)",
+    )
 
 
 def report(

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from mtqa_cli import exits
+from mtqa_cli.commands.inspect import add_report_options, report
 
 HELP = "Inspect images offline on a built repository's ONNX model (no server; as `inspect`)."
 EXAMPLE = "mtqa predict part_0001.png part_0002.png --repo model_repository --overlays overlays/"
@@ -31,14 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="network variant to run: fp32, fp16 or int8 (default: the one the ensemble serves)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--overlays",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="write one overlay PNG per image here (default: none written)",
-    )
+    add_report_options(parser)
     parser.add_argument(
         "--threads", type=int, default=0, help="ONNX Runtime threads, 0 = every core"
     )
@@ -53,7 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mtqa_builder.errors import BuildError
     from mtqa_builder.offline import OfflinePredictor
-    from mtqa_cli.commands.inspect import report
     from mtqa_client import BatchError, InspectionError
 
     if args.threads < 0 or (args.batch_size is not None and args.batch_size < 1):
