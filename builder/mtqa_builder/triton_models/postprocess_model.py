@@ -104,24 +104,23 @@ class TritonPythonModel:
         thresholds = json.loads((_HERE / "thresholds.json").read_text())
         self.presence_thr = self.core.threshold_vector(thresholds, "presence", classes)
         self.seg_thr = self.core.threshold_vector(thresholds, "segmentation", classes)
-        self.outputs = [o["name"] for o in json.loads(args["model_config"])["output"]]
+        config = json.loads(args["model_config"])
+        params = utils.parameters(config)
+        self.outputs = [o["name"] for o in config["output"]]
         # how preprocess fitted each image into the input (same file, same rule)
         self.pre = utils.sibling("preprocess")
         geometry = json.loads((_HERE / "postprocess.json").read_text())
         self.size, self.resize = int(geometry["image_size"]), geometry.get("resize", "squash")
         self.metrics = None
-        if utils.parameters(json.loads(args["model_config"])).get("business_metrics") != "off":
-            self.metrics = self._open_metrics(args, classes)
+        if params.get("business_metrics") != "off":
+            self.metrics = self._open_metrics(args, params, classes)
 
-    def _open_metrics(self, args, classes):
+    def _open_metrics(self, args, params, classes):
         """BusinessMetrics, or None (logged) where this server has no custom metrics."""
         manifest = _HERE / "manifest.json"
         grades = json.loads(manifest.read_text()).get("grades") if manifest.is_file() else None
-        interval = float(
-            utils.parameters(json.loads(args["model_config"])).get("metrics_interval_s", "1.0")
-        )
+        self.deferred = utils.DeferredMetrics(float(params.get("metrics_interval_s", "1.0")))
         try:
-            self.deferred = utils.DeferredMetrics(interval)
             return BusinessMetrics(
                 self.core,
                 self.deferred,
