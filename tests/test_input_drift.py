@@ -2,8 +2,10 @@
 
 The fingerprint is taken by the builder from its validation images (drift_reference.json in the
 mtqa_preprocess version). A fresh Triton serves the built repository; after fresh synthetic
-images from the training distribution the drift gauge stays near its chance level, after the same
-images made brighter it rises well above the alert threshold of docker/prometheus/alerts.yml.
+images from the training distribution the drift gauge stays near its chance level; after the
+same images made brighter, resized as by another camera, or with more contrast at the same mean
+brightness it rises well above the alert threshold of docker/prometheus/alerts.yml, and so does
+the share of images outside the reference's range.
 """
 
 from __future__ import annotations
@@ -32,23 +34,83 @@ def _drift():
     return module
 
 
+def _synthetic(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0.0, 1.0, (n, 3, 16, 16)).astype(np.float32)
+    return images + rng.normal(0.0, 0.5, (n, 3, 1, 1)).astype(np.float32)  # per-image colour
+
+
 def test_shift_reads_a_moved_mean_in_reference_deviations() -> None:
     drift = _drift()
-    rng = np.random.default_rng(0)
-    images = rng.normal(0.0, 1.0, (400, 3, 16, 16)).astype(np.float32)
-    images += rng.normal(0.0, 0.5, (400, 3, 1, 1)).astype(np.float32)  # per-image colour
-    reference = drift.fingerprint(drift.image_stats(images[:200]))
-    assert reference["features"] == list(drift.FEATURES) and reference["images"] == 200
-    same = drift.image_stats(images[200:])
-    brighter = drift.image_stats(images[200:] + 0.5)
-    assert drift.shift(same, reference) < 0.3
-    assert drift.shift(brighter, reference) > 0.8  # +0.5 on a channel-mean spread of ~0.5
-    assert drift.outside(brighter, reference).mean() > drift.outside(same, reference).mean()
+    images, sizes = _synthetic(400, 0), np.full((400, 2), 16)
+    data = drift.fingerprint(images[:200], sizes[:200])
+    assert data["features"] == list(drift.FEATURES) and data["images"] == 200
+    reference = drift.Reference.from_dict(json.loads(json.dumps(data)))
+    same = drift.image_stats(images[200:], sizes[200:], reference.edges)
+    brighter = drift.image_stats(images[200:] + 0.5, sizes[200:], reference.edges)
+    assert reference.shift(same) < 0.3
+    assert reference.shift(brighter) > 0.8  # +0.5 on a channel-mean spread of ~0.5
+    assert reference.outside(brighter).mean() > reference.outside(same).mean()
     window = drift.DriftWindow(reference, size=50)
     window.add(same)
-    assert window.add(brighter[:50]) == pytest.approx(drift.shift(brighter[:50], reference))
+    assert window.add(brighter[:50]) == pytest.approx(reference.shift(brighter[:50]))
     with pytest.raises(ValueError, match=">= 2 images"):
-        drift.fingerprint(same[:1])
+        drift.fingerprint(images[:1], sizes[:1])
+
+
+def test_each_statistic_scores_on_the_same_scale() -> None:
+    """Octile bins hold 1/8 of the reference's pixels; a size change reads in RESOLUTION steps
+    where the reference's sizes do not vary; the same images at the same size read low."""
+    drift = _drift()
+    images, sizes = _synthetic(400, 1), np.full((400, 2), 16)
+    reference = drift.Reference.from_dict(drift.fingerprint(images[:200], sizes[:200]))
+    stats = drift.image_stats(images[:200], sizes[:200], reference.edges)
+    hist = stats[:, 4 : 4 + drift.BINS].mean(axis=0)
+    assert hist == pytest.approx(np.full(drift.BINS, 1 / drift.BINS), abs=0.01)
+    wider = drift.image_stats(images[200:], np.tile([16, 20], (200, 1)), reference.edges)
+    shifts = dict(zip(reference.features, reference.shifts(wider), strict=True))
+    assert shifts["log_width"] == pytest.approx(np.log(20 / 16) / 0.05)
+    assert shifts["log_height"] == pytest.approx(0.0)
+    assert reference.outside(wider).all()
+    same = drift.image_stats(images[200:], sizes[200:], reference.edges)
+    assert reference.shift(same) < 0.3 and reference.outside(same).mean() < 0.2
+    # Twice the contrast at the same mean: the colour means stay, contrast and bins move.
+    mean = images[200:].mean(axis=(1, 2, 3), keepdims=True)
+    sharper = drift.image_stats(2 * (images[200:] - mean) + mean, sizes[200:], reference.edges)
+    shifts = dict(zip(reference.features, reference.shifts(sharper), strict=True))
+    assert max(shifts[f] for f in ("mean_r", "mean_g", "mean_b")) < 0.3
+    assert shifts["contrast"] > 3 and shifts["hist_0"] > 1 and shifts["hist_7"] > 1
+
+
+def test_a_reference_written_before_the_bins_scores_what_it_holds() -> None:
+    """A drift_reference.json of four statistics (no bins, no sizes, no edges) still serves."""
+    drift = _drift()
+    images, sizes = _synthetic(400, 2), np.full((400, 2), 16)
+    full = drift.fingerprint(images[:200], sizes[:200])
+    old = {key: full[key][:4] for key in ("features", "mean", "std", "low", "high")}
+    reference = drift.Reference.from_dict({**old, "images": 200})
+    assert reference.features == ["mean_r", "mean_g", "mean_b", "contrast"]
+    resized = drift.image_stats(images[200:], np.full((200, 2), 64), reference.edges)
+    assert reference.shift(resized) < 0.3  # sizes are not in it: not scored
+    assert reference.shift(drift.image_stats(images[200:] + 0.5, sizes[200:])) > 0.8
+    window = drift.DriftWindow(reference)
+    assert window.add(resized) == pytest.approx(reference.shift(resized[-drift.WINDOW :]))
+
+
+def test_the_build_fingerprints_the_sizes_a_server_receives(synth_dataset_dir: Path) -> None:
+    """File images are sized from their headers (raw() may draft-reduce), synthetic ones from the
+    generator; the build's reference holds them before the resize to the model input."""
+    from mtqa.data.bundle import build_datasets
+    from mtqa_builder.pipeline import drift_reference
+
+    files = build_datasets(str(synth_dataset_dir), 24, augment=False)  # 32 px files
+    assert [files.val.orig_size(i) for i in range(len(files.val))] == [(32, 32)] * len(files.val)
+    reference = drift_reference(files.val)
+    at = {name: i for i, name in enumerate(reference["features"])}
+    assert reference["mean"][at["log_width"]] == pytest.approx(np.log(32))
+    assert reference["std"][at["log_aspect"]] == 0.0
+    synth = build_datasets("synth", 24, augment=False, synth_sizes=(4, 4, 4)).val
+    assert synth.orig_size(1) == synth.raw(1)[1].shape[:2]
 
 
 @pytest.fixture(scope="module")
@@ -75,26 +137,45 @@ def _series(server: TritonServer, name: str) -> float:
     return values[0]
 
 
+def _contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    """`image` with its spread around its own mean times `factor` (the mean kept)."""
+    mean = image.mean()
+    return np.clip((image.astype(np.float32) - mean) * factor + mean, 0, 255).astype(np.uint8)
+
+
 @pytest.mark.server
-def test_drift_score_rises_on_brighter_images_only(drift_server: TritonServer) -> None:
+def test_drift_score_rises_on_shifted_images_only(drift_server: TritonServer) -> None:
+    from PIL import Image
+
     from mtqa.data.synth import SynthConfig, SynthGenerator
 
     pre = drift_server.repo / "mtqa_preprocess"
     version = max((p for p in pre.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     reference = json.loads((version / "drift_reference.json").read_text())
-    assert reference["images"] >= 64
+    assert reference["images"] >= 64 and "log_width" in reference["features"]
     gen = SynthGenerator(SynthConfig(size=128, max_defects=3), seed=5)  # not the val stream
     originals = [gen.generate(0, i).image for i in range(128)]
-    brighter = [np.clip(o.astype(np.int16) + 40, 0, 255).astype(np.uint8) for o in originals]
-    scores = {}
+    sets = {
+        "original": originals,
+        "brighter": [np.clip(o.astype(np.int16) + 40, 0, 255).astype(np.uint8) for o in originals],
+        # another camera: the same scenes at 200 x 150 px (the model input is resized anyway)
+        "camera": [np.asarray(Image.fromarray(o).resize((200, 150))) for o in originals],
+        "contrast": [_contrast(o, 1.6) for o in originals],
+    }
+    brightness = [np.mean([i.mean() for i in images]) for images in sets.values()]
+    assert abs(brightness[3] - brightness[0]) < 2  # the same mean brightness, grey levels
+    scores, outside, total = {}, {}, 0.0
     with InspectionClient(drift_server.grpc_url) as client:
-        for name, images in (("original", originals), ("brighter", brighter)):
+        for number, (name, images) in enumerate(sets.items(), start=1):
             for start in range(0, len(images), 16):
                 client.inspect(images[start : start + 16])
-            _scored(drift_server, 128 if name == "original" else 256)
+            _scored(drift_server, 128 * number)  # each set fills the 128-image window
             scores[name] = _series(drift_server, "mtqa_input_drift_score")
-            scores[name + "_outside"] = _series(drift_server, "mtqa_input_outside_reference_total")
-    assert _series(drift_server, "mtqa_input_images_scored_total") == 256
+            counted = _series(drift_server, "mtqa_input_outside_reference_total")
+            outside[name], total = (counted - total) / 128, counted
+    assert _series(drift_server, "mtqa_input_images_scored_total") == 128 * len(sets)
     assert scores["original"] < ALERT_THRESHOLD / 2, scores
-    assert scores["brighter"] > ALERT_THRESHOLD and scores["brighter"] > 3 * scores["original"]
-    assert scores["brighter_outside"] - scores["original_outside"] > scores["original_outside"]
+    assert outside["original"] < 0.2, outside
+    for name in ("brighter", "camera", "contrast"):
+        assert scores[name] > ALERT_THRESHOLD and scores[name] > 3 * scores["original"], scores
+        assert outside[name] > 2 * outside["original"] and outside[name] > 0.3, outside

@@ -173,7 +173,8 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
 
 def drift_reference(dataset, n: int = DRIFT_IMAGES) -> dict[str, Any]:
     """The input-drift fingerprint served by mtqa_preprocess, from the first `n` val images."""
-    return drift.fingerprint(drift.image_stats(val_images(dataset, n)))
+    images = val_images(dataset, n)
+    return drift.fingerprint(images, [dataset.orig_size(i) for i in range(len(images))])
 
 
 def val_images(dataset, n: int):

@@ -65,6 +65,11 @@ class _Base(Dataset, ABC):
     def raw(self, index: int) -> RawSample:
         """(id, uint8 HxWx3 image at original size, class-index mask or None, presence [K])."""
 
+    def orig_size(self, index: int) -> tuple[int, int]:
+        """Upright (height, width) of item `index` as a server receives it, before any resize."""
+        height, width = self.raw(index)[1].shape[:2]
+        return int(height), int(width)
+
     @abstractmethod
     def _targets(self, index: int) -> tuple[str, np.ndarray, np.ndarray, bool, np.ndarray, int]:
         """(id, normalised image [3,S,S], multi-hot mask [K,S,S], has_mask, presence, grade)."""
@@ -124,6 +129,9 @@ class SynthDataset(_Base):
             sample.masks.reshape(len(self.classes), -1).any(1),
         )
 
+    def orig_size(self, index: int) -> tuple[int, int]:
+        return self.generator.config.size, self.generator.config.size
+
     def _targets(self, index: int):
         sample, item_id = self._sample(index)
         image = preprocess_image(sample.image, self.image_size, self.mean, self.std)
@@ -158,6 +166,9 @@ class FileDataset(_Base):
         mask = self.remap[read_index_mask(rec, hw, self.n_file_classes)]
         present = np.isin(np.arange(1, len(self.classes) + 1), np.unique(mask))
         return rec.id, image, mask, present
+
+    def orig_size(self, index: int) -> tuple[int, int]:
+        return image_size_of(self.records[index].image)  # the header: raw() may draft-reduce
 
     def _targets(self, index: int):
         rec = self.records[index]

@@ -1,47 +1,103 @@
 """Input drift: cheap statistics of each model input against a fingerprint taken at build time.
 
 Self-contained (numpy only): the builder computes the fingerprint from its validation images
-(`fingerprint(image_stats(batch))`, written as drift_reference.json next to `mtqa_preprocess`),
-and the preprocess model scores every image it decodes against it.
+(`fingerprint(images, sizes)`, written as drift_reference.json next to `mtqa_preprocess`), and
+the preprocess model scores every image it decodes against it (`Reference`, `DriftWindow`).
 
-The statistics are those of the normalised input the network sees: the mean of each colour
-channel (brightness and colour cast) and the standard deviation over the pixels (contrast).
-They catch a lighting change, a camera or exposure swap, a new product of another colour; they
-do not catch a change in shape or texture at the same brightness
-(a new defect type, a different part on the same background) - the presence-probability
-histograms of the postprocess model are the signal for those.
+The statistics (FEATURES), read on a grid of ~32x32 pixels of the normalised input:
+- `mean_r/g/b`: the mean of each colour channel (brightness, colour cast);
+- `contrast`: the standard deviation over the sampled pixels;
+- `hist_0..7`: the share of pixels in 8 grey-level bins whose edges are the reference's pooled
+  octiles (each bin holds 1/8 of the reference's pixels), so a change of the tone curve at the
+  same mean and spread (gamma, clipping, a darker background with brighter parts) shows;
+- `log_height/log_width/log_aspect`: the upright size the server received, before the resize.
+
+Every statistic is scored the same way: the shift of the window's mean from the reference's, in
+reference standard deviations, with the deviation floored at the statistic's RESOLUTION (a
+reference of same-size images has deviation 0: a 5 % size change then reads 1); the score is
+the largest over the statistics. An image is "outside" when any statistic leaves the reference's
+[min, max] range widened by its resolution.
+
+They catch a lighting or exposure change, a camera swap (another size or aspect ratio, another
+sensor's tone curve), a new product of another colour or brightness; they do not catch a change
+in shape or texture at the same tones and size (a new defect type, a different part on the same
+background), nor a camera swap to the same size and tones - the presence-probability histograms
+of the postprocess model are the signal for those.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-FEATURES = ("mean_r", "mean_g", "mean_b", "contrast")
-WINDOW = 128  # images the drift score reads (per model instance): chance level ~0.1
-GRID = 4  # statistics read every GRID-th pixel row and column
+BINS = 8
+FEATURES = (
+    ("mean_r", "mean_g", "mean_b", "contrast")
+    + tuple(f"hist_{i}" for i in range(BINS))
+    + ("log_height", "log_width", "log_aspect")
+)
+# Smallest shift that counts as one deviation: normalised units (~0.6 grey levels) for the
+# means and the contrast, a share of pixels for the bins, a relative size (log) for the sizes.
+RESOLUTION = dict.fromkeys(FEATURES[:4], 0.01) | dict.fromkeys(FEATURES[4 : 4 + BINS], 0.01)
+RESOLUTION |= dict.fromkeys(FEATURES[4 + BINS :], 0.05)
+WINDOW = 128  # images the drift score reads (per model instance)
+SAMPLE = 32  # statistics read on a regular grid of ~SAMPLE x SAMPLE pixels of any input size
+# Bin edges of a reference without its own (written before the bins): never scored, as such a
+# reference names no hist_* feature; they only keep image_stats' shape.
+DEFAULT_EDGES = np.linspace(-1.5, 1.5, BINS - 1)
 
 
-def image_stats(images: np.ndarray) -> np.ndarray:
-    """[n, 4] float64 statistics (FEATURES) of a batch of normalised inputs [n, 3, S, S].
+def _sample(images: np.ndarray) -> np.ndarray:
+    """A regular grid of the pixels of normalised inputs [n, 3, S, S], contiguous (numpy reduces
+    a strided view several times slower than it copies it once)."""
+    x = np.asarray(images, dtype=np.float32)
+    step = max(1, -(-x.shape[-1] // SAMPLE))
+    return np.ascontiguousarray(x[:, :, ::step, ::step])
 
-    Read on every `GRID`-th row and column (1/16 of the pixels): the means and the spread of a
-    regular grid sample differ from the full image's by far less than images differ from each
-    other, at a tenth of the cost (about 10 us an image at 128 px instead of 115).
+
+def image_stats(images: np.ndarray, sizes: np.ndarray, edges=DEFAULT_EDGES) -> np.ndarray:
+    """[n, len(FEATURES)] float64 statistics of normalised inputs [n, 3, S, S] whose upright
+    original sizes were `sizes` [n, 2] (height, width), grey levels binned at `edges`.
+
+    Read on a grid of ~32x32 pixels (every 4th at 128 px, every 16th at 512 px): the means, the
+    spread and the bin shares of a regular grid sample differ from the full image's by far less
+    than images differ from each other, at a cost that does not grow with the input size
+    (~35 us an image, docs/serving.md).
     """
-    x = np.asarray(images, dtype=np.float32)[:, :, ::GRID, ::GRID]
+    x = _sample(images)
+    n = len(x)
     means = x.mean(axis=(2, 3))
-    contrast = x.reshape(len(x), -1).std(axis=1)
-    return np.concatenate([means, contrast[:, None]], axis=1).astype(np.float64)
+    flat = x.reshape(n, -1)
+    contrast = flat.std(axis=1)
+    grey = x.mean(axis=1).reshape(n, -1)
+    bins = np.searchsorted(np.asarray(edges, dtype=np.float32), grey)
+    bins += (np.arange(n) * BINS)[:, None]
+    hist = np.bincount(bins.ravel(), minlength=n * BINS).reshape(n, BINS) / grey.shape[1]
+    hw = np.log(np.maximum(np.asarray(sizes, dtype=np.float64).reshape(n, 2), 1.0))
+    return np.concatenate(
+        [means, contrast[:, None], hist, hw, hw[:, 1:] - hw[:, :1]], axis=1, dtype=np.float64
+    )
 
 
-def fingerprint(stats: np.ndarray) -> dict:
-    """The reference: per-feature mean, spread and range of `stats` (from `image_stats`)."""
-    stats = np.asarray(stats, dtype=np.float64)
-    if stats.ndim != 2 or len(stats) < 2:
-        raise ValueError(f"a drift fingerprint needs stats of >= 2 images, got {stats.shape}")
+def grey_edges(images: np.ndarray) -> np.ndarray:
+    """The BINS - 1 inner edges that split the pooled grey levels of `images` into octiles."""
+    grey = _sample(images).mean(axis=1).ravel()
+    return np.quantile(grey, np.arange(1, BINS) / BINS).astype(np.float64)
+
+
+def fingerprint(images: np.ndarray, sizes: np.ndarray) -> dict:
+    """The reference of normalised inputs `images` with original `sizes`: the grey-level bin
+    edges and each statistic's mean, spread and range (JSON-ready)."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or len(images) < 2:
+        raise ValueError(f"a drift fingerprint needs >= 2 images [n, 3, S, S], got {images.shape}")
+    edges = grey_edges(images)
+    stats = image_stats(images, sizes, edges)
     return {
         "features": list(FEATURES),
         "images": int(len(stats)),
+        "hist_edges": edges.tolist(),
         "mean": stats.mean(axis=0).tolist(),
         "std": stats.std(axis=0).tolist(),
         "low": stats.min(axis=0).tolist(),
@@ -49,26 +105,63 @@ def fingerprint(stats: np.ndarray) -> dict:
     }
 
 
-def outside(stats: np.ndarray, reference: dict) -> np.ndarray:
-    """Bool [n]: the images with any statistic outside the reference's range."""
-    low, high = np.asarray(reference["low"]), np.asarray(reference["high"])
-    return ((stats < low) | (stats > high)).any(axis=1)
+@dataclass(frozen=True)
+class Reference:
+    """A fingerprint ready to score: the statistics it holds (an older one holds fewer: only
+    those are scored), their means, floored deviations and widened ranges."""
 
+    columns: np.ndarray  # indices into FEATURES of the statistics the fingerprint holds
+    mean: np.ndarray
+    scale: np.ndarray  # std floored at RESOLUTION
+    low: np.ndarray  # min - RESOLUTION
+    high: np.ndarray  # max + RESOLUTION
+    edges: np.ndarray
 
-def shift(stats: np.ndarray, reference: dict) -> float:
-    """Drift score of a set of images: the largest shift of a feature's mean from the
-    reference's, in reference standard deviations (0 = same mean; a set of n images drawn from
-    the reference reads about 1/sqrt(n) by chance)."""
-    mean, std = np.asarray(reference["mean"]), np.asarray(reference["std"])
-    return float((np.abs(stats.mean(axis=0) - mean) / np.maximum(std, 1e-6)).max())
+    @classmethod
+    def from_dict(cls, data: dict) -> Reference:
+        known = [(FEATURES.index(f), i) for i, f in enumerate(data["features"]) if f in FEATURES]
+        if not known:
+            raise ValueError(f"drift reference names no known statistic: {data['features']}")
+        columns, rows = (np.asarray(v, dtype=np.intp) for v in zip(*known, strict=True))
+
+        def held(key: str) -> np.ndarray:
+            return np.asarray(data[key], dtype=np.float64)[rows]
+
+        floor = np.asarray([RESOLUTION[FEATURES[c]] for c in columns])
+        return cls(
+            columns=columns,
+            mean=held("mean"),
+            scale=np.maximum(held("std"), floor),
+            low=held("low") - floor,
+            high=held("high") + floor,
+            edges=np.asarray(data.get("hist_edges", DEFAULT_EDGES), dtype=np.float32),
+        )
+
+    @property
+    def features(self) -> list[str]:
+        return [FEATURES[c] for c in self.columns]
+
+    def shifts(self, stats: np.ndarray) -> np.ndarray:
+        """Per held statistic: |mean of `stats` - reference mean| in floored deviations."""
+        return np.abs(np.asarray(stats)[:, self.columns].mean(axis=0) - self.mean) / self.scale
+
+    def shift(self, stats: np.ndarray) -> float:
+        """Drift score of a set of images: the largest of `shifts` (0 = same means; a set of n
+        images drawn from the reference reads a few times 1/sqrt(n) by chance)."""
+        return float(self.shifts(stats).max())
+
+    def outside(self, stats: np.ndarray) -> np.ndarray:
+        """Bool [n]: the images with any held statistic outside the reference's range."""
+        held = np.asarray(stats)[:, self.columns]
+        return ((held < self.low) | (held > self.high)).any(axis=1)
 
 
 class DriftWindow:
     """The statistics of the last `size` images scored (a ring), and their drift score."""
 
-    def __init__(self, reference: dict, size: int = WINDOW) -> None:
+    def __init__(self, reference: Reference, size: int = WINDOW) -> None:
         self.reference = reference
-        self.ring = np.zeros((size, len(reference["mean"])), dtype=np.float64)
+        self.ring = np.zeros((size, len(FEATURES)), dtype=np.float64)
         self.filled, self.next = 0, 0
 
     def add(self, stats: np.ndarray) -> float:
@@ -77,4 +170,4 @@ class DriftWindow:
             self.ring[self.next] = row
             self.next = (self.next + 1) % len(self.ring)
         self.filled = min(self.filled + len(stats), len(self.ring))
-        return shift(self.ring[: self.filled], self.reference) if self.filled else 0.0
+        return self.reference.shift(self.ring[: self.filled]) if self.filled else 0.0

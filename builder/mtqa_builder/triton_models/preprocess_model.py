@@ -12,9 +12,10 @@ that error through to the client, and the other images of the request are answer
 
 Where the build left a drift fingerprint (drift_reference.json, drift.py), every decoded image is
 scored against it and exported on Triton's metrics port, labelled `model`/`version`:
-`mtqa_input_drift_score` (gauge: `drift.shift` of the instance's last `drift.WINDOW` images),
-`mtqa_input_images_scored_total` and `mtqa_input_outside_reference_total` (images with a
-statistic outside the reference's range), sent every `metrics_interval_s` seconds (default 1)
+`mtqa_input_drift_score` (gauge: `Reference.shift` of the instance's last `drift.WINDOW`
+images: colour means, contrast, grey-level bins, original size), `mtqa_input_images_scored_total`
+and `mtqa_input_outside_reference_total` (images with a statistic outside the reference's
+range), sent every `metrics_interval_s` seconds (default 1)
 by `utils.DeferredMetrics`. `business_metrics: "off"` turns them off.
 """
 
@@ -74,13 +75,15 @@ class TritonPythonModel:
         """(module, reference, window, gauge, scored, outside), or None (logged) without metrics."""
         try:
             drift = utils.sibling("drift")
-            reference = json.loads((_HERE / "drift_reference.json").read_text())
+            reference = drift.Reference.from_dict(
+                json.loads((_HERE / "drift_reference.json").read_text())
+            )
             labels = {"model": args["model_name"], "version": str(args["model_version"])}
             kinds = pb_utils.MetricFamily
             self.families = [
                 pb_utils.MetricFamily(name=name, description=text, kind=kind)
                 for name, text, kind in (
-                    ("mtqa_input_drift_score", "Mean drift |z| of recent images", kinds.GAUGE),
+                    ("mtqa_input_drift_score", "Largest drift |z| of recent images", kinds.GAUGE),
                     ("mtqa_input_images_scored_total", "Images scored for drift", kinds.COUNTER),
                     (
                         "mtqa_input_outside_reference_total",
@@ -99,15 +102,17 @@ class TritonPythonModel:
             pb_utils.Logger.log_warn(f"mtqa_preprocess: input drift off: {exc}")
             return None
 
-    def _score_drift(self, images, decoded):
+    def _score_drift(self, images, sizes, decoded):
         """Score the decoded images of one request; a failure is logged, never raised."""
         try:
             drift, reference, window, gauge, scored, outside = self.drift
             if not decoded.any():
                 return
-            stats = drift.image_stats(images if decoded.all() else images[decoded])
+            if not decoded.all():
+                images, sizes = images[decoded], sizes[decoded]
+            stats = drift.image_stats(images, sizes, reference.edges)
             self.deferred.set(gauge, window.add(stats))
-            out = int(drift.outside(stats, reference).sum())
+            out = int(reference.outside(stats).sum())
             self.deferred.add_many([(outside, out), (scored, len(stats))])
         except Exception as exc:
             pb_utils.Logger.log_error(f"mtqa_preprocess: drift update failed: {exc}")
@@ -147,7 +152,7 @@ class TritonPythonModel:
                 if self.trim is not None and pixels > _TRIM_PIXELS:
                     self.trim(0)
                 if self.drift is not None:
-                    self._score_drift(images, np.array([not d[2] for d in done]))
+                    self._score_drift(images, sizes, np.array([not d[2] for d in done]))
                 responses.append(
                     pb_utils.InferenceResponse(
                         output_tensors=[
