@@ -15,6 +15,7 @@ from mtqa.checkpoint import load_checkpoint
 from mtqa.data import DatasetError, build_datasets
 from mtqa.evaluate.evaluation import run_evaluation, torch_predict_fn
 from mtqa.evaluate.thresholds import RULES, ThresholdError, save_thresholds, select_thresholds
+from mtqa.progress import NO_PROGRESS, Progress, stage
 
 SPLITS = ("train", "val", "test")
 
@@ -83,20 +84,25 @@ def calibrate_run(
     target_recall: float = 0.95,
     batch_size: int = 32,
     limit: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> dict[str, Any]:
     """Choose presence and segmentation thresholds on ``split`` of the run's data source (or
-    ``source``), write them to ``run_dir/thresholds.json`` and return what was written."""
+    ``source``), write them to ``run_dir/thresholds.json`` and return what was written.
+    ``progress`` gets one stage, "calibrate on SPLIT", over its images."""
     if rule not in RULES:
         raise ThresholdError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")
     checkpoint = load_checkpoint(run_dir)
     dataset, used = checkpoint_split(checkpoint, split, source, limit)
-    result = run_evaluation(
-        torch_predict_fn(checkpoint.model),
-        dataset,
-        checkpoint.classes,
-        checkpoint.grades,
-        batch_size=batch_size,
-    )
+    with stage(progress, f"calibrate on {split}", total=len(dataset)) as calibrating:
+        result = run_evaluation(
+            torch_predict_fn(checkpoint.model),
+            dataset,
+            checkpoint.classes,
+            checkpoint.grades,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        calibrating.detail = f"{len(dataset)} images, rule {rule}"
     presence = select_thresholds(
         result.presence_probs, result.presence_targets, checkpoint.classes, rule, target_recall
     )

@@ -25,6 +25,7 @@ from mtqa.evaluate.metrics import (
 )
 from mtqa.evaluate.thresholds import PixelHistogram, threshold_arrays
 from mtqa.evaluate.worst import WorstCase, WorstCases
+from mtqa.progress import NO_PROGRESS, Progress
 from mtqa.tasks import GRADE, OUTPUT_KEYS, PRESENCE, SEGMENTATION, TASKS
 
 PredictFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -192,12 +193,15 @@ def run_evaluation(
     thresholds: Mapping[str, Any] | None = None,
     batch_size: int = 32,
     keep_samples: int = 0,
+    progress: Progress = NO_PROGRESS,
 ) -> EvaluationResult:
     """Stream ``dataset`` through ``predict_fn`` and return the full result (arrays for plots and
-    for threshold selection included); ``keep_samples`` images with masks are kept for overlays."""
+    for threshold selection included); ``keep_samples`` images with masks are kept for overlays.
+    ``progress`` is advanced by the images of each batch (the caller opens the stage)."""
     evaluator = Evaluator(classes, grades, thresholds, keep_samples=keep_samples)
     for batch in iter_batches(dataset, batch_size):
         evaluator.update(predict_fn(batch["image"]), batch)
+        progress.advance(len(batch["image"]))
     return evaluator.result()
 
 
@@ -208,6 +212,7 @@ def evaluate_predictor(
     grades: Sequence[str],
     thresholds: Mapping[str, Any] | None = None,
     batch_size: int = 32,
+    progress: Progress = NO_PROGRESS,
 ) -> dict[str, float | int | None]:
     """Evaluate any predictor on a dataset and return flat, JSON-safe metrics.
 
@@ -215,7 +220,9 @@ def evaluate_predictor(
     ``presence_macro_f1``, ``miou`` (defect classes), ``miou_with_background``, ``defect_iou`` and
     ``grade_accuracy``; undefined metrics are None. See docs/evaluation.md for every key.
     """
-    return run_evaluation(predict_fn, dataset, classes, grades, thresholds, batch_size).flat()
+    return run_evaluation(
+        predict_fn, dataset, classes, grades, thresholds, batch_size, progress=progress
+    ).flat()
 
 
 def torch_predict_fn(model: Any) -> PredictFn:
