@@ -245,7 +245,7 @@ CASES: dict[str, Case] = {
     "unknown_model": ("sdk", _unknown_model, ModelNotReadyError),
     "unknown_version": (
         "sdk",
-        lambda c: c.sdk.infer_tensor(_images(c), version=99),
+        lambda c: c.sdk.infer_tensor(_images(c), model_version=99),
         ModelNotReadyError,
     ),
     "wrong_input_name_raw": ("server", lambda c: _net(c, _images(c), name="pixels"), "error"),

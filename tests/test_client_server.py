@@ -107,8 +107,8 @@ def test_infer_tensor_matches_fp32_onnx(triton_server, served, sample_images, sh
     # registering a shared-memory region is an admin call: it needs the server's control key
     key = triton_server.control.key if shared_memory else None
     with InspectionClient(triton_server.grpc_url, shared_memory=shared_memory, key=key) as client:
-        out = client.infer_tensor(x, version=served.fp32_version)
-        again = client.infer_tensor(x[:2], version=served.fp32_version)  # region reuse
+        out = client.infer_tensor(x, model_version=served.fp32_version)
+        again = client.infer_tensor(x[:2], model_version=served.fp32_version)  # region reuse
     ref = _ort(served.fp32_onnx, x)
     assert out.model_version == served.fp32_version and out.timings.batch_size == len(x)
     for name in LOGITS:
@@ -201,7 +201,7 @@ def test_connect_fails_clearly_on_wrong_model_version_or_contract(triton_server)
     with pytest.raises(ModelNotReadyError, match="not ready within"):  # no key: no model list
         InspectionClient(url, model="no_such_model", connect_timeout_s=1)
     with pytest.raises(ModelNotReadyError, match="version 999"):
-        InspectionClient(url, version=999, connect_timeout_s=1)
+        InspectionClient(url, model_version=999, connect_timeout_s=1)
     with pytest.raises(ModelContractError, match="no input 'image_bytes'"):
         InspectionClient(url, model="mtqa_net", connect_timeout_s=5)
     with pytest.raises(ModelNotReadyError, match="available models"):
@@ -258,5 +258,5 @@ def test_cli_prints_a_table_json_and_writes_overlays(
     assert row["image_size"] == list(sample_images[0].shape[:2]) and row["defects"]
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
-    assert main(["inspect", str(notes), "--url", url]) == 1
+    assert main(["inspect", str(notes), "--url", url]) == 3  # an input error
     assert "InvalidInputError" in capsys.readouterr().err

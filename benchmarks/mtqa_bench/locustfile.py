@@ -198,7 +198,7 @@ class TensorUser(_GrpcUser):
         batch = next(self.groups)
         start = time.perf_counter()
         try:
-            result = self.client.infer_tensor(batch, version=self.version)
+            result = self.client.infer_tensor(batch, model_version=self.version)
         except InspectionError as exc:
             self._fire(self.name, start, 0.0, len(batch), 0, exc)
             return

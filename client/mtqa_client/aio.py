@@ -24,6 +24,7 @@ from mtqa_client.batch import Collector, Outcome, finish
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import InspectionError, ModelNotReadyError
 from mtqa_client.images import ImageLike, ImagesLike, as_items, is_batch
+from mtqa_client.renamed import renamed_keyword
 from mtqa_client.results import InspectionResult, ItemError, TensorResult
 from mtqa_client.spec import NET_OUTPUTS, ModelSpec
 
@@ -58,7 +59,8 @@ class AsyncInspectionClient(ClientBase):
         )
         try:
             await self.wait_until_ready(self.options.connect_timeout_s)
-            self._spec = await self._load_spec(self.options.model, "inspect", self.options.version)
+            opts = self.options
+            self._spec = await self._load_spec(opts.model, "inspect", opts.model_version)
         except BaseException:
             await self.close()
             raise
@@ -269,11 +271,14 @@ class AsyncInspectionClient(ClientBase):
         self,
         images: np.ndarray,
         *,
-        version: str | int | None = None,
+        model_version: str | int | None = None,
         timeout_s: float | None = None,
+        version: str | int | None = None,
     ) -> TensorResult:
-        """Run the raw network on float32 [N, 3, S, S] images (chunks run concurrently)."""
-        pinned = "" if version is None else str(version)
+        """Run the raw network on float32 [N, 3, S, S] images (chunks run concurrently);
+        `model_version` as in InspectionClient.infer_tensor (`version`: its deprecated name)."""
+        model_version = renamed_keyword("version", version, "model_version", model_version)
+        pinned = "" if model_version is None else str(model_version)
         spec = await self.net_spec()
         batch = protocol.check_tensor(images, spec)
 

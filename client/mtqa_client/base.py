@@ -28,6 +28,7 @@ from mtqa_client.errors import (
 )
 from mtqa_client.images import DEFAULT_MAX_PIXELS, EncodedImage, encode_one
 from mtqa_client.options import ClientOptions, make_options
+from mtqa_client.renamed import renamed_keyword
 from mtqa_client.results import TensorResult, Timings, parse_inspect
 from mtqa_client.retry import RetryPolicy, is_retryable
 from mtqa_client.spec import (
@@ -65,7 +66,7 @@ class ClientBase:
         url: str,
         *,
         model: str = "mtqa_inspect",
-        version: str | int | None = None,
+        model_version: str | int | None = None,
         net_model: str | None = None,
         timeout_s: float = 30.0,
         connect_timeout_s: float = 60.0,
@@ -79,16 +80,19 @@ class ClientBase:
         key: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         wait_for_server: bool = False,
+        version: str | int | None = None,
     ) -> None:
         """`headers` go with every call; `key` (the server's control key, needed for
         `shared_memory=True` on an mtqa server) is added to them. `net_model` names the raw
-        network `infer_tensor` calls; by default the inspect model's config names it."""
+        network `infer_tensor` calls; by default the inspect model's config names it.
+        `model_version` pins the inspect model's version (`version` is its deprecated name)."""
+        model_version = renamed_keyword("version", version, "model_version", model_version)
         headers = {**(headers or {}), **control_headers(key)}
         self.options: ClientOptions = make_options(
             url,
             model=model,
             net_model=net_model,
-            version=version,
+            model_version=model_version,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             retries=retries,
@@ -165,7 +169,7 @@ class ClientBase:
                 model=opts.model,
                 endpoint=", ".join(opts.urls),
             )
-        reason = protocol.not_ready_reason(index, opts.model, opts.version, timeout_s)
+        reason = protocol.not_ready_reason(index, opts.model, opts.model_version, timeout_s)
         return ModelNotReadyError(reason, endpoint=seen)
 
     # -- model specs -------------------------------------------------------------------------

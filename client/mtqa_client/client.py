@@ -25,6 +25,7 @@ from mtqa_client.batch import Collector, Outcome, finish
 from mtqa_client.endpoints import EndpointPool
 from mtqa_client.errors import InspectionError, InvalidInputError, ModelNotReadyError
 from mtqa_client.images import ImageLike, ImagesLike, as_items, is_batch
+from mtqa_client.renamed import renamed_keyword
 from mtqa_client.results import InspectionResult, ItemError, TensorResult
 from mtqa_client.spec import NET_OUTPUTS, ModelSpec
 
@@ -34,7 +35,7 @@ R = TypeVar("R")
 class InspectionClient(ClientBase):
     """Synchronous client: `inspect` images through the ensemble, `infer_tensor` raw batches.
 
-    Takes the options of `ClientBase` (url, model, version, net_model, timeout_s,
+    Takes the options of `ClientBase` (url, model, model_version, net_model, timeout_s,
     connect_timeout_s, retries, tls, headers, max_message_bytes, endpoints, validate_images,
     shared_memory, key): it connects, waits for readiness and reads the model in the constructor.
     """
@@ -51,7 +52,7 @@ class InspectionClient(ClientBase):
         try:
             self.wait_until_ready(self.options.connect_timeout_s)
             self.spec: ModelSpec = self._load_spec(
-                self.options.model, "inspect", self.options.version
+                self.options.model, "inspect", self.options.model_version
             )
         except BaseException:
             self.close()
@@ -258,21 +259,24 @@ class InspectionClient(ClientBase):
         self,
         images: np.ndarray,
         *,
-        version: str | int | None = None,
+        model_version: str | int | None = None,
         timeout_s: float | None = None,
+        version: str | int | None = None,
     ) -> TensorResult:
         """Run the raw network on float32 [N, 3, S, S] (already preprocessed) images.
 
-        `version` picks a `mtqa_net` version (e.g. one precision variant); default: the server's
-        version policy.
+        `model_version` picks a `mtqa_net` version (e.g. one precision variant); default: the
+        server's version policy. `version` is its deprecated name.
         """
+        model_version = renamed_keyword("version", version, "model_version", model_version)
+        pinned = "" if model_version is None else str(model_version)
         spec = self.net_spec()
         batch = protocol.check_tensor(images, spec)
         parts: list[dict[str, np.ndarray]] = []
         total_ms, served, server = 0.0, "", {}
         for chunk in protocol.chunks(batch, spec.max_batch_size):
             arrays, ms, served, server = self._infer_net(
-                np.ascontiguousarray(chunk), "" if version is None else str(version), timeout_s
+                np.ascontiguousarray(chunk), pinned, timeout_s
             )
             parts.append(arrays)
             total_ms += ms

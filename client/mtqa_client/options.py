@@ -18,7 +18,7 @@ class ClientOptions:
     urls: tuple[str, ...]
     model: str
     net_model: str | None  # None: the one the inspect model's config names
-    version: str | None
+    model_version: str | None  # None: the server's version policy
     timeout_s: float
     connect_timeout_s: float
     retry: RetryPolicy
@@ -32,7 +32,12 @@ class ClientOptions:
     @property
     def version_str(self) -> str:
         """The version as tritonclient wants it ("" = the server's version policy)."""
-        return self.version or ""
+        return self.model_version or ""
+
+    @property
+    def version(self) -> str | None:
+        """Deprecated name of `model_version`."""
+        return self.model_version
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for tritonclient's grpc (or grpc.aio) InferenceServerClient."""
@@ -54,7 +59,7 @@ def make_options(
     *,
     model: str,
     net_model: str | None,
-    version: str | int | None,
+    model_version: str | int | None,
     timeout_s: float,
     connect_timeout_s: float,
     retries: int | RetryPolicy,
@@ -82,7 +87,7 @@ def make_options(
         urls=urls,
         model=model,
         net_model=net_model or None,
-        version=None if version in (None, "") else str(version),
+        model_version=None if model_version in (None, "") else str(model_version),
         timeout_s=float(timeout_s),
         connect_timeout_s=float(connect_timeout_s),
         retry=policy,

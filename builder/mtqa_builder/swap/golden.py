@@ -63,7 +63,7 @@ def load_golden(
 
 
 def _run(client, golden: GoldenSet, version: int) -> dict[str, np.ndarray]:
-    out = client.infer_tensor(golden.images, version=version)
+    out = client.infer_tensor(golden.images, model_version=version)
     if str(out.model_version) != str(version):
         raise GoldenCheckError(f"asked for version {version}, served by {out.model_version}")
     return {n: getattr(out, n) for n in ("presence_logits", "seg_logits", "grade_logits")}

@@ -1,10 +1,11 @@
 """`mtqa inspect`: send images to a served mtqa model and print what it found.
 
 A thin front end to the SDK (`mtqa_client`): a table (rich) or JSON on stdout, optional overlay
-PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line on stderr with exit
-code 1. Images that got no answer are listed with their error (in the table, the JSON and on
-stderr) while the others are shown; the exit code is then 1 as for any failure. A refused
-connection fails at once unless `--wait` is given.
+PNGs (masks tinted per class, boxes), and typed SDK errors reported as one line on stderr with their
+exit code (mtqa_cli.exits: 4 for a server that is unavailable, 3 for a bad image). Images that got
+no answer are listed with their error (in the table, the JSON and on stderr) while the others are
+shown; the exit code is then that of the first failure. A refused connection fails at once unless
+`--wait` is given.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 def report(
     results: list, args: argparse.Namespace, classes: tuple[str, ...], command: str = "inspect"
 ) -> int:
-    """Print results (answered and not) and write overlays; 1 when some image got no answer,
-    else 0. `mtqa predict` reports its offline results through it too (`command`)."""
+    """Print results (answered and not) and write overlays; the exit code of the first image
+    that got no answer (mtqa_cli.exits.code_for), else 0. `mtqa predict` reports its offline
+    results through it too (`command`)."""
     from mtqa_client.overlay import render_overlay
 
     if args.overlays is not None:
@@ -115,7 +117,7 @@ def report(
     failed = [r for r in results if not r.ok]
     for item in failed:
         exits.fail(command, f"{item.source}: {type(item.error).__name__}: {item.error}")
-    return exits.FAILED if failed else exits.OK
+    return exits.code_for(failed[0].error) if failed else exits.OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         with InspectionClient(
             args.url,
             model=args.model,
-            version=args.model_version,
+            model_version=args.model_version,
             endpoints=args.endpoint,
             timeout_s=args.timeout,
             connect_timeout_s=args.connect_timeout,
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 results = client.inspect_many(paths, concurrency=args.concurrency)
             except BatchError as exc:  # a request failed as a whole: show what was answered
                 report(exc.results, args, client.spec.classes)
-                return exits.fail("inspect", f"BatchError: {exc}")
+                return exits.fail("inspect", f"BatchError: {exc}", exits.code_for(exc))
             return report(results, args, client.spec.classes)
     except InspectionError as exc:
-        return exits.fail("inspect", f"{type(exc).__name__}: {exc}")
+        return exits.fail("inspect", f"{type(exc).__name__}: {exc}", exits.code_for(exc))
