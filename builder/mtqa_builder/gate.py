@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from mtqa.evaluate import evaluate_predictor
+from mtqa.progress import NO_PROGRESS, Progress
 from mtqa_builder.export import INPUT_NAME, OUTPUT_NAMES
 
 HEAD_METRICS = {
@@ -76,10 +77,18 @@ def evaluate_onnx(
     grades: Sequence[str],
     thresholds: Mapping[str, Any],
     batch_size: int = 16,
+    progress: Progress = NO_PROGRESS,
 ) -> dict[str, Any]:
-    """Flat metrics of one ONNX file on `dataset` with the checkpoint's thresholds."""
+    """Flat metrics of one ONNX file on `dataset` with the checkpoint's thresholds; `progress`
+    advances by the images scored."""
     return evaluate_predictor(
-        ort_predict_fn(onnx_path), dataset, classes, grades, thresholds, batch_size=batch_size
+        ort_predict_fn(onnx_path),
+        dataset,
+        classes,
+        grades,
+        thresholds,
+        batch_size=batch_size,
+        progress=progress,
     )
 
 

@@ -21,6 +21,7 @@ import onnxruntime
 import torch
 
 from mtqa.checkpoint import CheckpointError, load_checkpoint
+from mtqa.progress import NO_PROGRESS, Progress, stage
 from mtqa_builder import precision as prec
 from mtqa_builder import trt, versions
 from mtqa_builder.calibration import load_calibration
@@ -90,8 +91,13 @@ def _make_variant(
     return out, quant
 
 
-def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the whole build; returns the published versions and every variant's gate figures."""
+def build(
+    opts: BuildOptions, log: Callable[[str], None] = print, progress: Progress = NO_PROGRESS
+) -> dict[str, Any]:
+    """Run the whole build; returns the published versions and every variant's gate figures.
+
+    `progress` gets the stages: calibration, export, gate fp32 (the reference), convert and gate
+    per variant, engines (ngc-trt), publish."""
     names = list(dict.fromkeys(opts.precisions))
     bad = [p for p in names if p not in prec.PRECISIONS]
     if bad or not names:
@@ -112,24 +118,31 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
         raise BuildError(f"checkpoint does not fit the current model code: {detail}") from exc
     calib = None
     if "int8" in names:
-        calib = load_calibration(
-            opts.calib or "",
-            ckpt.image_size,
-            ckpt.mean,
-            ckpt.std,
-            opts.calib_count,
-            ckpt.resize,
-        )
+        with stage(progress, "calibration") as calibrating:
+            calib = load_calibration(
+                opts.calib or "",
+                ckpt.image_size,
+                ckpt.mean,
+                ckpt.std,
+                opts.calib_count,
+                ckpt.resize,
+            )
+            calibrating.detail = calib.describe()
         log(f"calibration: {calib.describe()}")
     with tempfile.TemporaryDirectory(prefix="mtqa-build-") as tmp:
         work = Path(opts.work_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        fp32 = export_onnx(ckpt.model, ckpt.image_size, work / "fp32.onnx")
-        val = validation_set(ckpt, opts.val_data, opts.val_limit, opts.synth_val)
-        probe = calib.images[:4] if calib is not None else val_images(val, 4)
-        parity = check_parity(ckpt.model, fp32, probe)
+        with stage(progress, "export") as exporting:
+            fp32 = export_onnx(ckpt.model, ckpt.image_size, work / "fp32.onnx")
+            val = validation_set(ckpt, opts.val_data, opts.val_limit, opts.synth_val)
+            probe = calib.images[:4] if calib is not None else val_images(val, 4)
+            parity = check_parity(ckpt.model, fp32, probe)
+            exporting.detail = f"parity max|diff| {parity}"
         log(f"export: {fp32.name} parity max|diff| {parity}")
-        ref = evaluate_onnx(fp32, val, ckpt.classes, ckpt.grades, ckpt.thresholds)
+        with stage(progress, "gate fp32 (reference)", total=len(val)):
+            ref = evaluate_onnx(
+                fp32, val, ckpt.classes, ckpt.grades, ckpt.thresholds, progress=progress
+            )
         log(f"fp32 reference on {len(val)} val images: " + _fmt(ref))
         image_points = 100.0 / len(val)
         if image_points > opts.tolerance:
@@ -144,9 +157,12 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
                 gate = {"passed": True, "reference": True, "parity_max_abs": parity, "metrics": ref}
                 variants.append(Variant("fp32", fp32, gate))
                 continue
-            variants.append(_gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log))
+            variants.append(
+                _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log, progress)
+            )
         if opts.target == "ngc-trt":
-            _attach_engines(variants, opts, calib, log)
+            with stage(progress, "engines"):
+                _attach_engines(variants, opts, calib, log)
         source = Source(
             run_dir=Path(ckpt.run_dir).resolve(),
             classes=list(ckpt.classes),
@@ -166,7 +182,11 @@ def build(opts: BuildOptions, log: Callable[[str], None] = print) -> dict[str, A
             "calibration": calib.describe() if calib is not None else None,
             "validation": {"source": opts.val_data or "checkpoint", "images": len(val)},
         }
-        result = publish(opts.repo, opts.target, source, variants, opts.serving, serve, build_info)
+        with stage(progress, "publish") as publishing:
+            result = publish(
+                opts.repo, opts.target, source, variants, opts.serving, serve, build_info
+            )
+            publishing.detail = str(opts.repo)
     result["gate"] = {v.precision: v.gate for v in variants}
     return result
 
@@ -187,14 +207,20 @@ def _fmt(metrics: dict) -> str:
     return ", ".join(f"{m}={metrics.get(m)}" for m in HEAD_METRICS.values())
 
 
-def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log) -> Variant:
+def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log, progress) -> Variant:
     """Convert, evaluate and judge one variant; retry once with sensitive nodes kept in FP32."""
     attempts = [(), tuple(prec.sensitive_nodes(fp32))]
     for keep in attempts:
-        path, quant = _make_variant(name, fp32, work, opts.target, calib, keep)
-        metrics = evaluate_onnx(path, val, ckpt.classes, ckpt.grades, ckpt.thresholds)
-        result = judge(ref, metrics, opts.tolerance)
         label = f"{name}{' (mixed: ' + ', '.join(keep) + ')' if keep else ''}"
+        short = f"{name}{' mixed' if keep else ''}"
+        with stage(progress, f"convert {short}"):
+            path, quant = _make_variant(name, fp32, work, opts.target, calib, keep)
+        with stage(progress, f"gate {short}", total=len(val)) as gating:
+            metrics = evaluate_onnx(
+                path, val, ckpt.classes, ckpt.grades, ckpt.thresholds, progress=progress
+            )
+            result = judge(ref, metrics, opts.tolerance)
+            gating.detail = "PASS" if result.passed else "FAIL"
         log(f"{label}: {_fmt(metrics)} -> {'PASS' if result.passed else 'FAIL'}")
         if result.passed:
             return Variant(name, path, result.to_dict(), quant)

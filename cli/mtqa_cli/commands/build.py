@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mtqa_cli import exits
+from mtqa_cli import exits, progress
 from mtqa_cli.preconditions import unwritable
 
 HELP = "Export, quantize, gate and publish a checkpoint into a Triton model repository."
@@ -117,6 +117,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="keep intermediate ONNX files here (default: a temporary folder, removed after)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    progress.add_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,7 +173,11 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
     )
     try:
-        result = build(opts, log=(lambda _m: None) if args.json else print)
+        result = build(
+            opts,
+            log=(lambda _m: None) if args.json else print,
+            progress=progress.for_args("build", args),
+        )
     except BuildError as exc:
         return exits.fail("build", exc)
     if args.json:

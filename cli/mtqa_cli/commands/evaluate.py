@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mtqa_cli import exits
+from mtqa_cli import exits, progress
 
 HELP = "evaluate a checkpoint: metrics.json, confusion matrices, PR/overlay plots, report.md"
 
@@ -61,6 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", type=int, default=4, help="images in overlays.png")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    progress.add_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     from mtqa.evaluate.jsonsafe import dumps
     from mtqa.evaluate.metrics import MetricInputError
     from mtqa.evaluate.thresholds import ThresholdError
+    from mtqa.progress import stage
 
+    bar = progress.for_args("evaluate", args)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -87,18 +90,22 @@ def run(args: argparse.Namespace) -> int:
                 args.target_recall,
                 args.batch_size,
                 args.limit,
+                progress=bar,
             )
         checkpoint = load_checkpoint(args.checkpoint)
         dataset, source = checkpoint_split(checkpoint, args.split, args.data, args.limit)
-        result = run_evaluation(
-            torch_predict_fn(checkpoint.model),
-            dataset,
-            checkpoint.classes,
-            checkpoint.grades,
-            checkpoint.thresholds,
-            batch_size=args.batch_size,
-            keep_samples=args.samples,
-        )
+        with stage(bar, f"score {args.split}", total=len(dataset)) as scoring:
+            result = run_evaluation(
+                torch_predict_fn(checkpoint.model),
+                dataset,
+                checkpoint.classes,
+                checkpoint.grades,
+                checkpoint.thresholds,
+                batch_size=args.batch_size,
+                keep_samples=args.samples,
+                progress=bar,
+            )
+            scoring.detail = f"{len(dataset)} images"
         info = {
             "checkpoint": str(args.checkpoint),
             "data": source,
@@ -108,14 +115,16 @@ def run(args: argparse.Namespace) -> int:
             "thresholds_selected_on": checkpoint.thresholds.get("selected_on"),
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        files = write_artefacts(
-            result,
-            args.out,
-            info,
-            checkpoint.mean,
-            checkpoint.std,
-            metrics_csv=Path(args.checkpoint) / "metrics.csv",
-        )
+        with stage(bar, "write report") as writing:
+            files = write_artefacts(
+                result,
+                args.out,
+                info,
+                checkpoint.mean,
+                checkpoint.std,
+                metrics_csv=Path(args.checkpoint) / "metrics.csv",
+            )
+            writing.detail = str(files["report_html"])
     except (
         CheckpointError,
         DatasetError,
