@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from mtqa_builder.check import check_repository
+from mtqa_cli import exits
 from mtqa_cli.main import main
 
 
@@ -33,7 +34,7 @@ def test_gate_reads_further_into_a_synthetic_val_stream(tiny_run):
 
 def test_cli_build_fp32_fp16(tiny_run, tmp_path, capsys):
     repo = tmp_path / "repo"
-    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "8"]
+    args = ["build", "--run", str(tiny_run), "--repo", str(repo), "--gate-limit", "8"]
     assert main([*args, "--precision", "fp32,fp16", "--serve", "fp16", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["versions"]["mtqa_net"] == {"fp32": 1, "fp16": 2}
@@ -92,7 +93,7 @@ def test_one_core_host_still_gets_two_instances(tiny_run, tmp_path, monkeypatch)
     # One instance with dynamic batching stalls ~500 ms in the bundled Triton: never the default.
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     repo = tmp_path / "repo"
-    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
+    args = ["build", "--run", str(tiny_run), "--repo", str(repo), "--gate-limit", "4"]
     assert main(args) == 0
     cfg = _config(repo / "mtqa_net")
     assert cfg.instance_group[0].count == 2
@@ -111,7 +112,7 @@ def test_cli_build_ngc_onnx_target(tiny_run, tmp_path):
     from tritonclient.grpc import model_config_pb2 as mc
 
     repo = tmp_path / "repo"
-    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
+    args = ["build", "--run", str(tiny_run), "--repo", str(repo), "--gate-limit", "4"]
     assert main([*args, "--target", "ngc-onnx", "--instances", "2"]) == 0
     cfg = text_format.Parse((repo / "mtqa_net" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert cfg.platform == "onnxruntime_onnx" and not cfg.backend
@@ -125,20 +126,20 @@ def test_cli_build_ngc_onnx_target(tiny_run, tmp_path):
 
 def test_cli_int8_without_calibration_is_refused(tiny_run, tmp_path, capsys):
     repo = tmp_path / "repo"
-    code = main(
-        ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--precision", "int8"]
-    )
-    assert code == 1
-    assert "mtqa build: error: INT8 needs --calib" in capsys.readouterr().err
+    code = main(["build", "--run", str(tiny_run), "--repo", str(repo), "--precision", "int8"])
+    assert code == exits.INPUT
+    assert "mtqa build: error: INT8 needs --calib-data" in capsys.readouterr().err
     assert not repo.exists()
 
 
 def test_cli_reports_bad_arguments(tiny_run, tmp_path, capsys):
-    base = ["build", "--checkpoint", str(tiny_run), "--repo", str(tmp_path / "r")]
-    assert main([*base, "--precision", "fp8"]) == 1
-    assert "unknown precision(s) ['fp8']" in capsys.readouterr().err
-    assert main(["build", "--checkpoint", str(tmp_path / "none"), "--repo", str(tmp_path)]) == 1
-    assert "cannot load checkpoint" in capsys.readouterr().err
+    base = ["build", "--run", str(tiny_run), "--repo", str(tmp_path / "r")]
+    assert main([*base, "--precision", "fp8"]) == exits.INPUT
+    assert "--precision fp8: unknown precision fp8; choose from fp32" in capsys.readouterr().err
+    assert main(["build", "--run", str(tmp_path / "none"), "--repo", str(tmp_path)]) == 3
+    assert "no such run directory" in capsys.readouterr().err
+    assert main(["build", "--run", str(tmp_path), "--repo", str(tmp_path / "r")]) == 3
+    assert "cannot load checkpoint" in capsys.readouterr().err  # a folder, but not a run
     for flag, value in (
         ("--lane-sessions", "0"),
         ("--decode-threads", "0"),
@@ -152,12 +153,12 @@ def test_cli_reports_bad_arguments(tiny_run, tmp_path, capsys):
 
 def test_ngc_trt_without_engines_fails_clearly(tiny_run, tmp_path, capsys):
     repo = tmp_path / "repo"
-    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(repo), "--val-limit", "4"]
-    assert main([*args, "--target", "ngc-trt"]) == 1
+    args = ["build", "--run", str(tiny_run), "--repo", str(repo), "--gate-limit", "4"]
+    assert main([*args, "--target", "ngc-trt"]) == exits.FAILED  # a missing install
     out = capsys.readouterr().err
     assert "TensorRT is not installed here" in out and "--engines DIR" in out
     assert not repo.exists()
-    assert main([*args, "--target", "ngc-trt", "--engines", str(tmp_path / "plans")]) == 1
+    assert main([*args, "--target", "ngc-trt", "--engines", str(tmp_path / "plans")]) == 3
     assert "no TensorRT engines for fp32" in capsys.readouterr().err
 
 
@@ -277,7 +278,7 @@ def test_ngc_trt_with_prebuilt_engines_for_two_gpu_architectures(tiny_run, tmp_p
     from mtqa_builder.hashing import file_sha256
 
     work = tmp_path / "work"
-    base = ["build", "--checkpoint", str(tiny_run), "--val-limit", "4", "--work-dir", str(work)]
+    base = ["build", "--run", str(tiny_run), "--gate-limit", "4", "--work-dir", str(work)]
     assert main([*base, "--repo", str(tmp_path / "first"), "--target", "ngc-onnx"]) == 0
     onnx_sha = file_sha256(work / "fp32.onnx")
     engines = tmp_path / "engines" / "fp32"

@@ -63,9 +63,9 @@ def test_no_progress_writes_nothing():
 
 
 def test_build_names_its_stages_on_stderr_and_json_stays_json(tiny_run, tmp_path, capsys):
-    args = ["build", "--checkpoint", str(tiny_run), "--repo", str(tmp_path / "repo")]
-    args += ["--precision", "fp32,int8", "--calib", "synth", "--calib-count", "8"]
-    args += ["--val-limit", "8", "--tolerance", "100", "--json"]  # 8 images: gate not the point
+    args = ["build", "--run", str(tiny_run), "--repo", str(tmp_path / "repo")]
+    args += ["--precision", "fp32,int8", "--calib-data", "synth", "--calib-count", "8"]
+    args += ["--gate-limit", "8", "--tolerance", "100", "--json"]  # 8 images: gate not the point
     assert main(args) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["versions"]["mtqa_net"] == {"fp32": 1, "int8": 2}
@@ -76,7 +76,7 @@ def test_build_names_its_stages_on_stderr_and_json_stays_json(tiny_run, tmp_path
 
 def test_evaluate_names_its_stages_and_no_progress_silences_them(tiny_run, tmp_path, capsys):
     run = shutil.copytree(tiny_run, tmp_path / "run")  # --calibrate rewrites thresholds.json
-    args = ["evaluate", "--checkpoint", str(run), "--limit", "16", "--samples", "1"]
+    args = ["evaluate", "--run", str(run), "--limit", "16", "--samples", "1"]
     assert main([*args, "--out", str(tmp_path / "eval"), "--calibrate"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["n_images"] == 16

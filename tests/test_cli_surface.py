@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mtqa_cli import extras
+from mtqa_cli import exits, extras
 from mtqa_cli.main import main
 
 
@@ -84,21 +84,29 @@ def test_every_command_ends_its_help_with_an_example():
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["plan", "--data", "{tmp}/no_such_dataset"], "does not exist"),
+        (["plan", "--data", "{tmp}/no_such_dataset"], "no such data"),
         (["data", "info", "{tmp}/no_such_dataset"], "does not exist"),
-        (["evaluate", "--checkpoint", "{tmp}/no_run", "--out", "{tmp}/eval"], "no_run"),
+        (["evaluate", "--run", "{tmp}/no_run", "--out", "{tmp}/eval"], "no_run"),
         (["repo", "check", "{tmp}/no_repo"], "no_repo"),
     ],
 )
-def test_runtime_failures_exit_1_with_one_line_on_stderr(tmp_path, capsys, argv, words):
+def test_input_errors_exit_3_with_one_line_on_stderr(tmp_path, capsys, argv, words):
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     captured = capsys.readouterr()
-    assert code == 1, captured
+    assert code == exits.INPUT, captured
     assert words in captured.err
-    if argv[0] != "repo":  # `repo check` reports its problems as its output
-        assert captured.out == ""
-        assert captured.err.startswith(f"mtqa {argv[0]}: error: ")
-        assert len(captured.err.strip().splitlines()) == 1
+    assert captured.out == ""
+    assert captured.err.startswith(f"mtqa {argv[0]}: error: ")
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_repository_with_problems_fails_its_check_with_5(tmp_path, capsys):
+    (tmp_path / "mtqa_net").mkdir()  # a folder, but no repository `mtqa build` wrote
+    assert main(["repo", "check", str(tmp_path)]) == exits.CHECK_FAILED
+    captured = capsys.readouterr()
+    assert captured.out.startswith("problem: ")  # the problems are the check's output
+    assert captured.err.startswith(f"mtqa repo: error: {tmp_path}: ")
+    assert "problem(s)" in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
 def test_usage_errors_exit_2_on_stderr(tmp_path, capsys):
@@ -106,7 +114,7 @@ def test_usage_errors_exit_2_on_stderr(tmp_path, capsys):
         main(["inspect", "image.png", "--no-such-option"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
-    argv = ["swap", "--repo", str(tmp_path), "--to", "2", "--golden-count", "0"]
+    argv = ["swap", "--repo", str(tmp_path), "--model-version", "2", "--golden-count", "0"]
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("mtqa swap: error: --golden-count")
@@ -124,7 +132,7 @@ def test_inspect_against_a_closed_port_fails_at_once_naming_the_endpoint(tmp_pat
         probe.bind(("127.0.0.1", 0))
         url = f"127.0.0.1:{probe.getsockname()[1]}"
     start = time.monotonic()
-    assert main(["inspect", str(image), "--url", url, "--json"]) == 1
+    assert main(["inspect", str(image), "--url", url, "--json"]) == exits.UNAVAILABLE
     elapsed = time.monotonic() - start
     captured = capsys.readouterr()
     assert elapsed < 2.0, f"a refused connection took {elapsed:.1f} s"
@@ -145,12 +153,14 @@ def test_build_into_an_unwritable_folder_fails_before_any_export(tmp_path, capsy
         locked.mkdir(mode=0o555)
         cases.append(("--repo", locked / "repo", "cannot write in"))
     cases.append(("--work-dir", blocker / "work", "is not a folder"))
+    run = tmp_path / "run"  # a folder: the run is read only after the outputs are checked
+    run.mkdir()
     for flag, folder, words in cases:
-        argv = ["build", "--checkpoint", str(tmp_path / "no_run"), flag, str(folder)]
+        argv = ["build", "--run", str(run), flag, str(folder)]
         if flag != "--repo":
             argv += ["--repo", str(tmp_path / "repo")]
         start = time.monotonic()
-        assert main(argv) == 1
+        assert main(argv) == exits.INPUT
         assert time.monotonic() - start < 2.0  # checked before the checkpoint is even read
         captured = capsys.readouterr()
         assert captured.out == ""

@@ -22,9 +22,9 @@ def test_synth_cli_writes_a_loadable_dataset(tmp_path, capsys):
             "24",
             "--seed",
             "5",
-            "--val-frac",
+            "--val-fraction",
             "0.2",
-            "--test-frac",
+            "--test-fraction",
             "0.2",
         ]
     )
@@ -51,9 +51,9 @@ def test_synth_cli_writes_a_loadable_dataset(tmp_path, capsys):
 def test_synth_cli_refuses_to_overwrite_and_info_reports_errors(tmp_path, capsys):
     out = tmp_path / "ds"
     assert main(["data", "synth", "--out", str(out), "--n", "3", "--size", "16"]) == 0
-    assert main(["data", "synth", "--out", str(out), "--n", "3", "--size", "16"]) == 1
+    assert main(["data", "synth", "--out", str(out), "--n", "3", "--size", "16"]) == 3
     assert "already holds a dataset" in capsys.readouterr().err
-    assert main(["data", "info", str(tmp_path / "missing")]) == 1
+    assert main(["data", "info", str(tmp_path / "missing")]) == 3  # an input error
     assert "does not exist" in capsys.readouterr().err
 
 

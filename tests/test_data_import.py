@@ -476,7 +476,7 @@ def test_cli_import_then_info(tmp_path, capsys):
     assert "classes: scratch, dent" in capsys.readouterr().out
     (src / "labels" / "val" / "d.txt").write_text("9 0 0 1 0 1 1\n")
     rc = main(["data", "import", "--from", "yolo", str(src), "--out", str(tmp_path / "o2")])
-    assert rc == 1
+    assert rc == 3  # bad input data
     assert "d.txt line 1: class id 9 is out of range" in capsys.readouterr().err
 
 

@@ -42,7 +42,7 @@ def run_copy(tiny_run, tmp_path):
 def test_evaluate_writes_every_artefact(run_copy, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(
-        ["evaluate", "--checkpoint", str(run_copy), "--out", str(out), "--calibrate"]
+        ["evaluate", "--run", str(run_copy), "--out", str(out), "--calibrate"]
         + ["--samples", "2", "--batch-size", "16", "--limit", str(LIMIT)]
     )
     assert rc == 0, capsys.readouterr().err
@@ -73,7 +73,7 @@ def test_evaluate_writes_every_artefact(run_copy, tmp_path, capsys):
 
 def test_command_figures_equal_evaluate_predictor(run_copy, tmp_path):
     out = tmp_path / "eval"
-    args = ["--checkpoint", str(run_copy), "--out", str(out), "--samples", "0"]
+    args = ["--run", str(run_copy), "--out", str(out), "--samples", "0"]
     assert main(["evaluate", *args, "--limit", str(LIMIT)]) == 0
     ckpt = load_checkpoint(run_copy)
     dataset, _ = checkpoint_split(ckpt, "test", limit=LIMIT)
@@ -114,7 +114,7 @@ def test_evaluate_scores_the_whole_split_unless_limited(run_copy, tmp_path, caps
     config_path.write_text(json.dumps(config))
     whole = len(checkpoint_split(load_checkpoint(run_copy), "test")[0])
     assert whole > 8
-    args = ["evaluate", "--checkpoint", str(run_copy), "--samples", "0"]
+    args = ["evaluate", "--run", str(run_copy), "--samples", "0"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
@@ -126,13 +126,16 @@ def test_evaluate_scores_the_whole_split_unless_limited(run_copy, tmp_path, caps
 
 
 def test_evaluate_reports_bad_input_clearly(run_copy, tmp_path, capsys):
-    rc = main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path)])
-    assert rc == 1 and "not a checkpoint directory" in capsys.readouterr().err
+    # every one an input error (exit 3), one line on stderr
+    rc = main(["evaluate", "--run", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert rc == 3 and "no such run directory" in capsys.readouterr().err
+    rc = main(["evaluate", "--run", str(tmp_path), "--out", str(tmp_path / "e")])
+    assert rc == 3 and "not a checkpoint directory" in capsys.readouterr().err
     rc = main(
-        ["evaluate", "--checkpoint", str(run_copy), "--out", str(tmp_path / "e")]
+        ["evaluate", "--run", str(run_copy), "--out", str(tmp_path / "e")]
         + ["--data", str(tmp_path / "no_such_dataset")]
     )
-    assert rc == 1 and "mtqa evaluate: error:" in capsys.readouterr().err
+    assert rc == 3 and "mtqa evaluate: error: --data" in capsys.readouterr().err
     (run_copy / "thresholds.json").write_text('{"presence": {}}')
-    rc = main(["evaluate", "--checkpoint", str(run_copy), "--out", str(tmp_path / "e")])
-    assert rc == 1 and "has no threshold for" in capsys.readouterr().err
+    rc = main(["evaluate", "--run", str(run_copy), "--out", str(tmp_path / "e")])
+    assert rc == 3 and "has no threshold for" in capsys.readouterr().err

@@ -470,7 +470,7 @@ def test_evaluate_feeds_the_split_as_the_checkpoint_was_trained(
         assert np.abs(item["image"][:, :c_h].numpy()).max() > 0.5  # the image itself is there
         assert not item["mask"][:, c_h:].any()
     out = tmp_path / "eval"
-    argv = ["evaluate", "--checkpoint", str(letterbox_run), "--data", str(data)]
+    argv = ["evaluate", "--run", str(letterbox_run), "--data", str(data)]
     rc = main(argv + ["--split", "test", "--out", str(out), "--samples", "1"])
     assert rc == 0, capsys.readouterr().err
     pixel = np.array(json.loads((out / "confusion_matrices.json").read_text())["pixel"]["matrix"])

@@ -105,8 +105,8 @@ def _hot_swap(repo: Path, server: TritonServer, sample_images, capsys) -> None:
     time.sleep(5)
     swap_at = time.perf_counter() - t0
     rc = main(
-        ["swap", "--repo", str(repo), "--url", server.grpc_url, "--to", "int8", "--tolerance", "25"]
-        + ["--key-file", str(server.key_file)]  # swap is model control: it needs the key
+        ["swap", "--repo", str(repo), "--url", server.grpc_url, "--model-version", "int8"]
+        + ["--tolerance", "25", "--key-file", str(server.key_file)]  # model control: needs the key
     )  # tiny model, 16 images
     swap_done = time.perf_counter() - t0
     time.sleep(max(0.0, 20 - swap_done))

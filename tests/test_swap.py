@@ -75,7 +75,7 @@ def test_swap_to_int8_switches_and_retires(served, sample_images, tmp_path, caps
                 "40",
                 "--size",
                 size,
-                "--val-frac",
+                "--val-fraction",
                 "0.5",
             ]
         )
@@ -84,9 +84,9 @@ def test_swap_to_int8_switches_and_retires(served, sample_images, tmp_path, caps
     assert _pinned(repo) == 1
     # 12 images of a barely trained tiny model: one INT8 flip moves a metric 8 points.
     args = (
-        "--to",
+        "--model-version",
         "int8",
-        "--golden",
+        "--golden-data",
         str(golden_dir),
         "--golden-count",
         "12",
@@ -118,7 +118,7 @@ def test_corrupt_onnx_rolls_back(served, sample_images, tmp_path, capsys) -> Non
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes((repo / "mtqa_net" / "1" / "model.onnx").read_bytes()[:4096])
     before = {m: (repo / m / "config.pbtxt").read_text() for m in ("mtqa_net", "mtqa_inspect")}
-    assert _swap(repo, server, "--to", str(corrupt)) == 1
+    assert _swap(repo, server, "--model-version", str(corrupt)) == 1  # the load failed
     out = capsys.readouterr().err
     assert "rolled back" in out and "v1 keeps serving" in out and "Protobuf parsing failed" in out
     assert (repo / "mtqa_net" / "3" / "model.onnx").is_file()  # published, never served
@@ -148,7 +148,7 @@ def _scrambled(src: Path, dst: Path) -> Path:
 def test_golden_check_failure_rolls_back(served, tmp_path, capsys) -> None:
     repo, server = served
     bad = _scrambled(repo / "mtqa_net" / "1" / "model.onnx", tmp_path / "scrambled.onnx")
-    assert _swap(repo, server, "--to", str(bad), "--precision", "fp32") == 1
+    assert _swap(repo, server, "--model-version", str(bad), "--precision", "fp32") == 5
     out = capsys.readouterr().err
     assert "golden check failed" in out and "v1 keeps serving" in out
     assert _pinned(repo) == 1
@@ -161,20 +161,22 @@ def test_golden_check_failure_rolls_back(served, tmp_path, capsys) -> None:
 
 def test_rejected_swaps_touch_nothing(served, capsys) -> None:
     repo, server = served
-    assert _swap(repo, server, "--to", "9") == 1
+    # a version that cannot be had is an input error (3); a closed port, no server (4)
+    assert _swap(repo, server, "--model-version", "9") == 3
     assert "no version 9" in capsys.readouterr().err
-    assert _swap(repo, server, "--to", "bf16") == 1
+    assert _swap(repo, server, "--model-version", "bf16") == 3
     assert "not a version number" in capsys.readouterr().err
-    assert _swap(repo, server, "--to", "1") == 1
+    assert _swap(repo, server, "--model-version", "1") == 3
     assert "already the serving version" in capsys.readouterr().err
     (repo / "mtqa_net" / "2" / "labels.txt").write_text("tampered\n")
-    assert _swap(repo, server, "--to", "2") == 1
+    assert _swap(repo, server, "--model-version", "2") == 3
     assert "differs from its manifest" in capsys.readouterr().err
     (repo / "mtqa_net" / LOCK_FILE).write_text("pid 1")
-    assert _swap(repo, server, "--to", "int8") == 1
+    assert _swap(repo, server, "--model-version", "int8") == 1
     assert "another swap is running" in capsys.readouterr().err
     (repo / "mtqa_net" / LOCK_FILE).unlink()
-    assert main(["swap", "--repo", str(repo), "--url", "127.0.0.1:1", "--to", "2"]) == 1
+    argv = ["swap", "--repo", str(repo), "--url", "127.0.0.1:1", "--model-version", "2"]
+    assert main(argv) == 4
     assert "failed on 127.0.0.1:1" in capsys.readouterr().err
     assert [r["outcome"] for r in read_history(repo / "mtqa_net")] == ["rejected"] * 5
     assert _pinned(repo) == 1 and _ready(server) == [1, 2]

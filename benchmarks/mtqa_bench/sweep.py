@@ -284,7 +284,7 @@ class Sweep:
     def _naive_peer(self) -> None:
         ckpt = self.opts.checkpoint or (self.info.checkpoint if self.info else None)
         if ckpt is None:
-            self._note("naive peer skipped: no checkpoint (give --checkpoint)")
+            self._note("naive peer skipped: no run directory (give --run)")
             return
         port = _free_port()
         log = open(self.raw / "naive_server.log", "wb")  # noqa: SIM115 - outlives the with below

@@ -1,7 +1,7 @@
 """Calibration images for INT8: real pictures from a named source, preprocessed like serving.
 
-`--calib` takes `synth`, `neu_seg` or a path (an indexed-mask / MVTec dataset, or any folder of
-images). Images are read raw and passed through mtqa.data.preprocess_image with the checkpoint's
+`--calib-data` takes `synth`, `neu_seg` or a path (an indexed-mask / MVTec dataset, or any folder
+of images). Images are read raw and passed through mtqa.data.preprocess_image with the checkpoint's
 size, mean and std - the very function the Triton preprocess model runs - so the measured ranges
 match what the network sees in service. The set is identified by the SHA-256 of its tensor.
 """
@@ -54,7 +54,9 @@ def load_calibration(
     """Read up to `count` train images of `source` and preprocess them as served (`resize`:
     the checkpoint's squash or letterbox); refuse if there are none."""
     if not source:
-        raise CalibrationError("INT8 needs --calib synth|neu_seg|PATH (real images, never random)")
+        raise CalibrationError(
+            "INT8 needs --calib-data synth|neu_seg|PATH (real images, never random)"
+        )
     if count < 1:
         raise CalibrationError(f"calibration count must be >= 1, got {count}")
     try:

@@ -42,7 +42,7 @@ PREPROCESS = "preprocess.json"  # mtqa_preprocess: image_size, mean, std, resize
 POSTPROCESS = "postprocess.json"  # mtqa_postprocess: image_size, resize
 DRIFT_REFERENCE = "drift_reference.json"  # mtqa_preprocess: input statistics of the val images
 
-# Manifest keys a version published from another (`mtqa swap --to FILE`) inherits.
+# Manifest keys a version published from another (`mtqa swap --model-version FILE`) inherits.
 INHERITED_MANIFEST_KEYS = ("model", "target", "checkpoint", "classes", "grades", "image_size")
 # The ensemble config parameter naming the network model; clients read it to call the network
 # directly (`InspectionClient.infer_tensor`) without knowing the repository's names.
@@ -159,8 +159,8 @@ def record_variants(
     built: str | None = None,
 ) -> None:
     """Add `mtqa_net` versions (version -> (precision, gate_passed)) to variants.json, the table
-    benchmarks and `mtqa swap --to PRECISION` address variants by. `gate_passed` None: published
-    without the builder's gate (`mtqa swap --to FILE`)."""
+    benchmarks and `mtqa swap --model-version PRECISION` address variants by. `gate_passed`
+    None: published without the builder's gate (`mtqa swap --model-version FILE`)."""
     table = read_variants(repo)
     built = built or stamp()
     for version, (precision, gate_passed) in entries.items():

@@ -15,16 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir
 from onnx import numpy_helper
-from onnxruntime.quantization import (
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quant_pre_process,
-    quantize_static,
-)
-from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from mtqa_builder.errors import BuildError, CalibrationError
 from mtqa_builder.export import INPUT_NAME
@@ -62,6 +53,11 @@ def to_fp16(src: Path, dst: Path, keep_fp32: Sequence[str] = ()) -> Path:
     half = convert_float_to_float16(
         proto, keep_io_types=True, node_block_list=list(keep_fp32) or None
     )
+    # Imported here, as in to_int8: `mtqa build` reads PRECISIONS to refuse an unknown name in
+    # a second, and these two take most of this module's import time.
+    import onnx_ir
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
     _fold_initializer_casts(half)
     # With a block list the converter appends its input casts after their users; re-sort.
     ir_model = onnx_ir.from_proto(half)
@@ -110,7 +106,15 @@ def to_int8(
     if flavour not in INT8_FLAVOURS:
         raise BuildError(f"unknown INT8 flavour {flavour!r}; expected one of {INT8_FLAVOURS}")
     if calib is None or len(calib) == 0:
-        raise CalibrationError("INT8 needs calibration images (--calib PATH|synth|neu_seg)")
+        raise CalibrationError("INT8 needs calibration images (--calib-data synth|neu_seg|PATH)")
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
     trt = flavour == "tensorrt"
     float_head = [] if trt else pooled_head_nodes(src)  # `tensorrt` quantizes Conv only anyway
     exclude = list(dict.fromkeys([*float_head, *keep_fp32]))

@@ -19,7 +19,7 @@ def validation_set(ckpt, source: str | None = None, limit: int | None = None, sy
     """
     source = source or (ckpt.config.get("data") or {}).get("source")
     if not source:
-        raise BuildError("checkpoint config names no data source; pass --val-data")
+        raise BuildError("checkpoint config names no data source; pass --gate-data")
     try:
         val, _ = checkpoint_split(ckpt, "val", source, limit, synth_size=synth_val)
     except DatasetError as exc:

@@ -6,10 +6,14 @@ import argparse
 
 # `mtqa --help` lists these under the commands.
 EXIT_CODES = """exit codes:
+  (each failure also prints one line on stderr, `mtqa COMMAND: error: ...`)
   0    done
-  1    failed: bad input or data, missing run or file, unreachable server, gate or check failed,
-       missing optional install (the one-line error on stderr says which)
+  1    failed for another reason: a step broke, a missing optional install
   2    usage error: unknown option, bad or missing value, options that do not go together
+  3    input error: a run, data path, image or file is missing or unreadable, an unknown
+       precision or other name, an output folder that cannot be written
+  4    server unavailable: connection refused, unreachable, timed out, model not ready
+  5    check failed: accuracy gate, golden check (swap), repository check
   130  interrupted (Ctrl-C)"""
 
 
@@ -25,6 +29,14 @@ class HelpFormatter(argparse.HelpFormatter):
         if "\n" in text:
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        old = getattr(action, "old_names", ())  # renamed options: only the current name shows
+        if not old:
+            return super()._format_action_invocation(action)
+        shown = [s for s in action.option_strings if s not in old]
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return ", ".join(f"{s} {metavar}" for s in shown)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

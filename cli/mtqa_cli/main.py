@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as exc:  # unreadable input, unwritable output, a full disk
         return exits.fail(args.command, exc)
+    except Exception as exc:  # a typed error a command let through: its code (mtqa_cli.exits)
+        if exits.code_for(exc) == exits.FAILED:
+            raise  # not one the layers raise for the user: a bug, keep the traceback
+        return exits.fail(args.command, exc)
     except KeyboardInterrupt:
         return exits.INTERRUPTED
 

@@ -25,3 +25,54 @@ def unwritable(folder: Path) -> str | None:
     except OSError as exc:
         return f"cannot write in {existing}: {exc.strerror or exc}"
     return None
+
+
+# The named data sources mtqa.data.build_datasets knows besides a path (kept here so that the
+# check does not import torch; tests/test_cli_exit_codes.py compares them).
+DATA_PRESETS = ("synth", "neu_seg")
+
+
+def missing_run(run: Path) -> str | None:
+    """Why `run` cannot be a run directory of `mtqa train` (missing, not a folder), or None.
+
+    Only what is cheap to see: the checkpoint loader says what a folder that exists lacks.
+    """
+    run = Path(run)
+    if not run.exists():
+        return "no such run directory (`mtqa train --out` writes one)"
+    if not run.is_dir():
+        return "is not a run directory (a file, not a folder)"
+    return None
+
+
+def missing_data(source: str | None) -> str | None:
+    """Why `source` names no data (neither a preset nor an existing path), or None."""
+    if source is None or source in DATA_PRESETS or Path(source).exists():
+        return None
+    return f"no such data: neither {' | '.join(DATA_PRESETS)} nor an existing path"
+
+
+def unknown_precisions(names: list[str]) -> str | None:
+    """Why `names` holds precisions the builder does not make (mtqa_builder.precision), or None."""
+    from mtqa_builder.precision import PRECISIONS
+
+    known = ", ".join(PRECISIONS)
+    bad = [n for n in names if n not in PRECISIONS]
+    if not names:
+        return f"names no precision; choose from {known}"
+    return f"unknown precision {', '.join(bad)}; choose from {known}" if bad else None
+
+
+def first_problem(checks: list[tuple[str, object, str | None]]) -> str | None:
+    """`FLAG VALUE: reason` of the first (flag, value, reason) whose reason is not None."""
+    for flag, value, reason in checks:
+        if reason:
+            return f"{flag} {value}: {reason}"
+    return None
+
+
+def missing_folder(folder: Path | None) -> str | None:
+    """Why `folder` (an input, when given) is not an existing folder, or None."""
+    if folder is None or Path(folder).is_dir():
+        return None
+    return "no such folder" if not Path(folder).exists() else "is not a folder"

@@ -8,6 +8,7 @@ the ensemble to it and retires the old version; any failure rolls back. See docs
 from mtqa_builder.swap.errors import (
     ControlError,
     GoldenCheckError,
+    ServerUnreachableError,
     SwapError,
     SwapFailedError,
     SwapInProgressError,
@@ -21,6 +22,7 @@ __all__ = [
     "HISTORY_FILE",
     "ControlError",
     "GoldenCheckError",
+    "ServerUnreachableError",
     "SwapError",
     "SwapFailedError",
     "SwapInProgressError",

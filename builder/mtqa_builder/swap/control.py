@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from tritonclient.utils import InferenceServerException
 
 from mtqa_builder.configs import mc
-from mtqa_builder.swap.errors import ControlError
+from mtqa_builder.swap.errors import ControlError, ServerUnreachableError
 from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
 
 PREFLIGHT = "mtqa_net_swap_preflight"
@@ -51,9 +51,14 @@ class ModelControl:
             raise ControlError(f"{what} failed on {self.url}: {exc.message()}{hint}") from None
 
     def check_reachable(self) -> None:
-        """Fail with a clear message unless the server at `url` is live."""
-        if not self._call("health check", self._client.is_server_live, client_timeout=5.0):
-            raise ControlError(f"Triton at {self.url} is not live")
+        """Fail with a clear message unless the server at `url` is live (ServerUnreachableError:
+        the CLI tells it from a refused control call by its exit code)."""
+        try:
+            live = self._call("health check", self._client.is_server_live, client_timeout=5.0)
+        except ControlError as exc:
+            raise ServerUnreachableError(str(exc)) from None
+        if not live:
+            raise ServerUnreachableError(f"Triton at {self.url} is not live")
 
     def load(self, cfg: mc.ModelConfig) -> None:
         """(Re)load `cfg.name` with `cfg` as its config (blocks until loaded or failed)."""

@@ -8,7 +8,8 @@ class SwapError(Exception):
 
 
 class TargetError(SwapError):
-    """`--to` names no usable version: unknown version or precision, missing or tampered files."""
+    """`--model-version` names no usable version: unknown version or precision, missing or
+    tampered files."""
 
 
 class SwapInProgressError(SwapError):
@@ -17,6 +18,10 @@ class SwapInProgressError(SwapError):
 
 class ControlError(SwapError):
     """The server refused or failed a model-control call (load with config, index)."""
+
+
+class ServerUnreachableError(ControlError):
+    """The server did not answer its health check: refused, unreachable, timed out, not live."""
 
 
 class GoldenCheckError(SwapError):

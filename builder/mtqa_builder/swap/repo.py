@@ -1,9 +1,9 @@
 """What `mtqa swap` reads and writes in the model repository (never an existing version).
 
-Resolves `--to` (a version number, a precision from `variants.json`, or an engine file to publish
-as a new version), verifies a version against its manifest, and reads/writes `config.pbtxt` with
-the builder's protobuf reader and writer (`mtqa_builder.configs`). Names, manifests and
-variants.json go through `mtqa_builder.contract`; its errors become TargetError here.
+Resolves `--model-version` (a version number, a precision from `variants.json`, or an engine file
+to publish as a new version), verifies a version against its manifest, and reads/writes
+`config.pbtxt` with the builder's protobuf reader and writer (`mtqa_builder.configs`). Names,
+manifests and variants.json go through `mtqa_builder.contract`; its errors become TargetError here.
 """
 
 from __future__ import annotations
@@ -140,7 +140,8 @@ def variants(repo: Path) -> dict[str, dict[str, Any]]:
 
 
 def resolve(repo: Path, to: str, current: int, precision: str | None) -> Target:
-    """Turn `--to` into a target version, publishing an engine file first when one is named."""
+    """Turn `--model-version` into a target version, publishing an engine file first when one
+    is named."""
     if to.isdigit():
         version = int(to)
         return Target(version, verify_version(repo, version), published=False)
@@ -160,8 +161,8 @@ def resolve(repo: Path, to: str, current: int, precision: str | None) -> Target:
         return Target(version, verify_version(repo, version), published=False)
     known = sorted({info.get("precision") for info in table.values()} - {None})
     raise TargetError(
-        f"--to {to!r} is not a version number, a published precision {known} or an existing "
-        f"{'/'.join(ENGINE_SUFFIXES)} file"
+        f"--model-version {to!r} is not a version number, a published precision {known} or an "
+        f"existing {'/'.join(ENGINE_SUFFIXES)} file"
     )
 
 
@@ -216,7 +217,8 @@ def publish_engine(repo: Path, engine: Path, template: int, precision: str | Non
         shutil.move(str(vdir), str(final))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    # not gated by the builder (gate_passed None): `--to PRECISION` never picks it, benchmarks do
+    # not gated by the builder (gate_passed None): `--model-version PRECISION` never picks it,
+    # benchmarks do
     contract.record_variants(
         repo, {version: (manifest["precision"], None)}, "mtqa-swap", built=now()
     )

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from mtqa_cli import exits
+from mtqa_cli.preconditions import first_problem, missing_folder, missing_run, unwritable
+from mtqa_cli.renamed import option
 
 HELP = "benchmark the served models (Locust, perf_analyzer, ORT and naive peers) and report"
 # Optional installs this command needs (mtqa_cli.extras): Locust, the naive peer, Triton.
@@ -63,7 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=["ort", "naive"],
         help="comparison points: ort (ONNX Runtime in process), naive (FastAPI + torch), none",
     )
-    parser.add_argument(
+    option(
+        parser,
+        "--run",
         "--checkpoint",
         type=Path,
         help="run directory for the naive peer (default: the run the repository was built "
@@ -91,6 +95,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = first_problem(  # before a server is started or a tool is looked for
+        [
+            ("--repo", args.repo, missing_folder(args.repo)),
+            ("--repo-info", args.repo_info, missing_folder(args.repo_info)),
+            ("--run", args.run, args.run and missing_run(args.run)),
+            ("--out", args.out, unwritable(args.out)),
+        ]
+    )
+    if problem:
+        return exits.bad_input("bench", problem)
     from mtqa_bench.errors import BenchError
     from mtqa_bench.report import format_summary, write_report
     from mtqa_bench.sweep import BenchOptions, Sweep
@@ -111,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         batching=args.batching,
         targets=args.targets,
         peers=args.peers,
-        checkpoint=args.checkpoint,
+        checkpoint=args.run,
         perf_analyzer=not args.no_perf_analyzer,
         request_batch=args.request_batch,
         shared_memory=args.shared_memory,

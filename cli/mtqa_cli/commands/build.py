@@ -7,18 +7,30 @@ import json
 from pathlib import Path
 
 from mtqa_cli import exits, progress
-from mtqa_cli.preconditions import unwritable
+from mtqa_cli.preconditions import (
+    first_problem,
+    missing_data,
+    missing_run,
+    unknown_precisions,
+    unwritable,
+)
+from mtqa_cli.renamed import option
 
 HELP = "Export, quantize, gate and publish a checkpoint into a Triton model repository."
 EXAMPLE = (
-    "mtqa build --checkpoint runs/tiny --precision fp32,int8 --calib synth --repo model_repository"
+    "mtqa build --run runs/tiny --precision fp32,int8 --calib-data synth --repo model_repository"
 )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of `mtqa build`."""
-    parser.add_argument(
-        "--checkpoint", type=Path, required=True, help="run directory written by `mtqa train`"
+    option(
+        parser,
+        "--run",
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="run directory written by `mtqa train`",
     )
     parser.add_argument(
         "--repo",
@@ -27,11 +39,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="model repository to publish into (created if missing; new versions are added)",
     )
     parser.add_argument(
-        "--precision", default="fp32", help="comma list of fp32,fp16,int8 (default fp32)"
+        "--precision",
+        default="fp32",
+        help="comma list of precisions, e.g. fp32,fp16,int8 (an unknown name is refused with "
+        "the list of known ones; default fp32)",
     )
-    parser.add_argument(
+    option(
+        parser,
+        "--calib-data",
         "--calib",
-        help="INT8 calibration images: synth, neu_seg or a dataset/image folder "
+        help="INT8 calibration images: synth | neu_seg | PATH (a dataset or image folder) "
         "(default: none; int8 needs it)",
     )
     parser.add_argument("--calib-count", type=int, default=64, help="INT8 calibration images")
@@ -50,9 +67,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--serve", help="precision the ensemble serves (default: the first)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="max drop per head, points")
-    parser.add_argument("--val-data", help="gate data (default: the checkpoint's data source)")
-    parser.add_argument(
-        "--val-limit", type=int, help="cap on validation images for the gate (default: all)"
+    option(
+        parser,
+        "--gate-data",
+        "--val-data",
+        help="data the accuracy gate scores (its val split): synth | neu_seg | PATH "
+        "(default: the run's data source)",
+    )
+    option(
+        parser,
+        "--gate-limit",
+        "--val-limit",
+        type=int,
+        help="cap on validation images for the gate (default: all)",
     )
     parser.add_argument(
         "--synth-val",
@@ -121,10 +148,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build; a bad option value exits 2, a failed build 1, each with one line on stderr."""
+    """Build; each failure is one line on stderr and an exit code (mtqa_cli.exits): a bad option
+    value 2, a missing run or data, an unknown precision or an unwritable output 3 (all checked
+    before the export), a failed gate 5."""
     from mtqa_builder.configs import Serving
     from mtqa_builder.errors import BuildError, ServingError
-    from mtqa_builder.pipeline import BuildOptions, build
 
     preferred = None
     if args.preferred_batch is not None:
@@ -152,22 +180,33 @@ def run(args: argparse.Namespace) -> int:
         )
     except ServingError as exc:
         return exits.usage("build", f"--{exc.field.replace('_', '-')} {exc.detail}")
-    for flag, folder in (("--repo", args.repo), ("--work-dir", args.work_dir)):
-        reason = unwritable(folder) if folder is not None else None
-        if reason:  # before the export and the gate, not after them
-            return exits.fail("build", f"{flag} {folder}: {reason}")
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    problem = first_problem(  # before the export and the gate, not after them
+        [
+            ("--run", args.run, missing_run(args.run)),
+            ("--precision", args.precision, unknown_precisions(precisions)),
+            ("--calib-data", args.calib_data, missing_data(args.calib_data)),
+            ("--gate-data", args.gate_data, missing_data(args.gate_data)),
+            ("--repo", args.repo, unwritable(args.repo)),
+            ("--work-dir", args.work_dir, args.work_dir and unwritable(args.work_dir)),
+        ]
+    )
+    if problem:
+        return exits.bad_input("build", problem)
+    from mtqa_builder.pipeline import BuildOptions, build  # torch: seconds to import
+
     opts = BuildOptions(
-        checkpoint=args.checkpoint,
+        checkpoint=args.run,
         repo=args.repo,
-        precisions=[p.strip() for p in args.precision.split(",") if p.strip()],
+        precisions=precisions,
         target=args.target,
-        calib=args.calib,
+        calib=args.calib_data,
         calib_count=args.calib_count,
         serving=serving,
         serve=args.serve,
         tolerance=args.tolerance,
-        val_data=args.val_data,
-        val_limit=args.val_limit,
+        val_data=args.gate_data,
+        val_limit=args.gate_limit,
         synth_val=args.synth_val,
         engines=args.engines,
         work_dir=args.work_dir,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mtqa_cli import exits
 from mtqa_cli.helptext import with_example
+from mtqa_cli.renamed import option
 
 HELP = (
     "Write a synthetic dataset, import YOLO / COCO / LabelMe / mask-folder labels, or print a "
@@ -34,8 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--n", type=int, required=True, help="number of images over all splits")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0, help="random seed of images and splits")
-    synth.add_argument("--val-frac", type=float, default=0.1, help="share of images in val")
-    synth.add_argument("--test-frac", type=float, default=0.1, help="share of images in test")
+    # the split shares are named as in `mtqa data import`
+    option(synth, "--val-fraction", "--val-frac", type=float, default=0.1, help="val share")
+    option(synth, "--test-fraction", "--test-frac", type=float, default=0.1, help="test share")
     synth.add_argument("--max-defects", type=int, default=3, help="defects per image at most")
     _configure_import(sub)
     info = sub.add_parser(
@@ -108,8 +110,8 @@ def _synth(args: argparse.Namespace) -> int:
         args.n,
         config=config,
         seed=args.seed,
-        val_frac=args.val_frac,
-        test_frac=args.test_frac,
+        val_frac=args.val_fraction,
+        test_frac=args.test_fraction,
     )
     print(f"wrote {sum(sizes.values())} images to {args.out} ({sizes})")
     return 0

@@ -8,10 +8,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mtqa_cli import exits, progress
+from mtqa_cli.preconditions import first_problem, missing_data, missing_run, unwritable
+from mtqa_cli.renamed import option
 
 HELP = "evaluate a checkpoint: metrics.json, confusion matrices, PR/overlay plots, report.md"
 
-EXAMPLE = "mtqa evaluate --checkpoint runs/tiny --out results/eval --calibrate"
+EXAMPLE = "mtqa evaluate --run runs/tiny --out results/eval --calibrate"
 
 HEADLINE = (
     "presence_macro_f1",
@@ -27,7 +29,14 @@ HEADLINE = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path, help="run directory (runs/NAME)")
+    option(
+        parser,
+        "--run",
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="run directory written by `mtqa train` (runs/NAME)",
+    )
     parser.add_argument(
         "--data", help="synth | neu_seg | PATH (default: the data source the run was trained on)"
     )
@@ -65,6 +74,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = first_problem(  # in a second, before torch is even imported
+        [
+            ("--run", args.run, missing_run(args.run)),
+            ("--data", args.data, missing_data(args.data)),
+            ("--out", args.out, unwritable(args.out)),
+        ]
+    )
+    if problem:
+        return exits.bad_input("evaluate", problem)
     import torch
 
     from mtqa.calibrate import calibrate_run, checkpoint_split
@@ -83,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.calibrate:
             calibrate_run(
-                args.checkpoint,
+                args.run,
                 args.data,
                 "val",
                 args.rule,
@@ -92,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 args.limit,
                 progress=bar,
             )
-        checkpoint = load_checkpoint(args.checkpoint)
+        checkpoint = load_checkpoint(args.run)
         dataset, source = checkpoint_split(checkpoint, args.split, args.data, args.limit)
         with stage(bar, f"score {args.split}", total=len(dataset)) as scoring:
             result = run_evaluation(
@@ -107,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             )
             scoring.detail = f"{len(dataset)} images"
         info = {
-            "checkpoint": str(args.checkpoint),
+            "checkpoint": str(args.run),
             "data": source,
             "split": args.split,
             "limit": args.limit,
@@ -122,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 info,
                 checkpoint.mean,
                 checkpoint.std,
-                metrics_csv=Path(args.checkpoint) / "metrics.csv",
+                metrics_csv=Path(args.run) / "metrics.csv",
             )
             writing.detail = str(files["report_html"])
     except (

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mtqa_cli import exits
+from mtqa_cli.preconditions import missing_data
 
 HELP = "Fingerprint a dataset and print the training plan `mtqa train` would use for it."
 EXAMPLE = "mtqa plan --data datasets/kolektor"
@@ -27,6 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = missing_data(args.data)
+    if problem:  # before torch is imported
+        return exits.bad_input("plan", f"--data {args.data}: {problem}")
     from mtqa.config import ConfigError
     from mtqa.data import DatasetError
     from mtqa.planning import plan_for

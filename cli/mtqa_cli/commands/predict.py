@@ -4,7 +4,7 @@ For quick checks, like `yolo predict`: the ensemble `mtqa inspect` talks to, rep
 repository's files by `mtqa_builder.offline` (same decoding, preprocessing, network, thresholds
 and postprocess), printed as `mtqa inspect` prints it: the same table, the same `--json`, the
 same overlay PNGs. An image that cannot be read is listed with its error and the others are
-answered; the exit code is then 1.
+answered; the exit code is then that of the first failure (mtqa_cli.exits).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 results = model.predict(args.images, batch_size=args.batch_size)
             except BatchError as exc:  # a batch failed as a whole: show what was answered
                 report(exc.results, args, model.spec.classes, "predict")
-                return exits.fail("predict", f"BatchError: {exc}")
+                return exits.fail("predict", f"BatchError: {exc}", exits.code_for(exc))
             return report(results, args, model.spec.classes, "predict")
     except (BuildError, InspectionError) as exc:
-        return exits.fail("predict", f"{type(exc).__name__}: {exc}")
+        return exits.fail("predict", f"{type(exc).__name__}: {exc}", exits.code_for(exc))

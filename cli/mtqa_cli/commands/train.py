@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from mtqa.overrides import add_overrides_option
 from mtqa_cli import exits
+from mtqa_cli.preconditions import first_problem, missing_data, missing_run, unwritable
 
 if TYPE_CHECKING:
     from mtqa.config import RunConfig
@@ -61,6 +62,14 @@ def lift_epoch_cap(cfg: RunConfig, overrides: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = first_problem(  # in a second, before torch is imported and the data indexed
+        [
+            ("--data", args.data, None if args.resume else missing_data(args.data)),
+            ("--out", args.out, missing_run(args.out) if args.resume else unwritable(args.out)),
+        ]
+    )
+    if problem:
+        return exits.bad_input("train", problem)
     from mtqa.checkpoint import CheckpointError, read_config
     from mtqa.config import ConfigError, apply_overrides, named_config
     from mtqa.data import DatasetError
