@@ -2,7 +2,7 @@
 # GPU reference in one prepared run (at most 8 minutes): PyTorch CUDA throughput of the mtqa network
 # (fp32/bf16/fp16 autocast, batch 1..256, eager and CUDA graphs). Needs only torch (+ PyYAML) and
 # this repository; writes benchmarks/results/gpu_reference.json, and copies it to $OUT when set
-# (the device runner's return folder). Extra arguments go to gpu_check.py, e.g. --checkpoint RUN.
+# (the device runner's return folder). Extra arguments go to gpu_check.py, e.g. --run RUN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"

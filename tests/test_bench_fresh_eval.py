@@ -19,7 +19,7 @@ def test_scores_the_asked_number_of_fresh_images(tiny_run: Path, capsys) -> None
     assert 0.5 < result["presence_macro_f1"] <= 1.0
     assert 0.1 < result["defect_iou"] <= 1.0
     assert fresh_eval(tiny_run, n_val=48, n_test=64) == result  # fresh, yet deterministic
-    assert main(["--checkpoint", str(tiny_run), "--val", "48", "--test", "64"]) == 0
+    assert main(["--run", str(tiny_run), "--val", "48", "--test", "64"]) == 0
     assert "presence macro-F1" in capsys.readouterr().out
 
 

@@ -5,7 +5,7 @@ images are drawn. This scores a longer slice of the same test stream (the run's 
 first, then the ones after them) at per-class thresholds chosen on a longer slice of the val
 stream; it is how the issue-2 acceptance figures in docs/training.md are measured:
 
-    python -m mtqa_bench.fresh_eval --checkpoint runs/tiny [--val 512 --test 1024 --json F]
+    python -m mtqa_bench.fresh_eval --run runs/tiny [--val 512 --test 1024 --json F]
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def fresh_eval(run_dir: str | Path, n_val: int = 512, n_test: int = 1024) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="run directory (runs/NAME)")
+    parser.add_argument(  # --checkpoint: the old name, as `mtqa` accepts it for one release
+        "--run", "--checkpoint", dest="run", required=True, help="run directory (runs/NAME)"
+    )
     parser.add_argument("--val", type=int, default=512, help="val-stream images for thresholds")
     parser.add_argument("--test", type=int, default=1024, help="test-stream images scored")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
@@ -53,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = fresh_eval(args.checkpoint, args.val, args.test)
+    result = fresh_eval(args.run, args.val, args.test)
     per_class = " / ".join(f"{c} {result[f'presence_f1/{c}']:.3f}" for c in result["classes"])
     print(
-        f"{args.checkpoint}: presence macro-F1 {result['presence_macro_f1']:.3f} ({per_class}), "
+        f"{args.run}: presence macro-F1 {result['presence_macro_f1']:.3f} ({per_class}), "
         f"defect IoU {result['defect_iou']:.3f}, grade accuracy {result['grade_accuracy']:.3f} "
         f"on {args.test} fresh test images (thresholds from {args.val} val images)"
     )

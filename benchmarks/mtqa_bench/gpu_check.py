@@ -1,6 +1,6 @@
 """GPU reference: PyTorch throughput of the mtqa network on one device, for comparison with serving.
 
-``python -m mtqa_bench.gpu_check [--config neu] [--checkpoint RUN] [--device cuda]`` sweeps
+``python -m mtqa_bench.gpu_check [--config neu] [--run RUN] [--device cuda]`` sweeps
 precision (fp32, bf16 and fp16 autocast) and batch size (1..256), eagerly and, on CUDA, replayed
 through a captured CUDA graph; prints a table and writes JSON (device name, versions, every point)
 to ``benchmarks/results/gpu_reference.json``. Without a checkpoint the network is built from a
@@ -94,7 +94,7 @@ def _runner(model, x: torch.Tensor, dtype, graph: bool):
 
 def sweep(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
-    model, size, source = build_network(args.config, args.checkpoint)
+    model, size, source = build_network(args.config, args.run)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -179,7 +179,13 @@ def table(report: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="neu", help="preset (tiny|small|neu) or config file")
-    parser.add_argument("--checkpoint", type=Path, help="run directory (default: random weights)")
+    parser.add_argument(  # --checkpoint: the old name, as `mtqa` accepts it for one release
+        "--run",
+        "--checkpoint",
+        dest="run",
+        type=Path,
+        help="run directory (default: random weights)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtypes", default="fp32,bf16,fp16")
     parser.add_argument("--batches", default="1,2,4,8,16,32,64,128,256")
