@@ -30,14 +30,6 @@ class HelpFormatter(argparse.HelpFormatter):
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
 
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        old = getattr(action, "old_names", ())  # renamed options: only the current name shows
-        if not old:
-            return super()._format_action_invocation(action)
-        shown = [s for s in action.option_strings if s not in old]
-        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
-        return ", ".join(f"{s} {metavar}" for s in shown)
-
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if not action.option_strings or action.nargs == 0 or "default" in text.lower():

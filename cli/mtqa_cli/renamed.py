@@ -22,10 +22,12 @@ REMOVED_IN = "the next release"
 
 
 class RenamedStore(argparse._StoreAction):
-    """A store action whose option strings after the first are deprecated spellings."""
+    """A store action that also answers to deprecated spellings (`old_names`)."""
+
+    old_names: tuple[str, ...] = ()
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
-        if option_string in self.option_strings[1:]:
+        if option_string in self.old_names:
             print(
                 f"{parser.prog}: warning: {option_string} is deprecated, use "
                 f"{self.option_strings[0]} (the old name goes in {REMOVED_IN})",
@@ -34,14 +36,16 @@ class RenamedStore(argparse._StoreAction):
             )
         super().__call__(parser, namespace, values, option_string)
 
-    @property
-    def old_names(self) -> list[str]:
-        """The deprecated spellings (hidden from `--help`)."""
-        return list(self.option_strings[1:])
-
 
 def option(
     parser: argparse.ArgumentParser | argparse._ActionsContainer, name: str, *old: str, **kwargs
 ) -> argparse.Action:
-    """Add option `name` that also accepts the deprecated spellings `old` (hidden in help)."""
-    return parser.add_argument(name, *old, action=RenamedStore, **kwargs)
+    """Add option `name` that also accepts the deprecated spellings `old`.
+
+    The parser knows every spelling; the action lists only `name`, so `--help`, the usage line
+    and argparse's own errors ("required: --run") show the current name alone.
+    """
+    action = parser.add_argument(name, *old, action=RenamedStore, **kwargs)
+    action.old_names = old
+    action.option_strings = [name]
+    return action
