@@ -26,6 +26,7 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from mtqa.progress import NO_PROGRESS, Progress, stage
 from mtqa_bench import ort_peer, payloads, perf, repo_view, server_stats
 from mtqa_bench.errors import BenchError, ToolUnavailableError
 from mtqa_bench.locust_run import run_locust
@@ -86,9 +87,14 @@ class BenchOptions:
 class Sweep:
     """One bench run: collects rows and notes, writes results.json."""
 
-    def __init__(self, opts: BenchOptions, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        opts: BenchOptions,
+        log: Callable[[str], None] = print,
+        progress: Progress = NO_PROGRESS,
+    ) -> None:
         opts.validate()
-        self.opts, self.log = opts, log
+        self.opts, self.log, self.progress = opts, log, progress
         self.rows: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.raw = opts.out / "raw"
@@ -263,23 +269,25 @@ class Sweep:
             }
             onnx = self.info_repo / NET / version / "model.onnx"
             # One busy session per request in flight, up to the server's instance count.
-            for batch, sessions in itertools.product(
-                sorted(batches), sorted({1, self.info.instances})
-            ):
-                res = ort_peer.measure(
-                    onnx,
-                    tensors,
-                    batch,
-                    self.info.intra_op_threads,
-                    min(self.opts.duration, 5),
-                    instances=sessions,
-                    lanes=self.info.lane_sessions,
-                    chunk=self.info.chunk_images,
-                )
-                row = {"source": "ort", "target": "net", "variant": variant, "batching": "n/a"}
-                row.update({"users": sessions, "batch": batch, "net_batch": batch, **res})
-                self.rows.append(row)
-                self.log(_describe(row))
+            points = list(itertools.product(sorted(batches), sorted({1, self.info.instances})))
+            with stage(self.progress, f"ort peer {variant}", total=len(points)) as measuring:
+                for batch, sessions in points:
+                    res = ort_peer.measure(
+                        onnx,
+                        tensors,
+                        batch,
+                        self.info.intra_op_threads,
+                        min(self.opts.duration, 5),
+                        instances=sessions,
+                        lanes=self.info.lane_sessions,
+                        chunk=self.info.chunk_images,
+                    )
+                    row = {"source": "ort", "target": "net", "variant": variant}
+                    row.update({"batching": "n/a", "users": sessions, "batch": batch})
+                    row.update({"net_batch": batch, **res})
+                    self.rows.append(row)
+                    self.log(_describe(row))
+                    measuring.advance()
 
     def _naive_peer(self) -> None:
         ckpt = self.opts.checkpoint or (self.info.checkpoint if self.info else None)
@@ -293,20 +301,22 @@ class Sweep:
         try:
             host = f"http://127.0.0.1:{port}"
             _wait_http(f"{host}/health", proc, self.opts.startup_timeout)
-            for users in self.opts.users:
-                loc = run_locust(
-                    "NaiveUser",
-                    host,
-                    users,
-                    self.opts.duration,
-                    self.raw / f"locust_naive_u{users}",
-                    {"payloads": self.payloads},
-                )
-                row = {"source": "naive", "target": "inspect", "variant": "fp32 eager"}
-                row.update({"batching": "n/a", "users": users, "batch": 1, **loc})
-                row["throughput"] = _successful(loc, 1)
-                self.rows.append(row)
-                self.log(_describe(row))
+            with stage(self.progress, "naive peer", total=len(self.opts.users)) as measuring:
+                for users in self.opts.users:
+                    loc = run_locust(
+                        "NaiveUser",
+                        host,
+                        users,
+                        self.opts.duration,
+                        self.raw / f"locust_naive_u{users}",
+                        {"payloads": self.payloads},
+                    )
+                    row = {"source": "naive", "target": "inspect", "variant": "fp32 eager"}
+                    row.update({"batching": "n/a", "users": users, "batch": 1, **loc})
+                    row["throughput"] = _successful(loc, 1)
+                    self.rows.append(row)
+                    self.log(_describe(row))
+                    measuring.advance()
         finally:
             proc.terminate()
             try:
@@ -339,16 +349,22 @@ class Sweep:
                 self._note(f"--url serves batching {served}; {settings} cannot be changed there")
             settings = [served]
         started = time.time()
-        for batching in settings:
-            with self._server(batching, variants) as (url, ensembles):
-                for variant, version in variants.items():
-                    base = {"variant": variant, "batching": batching, "version": version}
-                    for target in opts.targets:
-                        if target == "inspect" and variant not in ensembles:
-                            continue
-                        model = ensembles.get(variant, "") if target == "inspect" else NET
-                        for users in opts.users:
-                            self._point(url, target, model, version, users, base)
+        points = len(settings) * len(variants) * len(opts.targets) * len(opts.users)
+        estimate = sweep_estimate(points, opts.duration, self.tool is not None)
+        with stage(self.progress, "sweep", total=points, detail=estimate) as sweeping:
+            for batching in settings:
+                with self._server(batching, variants) as (url, ensembles):
+                    for variant, version in variants.items():
+                        base = {"variant": variant, "batching": batching, "version": version}
+                        for target in opts.targets:
+                            if target == "inspect" and variant not in ensembles:
+                                sweeping.advance(len(opts.users))  # not served: nothing to wait
+                                continue
+                            model = ensembles.get(variant, "") if target == "inspect" else NET
+                            for users in opts.users:
+                                self._point(url, target, model, version, users, base)
+                                sweeping.advance()
+            sweeping.detail = f"{len(self.rows)} rows"
         # A peer that cannot run costs its column, not the served measurements above.
         if "ort" in opts.peers:
             try:
@@ -376,6 +392,18 @@ class Sweep:
             json.dumps({"meta": meta, "notes": self.notes, "rows": self.rows}, indent=1)
         )
         return path
+
+
+def sweep_estimate(points: int, duration: float, perf_analyzer: bool) -> str:
+    """The sweep's size and expected time, stated before it starts: each point runs Locust for
+    `duration` s and, with perf_analyzer, three windows of duration / 3 s more (start-up, server
+    starts and peers come on top)."""
+    per_point = duration * (2 if perf_analyzer else 1)
+    seconds = points * per_point
+    took = f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    tools = "Locust + perf_analyzer" if perf_analyzer else "Locust"
+    plural = "s" if points != 1 else ""
+    return f"{points} point{plural} x {per_point:g} s ({tools}): at least {took}"
 
 
 def _served_row(loc: dict[str, float], batch: int, server: server_stats.ServerTimes) -> dict:

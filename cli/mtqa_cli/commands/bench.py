@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtqa_cli import exits
+from mtqa_cli import exits, progress
 from mtqa_cli.preconditions import first_problem, missing_folder, missing_run, unwritable
 from mtqa_cli.renamed import option
 
@@ -92,6 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--no-perf-analyzer", action="store_true", help="skip the perf_analyzer measurements"
     )
     parser.add_argument("--out", type=Path, required=True, help="report folder")
+    progress.add_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if problem:
         return exits.bad_input("bench", problem)
+    from mtqa.progress import stage
     from mtqa_bench.errors import BenchError
     from mtqa_bench.report import format_summary, write_report
     from mtqa_bench.sweep import BenchOptions, Sweep
@@ -134,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
         key=key,
     )
     try:
-        results = Sweep(opts).run()
-        head = write_report(results)
+        bar = progress.for_args("bench", args)
+        results = Sweep(opts, progress=bar).run()
+        with stage(bar, "write report"):
+            head = write_report(results)
     except (BenchError, ServingError) as exc:
         return exits.fail("bench", exc)
     print(f"report: {args.out / 'report.md'} (self-contained: {args.out / 'report.html'})")
