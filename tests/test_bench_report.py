@@ -141,7 +141,8 @@ def test_bad_options_are_rejected(tmp_path: Path, kwargs: dict, message: str) ->
 def test_cli_reports_a_missing_repository(tmp_path: Path, capsys) -> None:
     code = main(["bench", "--repo", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert code == 3  # an input error, before any server is started
-    assert "--repo " in capsys.readouterr().err and "no such folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("mtqa bench: error: --repo ") and err.strip().endswith("no such folder")
     code = main(["bench", "--repo", str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 1
     assert "lists no variants" in capsys.readouterr().err  # and says how to build one

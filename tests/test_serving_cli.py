@@ -154,24 +154,24 @@ def test_signal_during_startup_leaves_nothing(signum: int, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key are both required"),
-        (["--key-file", "missing.key"], "cannot read the control key file"),
-        (["--poll", "--model", "double"], "poll mode loads every model"),
-        (["--listen", "0.0.0.0"], "refusing to listen on 0.0.0.0 without TLS"),
-        (["--listen", "0.0.0.0", "--insecure", "--poll"], "model control on and no control key"),
-        (["--repo", "does-not-exist"], "is not a directory"),
+    ("args", "message", "code"),
+    [  # 3: an input error (mtqa_cli.exits), 1: options the launcher refuses together
+        (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key are both required", 3),
+        (["--key-file", "missing.key"], "cannot read the control key file", 3),
+        (["--poll", "--model", "double"], "poll mode loads every model", 1),
+        (["--listen", "0.0.0.0"], "refusing to listen on 0.0.0.0 without TLS", 3),
+        (["--listen", "0.0.0.0", "--insecure", "--poll"], "model control on and no control key", 3),
+        (["--repo", "does-not-exist"], "no such folder", 3),
     ],
 )
 def test_serve_command_reports_bad_input(
-    args: list[str], message: str, double_repo: Path, tmp_path: Path
+    args: list[str], message: str, code: int, double_repo: Path, tmp_path: Path
 ) -> None:
     cmd = [*MTQA, "--repo", str(double_repo), *args]
     env = {**os.environ, "MTQA_TRITONSERVER": "/nonexistent/tritonserver"}  # refused pre-launch
     env.pop(CONTROL_KEY_ENV, None)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
-    assert done.returncode == 1
+    assert done.returncode == code, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
 
 

@@ -120,6 +120,12 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtqa_cli import exits
+    from mtqa_cli.preconditions import missing_folder
+
+    problem = missing_folder(args.repo)
+    if problem:
+        return exits.bad_input("serve", f"--repo {args.repo}: {problem}")
     from mtqa_serving import ServingError, TritonServer, control_key
 
     try:
@@ -151,9 +157,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             server.stop()
             signal.signal(signal.SIGTERM, previous)
-    except ServingError as err:
+    except ServingError as err:  # as is: a failed start ends with the server's log tail
         print(f"mtqa serve: {err}", file=sys.stderr)
-        return 1
+        return exits.code_for(err)  # 3 for TLS files, keys and listen policy, else 1
     return 1  # the server exited on its own
 
 
