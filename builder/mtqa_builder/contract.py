@@ -40,6 +40,7 @@ LABELS = "labels.txt"
 THRESHOLDS = "thresholds.json"
 PREPROCESS = "preprocess.json"  # mtqa_preprocess: image_size, mean, std, resize
 POSTPROCESS = "postprocess.json"  # mtqa_postprocess: image_size, resize
+RUNTIME = "runtime.json"  # mtqa_net OpenVINO versions: runtime and inference precision
 DRIFT_REFERENCE = "drift_reference.json"  # mtqa_preprocess: input statistics of the val images
 
 # Manifest keys a version published from another (`mtqa swap --model-version FILE`) inherits.

@@ -1,4 +1,4 @@
-"""Accuracy gate: each precision variant, run on ORT, must match the FP32 ONNX per head.
+"""Accuracy gate: each precision variant, run on its runtime, must match the FP32 ONNX per head.
 
 Metrics come from mtqa.evaluate.evaluate_predictor (the same code that scores training and the
 served model). A head fails when the variant's metric is more than `tolerance` points (1 point =
@@ -78,11 +78,12 @@ def evaluate_onnx(
     thresholds: Mapping[str, Any],
     batch_size: int = 16,
     progress: Progress = NO_PROGRESS,
+    predict: Callable[[np.ndarray], dict] | None = None,
 ) -> dict[str, Any]:
     """Flat metrics of one ONNX file on `dataset` with the checkpoint's thresholds; `progress`
     advances by the images scored."""
     return evaluate_predictor(
-        ort_predict_fn(onnx_path),
+        predict or ort_predict_fn(onnx_path),  # the OpenVINO variants pass their runtime
         dataset,
         classes,
         grades,

@@ -22,6 +22,7 @@ import torch
 
 from mtqa.checkpoint import CheckpointError, load_checkpoint
 from mtqa.progress import NO_PROGRESS, Progress, stage
+from mtqa_builder import openvino_variants as ovv
 from mtqa_builder import precision as prec
 from mtqa_builder import trt, versions
 from mtqa_builder.calibration import load_calibration
@@ -62,13 +63,16 @@ class BuildOptions:
 DRIFT_IMAGES = 256
 
 
-def _tool_versions() -> dict[str, str]:
-    return {
+def _tool_versions(openvino: bool = False) -> dict[str, str]:
+    tools = {
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
         "opset": str(versions.ONNX_OPSET),
     }
+    if openvino:
+        tools["openvino"] = ovv.openvino_version() or ""
+    return tools
 
 
 def _int8_flavour(target: str) -> str:
@@ -104,6 +108,7 @@ def build(
         raise BuildError(f"unknown precision(s) {bad}; choose from {prec.PRECISIONS}")
     if opts.target not in TARGETS:
         raise BuildError(f"unknown target {opts.target!r}; choose from {TARGETS}")
+    names, skipped = _buildable(names, opts, log)
     if opts.serving is None:
         opts = dataclasses.replace(opts, serving=Serving.for_target(opts.target))
     serve = opts.serve or names[0]
@@ -117,7 +122,7 @@ def build(
         detail = " ".join(str(exc).strip().splitlines()[:2])
         raise BuildError(f"checkpoint does not fit the current model code: {detail}") from exc
     calib = None
-    if "int8" in names:
+    if {"int8", "ov-int8"} & set(names):
         with stage(progress, "calibration") as calibrating:
             calib = load_calibration(
                 opts.calib or "",
@@ -178,7 +183,7 @@ def build(
         build_info = {
             "build_id": uuid.uuid4().hex[:12],
             "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "tools": _tool_versions(),
+            "tools": _tool_versions(any(ovv.is_openvino(n) for n in names)),
             "calibration": calib.describe() if calib is not None else None,
             "validation": {"source": opts.val_data or "checkpoint", "images": len(val)},
         }
@@ -188,7 +193,30 @@ def build(
             )
             publishing.detail = str(opts.repo)
     result["gate"] = {v.precision: v.gate for v in variants}
+    result["skipped"] = skipped
     return result
+
+
+# Targets whose mtqa_net can run the OpenVINO variants (the local python model opens them).
+OPENVINO_TARGETS = ("local",)
+
+
+def _buildable(names: list[str], opts: BuildOptions, log) -> tuple[list[str], dict[str, str]]:
+    """The precisions to build, and why any OpenVINO variant is skipped on this host (OpenVINO
+    absent, or a CPU without BF16/INT8 support): the others are built and published without it,
+    unless `--serve` names it."""
+    wanted = [n for n in names if ovv.is_openvino(n)]
+    if wanted and opts.target not in OPENVINO_TARGETS:
+        raise BuildError(f"{wanted} run only on the {OPENVINO_TARGETS} target(s)")
+    skipped = {n: r for n in wanted if (r := ovv.skip_reason(n)) is not None}
+    for reason in skipped.values():
+        log(f"skipping {reason}")
+    if opts.serve in skipped:
+        raise BuildError(f"--serve {opts.serve} cannot be built here: {skipped[opts.serve]}")
+    kept = [n for n in names if n not in skipped]
+    if not kept:
+        raise BuildError("nothing to build: " + "; ".join(skipped.values()))
+    return kept, skipped
 
 
 def drift_reference(dataset, n: int = DRIFT_IMAGES) -> dict[str, Any]:
@@ -208,22 +236,41 @@ def _fmt(metrics: dict) -> str:
 
 
 def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log, progress) -> Variant:
-    """Convert, evaluate and judge one variant; retry once with sensitive nodes kept in FP32."""
-    attempts = [(), tuple(prec.sensitive_nodes(fp32))]
+    """Convert, evaluate and judge one variant; retry once with sensitive nodes kept in FP32.
+
+    An OpenVINO variant converts like the ORT precision it runs (`ov-int8`: the INT8 Q/DQ file,
+    written under work/ov-int8/) and is judged on OpenVINO; `ov-fp32`/`ov-bf16` run the FP32
+    export itself, so they have no mixed retry."""
+    ov = ovv.is_openvino(name)
+    kind = ovv.source_precision(name) if ov else name
+    attempts = [()] if kind == "fp32" else [(), tuple(prec.sensitive_nodes(fp32))]
     for keep in attempts:
         label = f"{name}{' (mixed: ' + ', '.join(keep) + ')' if keep else ''}"
         short = f"{name}{' mixed' if keep else ''}"
         with stage(progress, f"convert {short}"):
-            path, quant = _make_variant(name, fp32, work, opts.target, calib, keep)
+            if kind == "fp32":
+                path, quant = fp32, {}
+            else:
+                out_dir = work / name if ov else work  # the ORT variant's file stays untouched
+                out_dir.mkdir(exist_ok=True)
+                path, quant = _make_variant(kind, fp32, out_dir, opts.target, calib, keep)
         with stage(progress, f"gate {short}", total=len(val)) as gating:
+            predict = ovv.predict_fn(path, name) if ov else None
             metrics = evaluate_onnx(
-                path, val, ckpt.classes, ckpt.grades, ckpt.thresholds, progress=progress
+                path,
+                val,
+                ckpt.classes,
+                ckpt.grades,
+                ckpt.thresholds,
+                progress=progress,
+                predict=predict,
             )
             result = judge(ref, metrics, opts.tolerance)
             gating.detail = "PASS" if result.passed else "FAIL"
         log(f"{label}: {_fmt(metrics)} -> {'PASS' if result.passed else 'FAIL'}")
         if result.passed:
-            return Variant(name, path, result.to_dict(), quant)
+            runtime = ovv.runtime_record(name) if ov else {}
+            return Variant(name, path, result.to_dict(), quant, runtime=runtime)
         log("  " + "; ".join(result.failures()))
     raise GateError(
         f"{name} variant fails the accuracy gate even with {list(attempts[-1])} kept in FP32: "

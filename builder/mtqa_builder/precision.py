@@ -20,7 +20,11 @@ from onnx import numpy_helper
 from mtqa_builder.errors import BuildError, CalibrationError
 from mtqa_builder.export import INPUT_NAME
 
-PRECISIONS = ("fp32", "fp16", "int8")
+# Precisions run by ONNX Runtime, and by OpenVINO from the same ONNX files (`ov-<precision>`,
+# openvino_variants.py): every name `mtqa build --precision` knows.
+ORT_PRECISIONS = ("fp32", "fp16", "int8")
+OPENVINO_PRECISIONS = ("ov-fp32", "ov-bf16", "ov-int8")
+PRECISIONS = ORT_PRECISIONS + OPENVINO_PRECISIONS
 INT8_FLAVOURS = ("tensorrt", "ort")
 # Ops quantized per flavour: TensorRT fuses Q/DQ around Conv (the bulk of the compute) and keeps
 # the tiny Gemm heads in higher precision. For ORT CPU, None = every op it can quantize: keeping

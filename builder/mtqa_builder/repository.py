@@ -48,6 +48,8 @@ class Variant:
     # ngc-trt only: compute capability ("9.0") -> engine plan file, and its build manifests.
     engines: dict[str, Path] = field(default_factory=dict)
     engine_manifests: dict[str, dict] = field(default_factory=dict)
+    # OpenVINO variants: contract.RUNTIME's record (runtime, inference precision); empty: ORT
+    runtime: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,6 +167,11 @@ def _net_files(vdir: Path, target: str, variant: Variant) -> dict[str, str]:
     if target == "local":
         _python_model(vdir, "net_model.py")
         shutil.copyfile(_MODELS_DIR / "ort_plan.py", vdir / "ort_plan.py")
+        if variant.runtime:  # net_model.py opens model.onnx on OpenVINO instead of ORT
+            contract.write_json(vdir / contract.RUNTIME, variant.runtime)
+            shutil.copyfile(_MODELS_DIR / "ov_plan.py", vdir / "ov_plan.py")
+    elif variant.runtime:
+        raise RepositoryError(f"the {variant.precision} variant runs only on the local target")
     return {}
 
 
@@ -204,6 +211,7 @@ def publish(
                 "onnx_sha256": file_sha256(variant.onnx_path),
                 "gate": variant.gate,
                 "quantization": variant.quantization,
+                "runtime": variant.runtime or {"runtime": "onnxruntime"},
             }
             if variant.engine_manifests:
                 extra["engines"] = variant.engine_manifests

@@ -3,7 +3,9 @@
 The bundled CPU tritonserver has only the python backend, so this model stands in for the
 `onnxruntime_onnx` backend used on NGC hosts. The requests of a batch run through
 `ort_plan.LaneRunner`: cut into chunks of at most `chunk_images` images and spread over
-`lane_sessions` ORT sessions at once, outputs written in place per request.
+`lane_sessions` ORT sessions at once, outputs written in place per request. A version with a
+`runtime.json` (the OpenVINO variants) runs the same file on OpenVINO through `ov_plan.OvRunner`:
+`lane_sessions` streams sharing `lane_sessions x intra_op_threads` threads, same outputs.
 """
 
 import importlib.util
@@ -29,13 +31,24 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = utils.parameters(config)
         self.outputs = [o["name"] for o in config["output"]]
-        self.runner = ort_plan.open_runner(
-            _HERE / "model.onnx",
-            int(params.get("intra_op_threads", "1")),
-            int(params.get("lane_sessions", "1")),
-            int(params.get("chunk_images", "0")),
-            self.outputs,
-        )
+        threads = int(params.get("intra_op_threads", "1"))
+        lanes = int(params.get("lane_sessions", "1"))
+        chunk = int(params.get("chunk_images", "0"))
+        if (_HERE / "runtime.json").is_file():
+            ov_plan = utils.sibling("ov_plan")
+            runtime = ov_plan.read_runtime(_HERE)
+            self.runner = ov_plan.open_runner(
+                _HERE / "model.onnx",
+                runtime["inference_precision"],
+                threads * lanes,
+                lanes,
+                chunk,
+                self.outputs,
+            )
+        else:
+            self.runner = ort_plan.open_runner(
+                _HERE / "model.onnx", threads, lanes, chunk, self.outputs
+            )
 
     def finalize(self):
         self.runner.close()

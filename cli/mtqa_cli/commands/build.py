@@ -41,8 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="fp32",
-        help="comma list of precisions, e.g. fp32,fp16,int8 (an unknown name is refused with "
-        "the list of known ones; default fp32)",
+        help="comma list of precisions, e.g. fp32,fp16,int8 or the OpenVINO ov-fp32,ov-bf16,"
+        "ov-int8 (local target; skipped with the reason where OpenVINO or the CPU lacks them; "
+        "an unknown name is refused with the list of known ones; default fp32)",
     )
     option(
         parser,

@@ -1,0 +1,168 @@
+"""OpenVINO variants (`ov-fp32`, `ov-bf16`, `ov-int8`): gated against FP32 like the ORT ones,
+published as versions of mtqa_net that a real local Triton serves, and skipped with a reason
+where OpenVINO or the CPU's BF16/INT8 support is missing.
+
+The served numbers are compared with OpenVINO run in-process on the version's own files; the
+skip checks import the real module with `openvino` made unimportable or report a CPU without BF16.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtqa_builder import contract
+from mtqa_builder import openvino_variants as ovv
+from mtqa_builder import precision as prec
+from mtqa_builder.contract import NET
+from mtqa_builder.errors import BuildError
+from mtqa_builder.export import OUTPUT_NAMES
+from mtqa_builder.pipeline import BuildOptions, _buildable
+from mtqa_builder.triton_models import ov_plan
+
+OV_NAMES = tuple(ovv.OV_VARIANTS)
+TOLERANCE = 1.0  # gate points, the builder's default
+# Same file, same runtime, other batch composition: f32 is exact to float rounding; bf16 rounds
+# activations to 8 mantissa bits, so a chunk of 1 and one of 4 differ in the last bits.
+SERVED_TOL = {"f32": 1e-4, "bf16": 0.05}
+
+
+def _needs_openvino() -> None:
+    reason = ovv.skip_reason("ov-fp32")
+    if reason:
+        pytest.skip(reason)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ov_build(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`tiny_run` built with fp32 and every OpenVINO variant this host runs (serving the last)."""
+    _needs_openvino()
+    from fixtures.builder import build_tiny
+
+    runnable = [n for n in OV_NAMES if ovv.skip_reason(n) is None]
+    repo = tmp_path_factory.mktemp("ov_built") / "model_repository"
+    result = build_tiny(tiny_run, repo, precisions=("fp32", *OV_NAMES), serve=runnable[-1])
+    return {"repo": repo, "result": result, "runnable": runnable}
+
+
+def _need_variant(ov_build: dict, name: str) -> None:
+    if name not in ov_build["runnable"]:
+        pytest.skip(ovv.skip_reason(name) or f"{name} not built")
+
+
+def test_names_agree_across_modules() -> None:
+    assert set(prec.OPENVINO_PRECISIONS) == set(ovv.OV_VARIANTS)
+    assert contract.RUNTIME == ov_plan.RUNTIME_FILE
+
+
+@pytest.mark.parametrize("name", OV_NAMES)
+def test_openvino_variant_passes_the_gate_against_fp32(ov_build: dict, name: str) -> None:
+    _need_variant(ov_build, name)
+    gate = ov_build["result"]["gate"][name]
+    assert gate["passed"], gate
+    for head, h in gate["heads"].items():  # every metric within the tolerance of FP32
+        assert h.get("skipped") or h["drop_points"] <= TOLERANCE, (head, h)
+    repo = ov_build["repo"]
+    version = contract.precision_versions(repo)[name]
+    manifest = contract.read_manifest(repo, NET, version)
+    assert manifest["runtime"] == ovv.runtime_record(name)
+    vdir = contract.version_dir(repo, NET, version)
+    assert ov_plan.read_runtime(vdir) == ovv.runtime_record(name)
+    assert {"model.onnx", "ov_plan.py", contract.RUNTIME} <= set(manifest["files"])
+
+
+@pytest.mark.parametrize(("name", "max_abs"), [("ov-fp32", 1e-3), ("ov-bf16", 0.25)])
+def test_openvino_outputs_match_the_fp32_onnx(ov_build: dict, name: str, max_abs: float) -> None:
+    """Logits on the same FP32 file: OpenVINO f32 equals ORT to rounding; bf16 stays close."""
+    import onnxruntime as ort
+
+    _need_variant(ov_build, name)
+    repo = ov_build["repo"]
+    onnx_path = contract.version_dir(repo, NET, contract.precision_versions(repo)["fp32"])
+    onnx_path = onnx_path / "model.onnx"
+    size = contract.read_preprocessing(repo).image_size
+    x = np.random.default_rng(3).normal(size=(6, 3, size, size)).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ref = session.run(list(OUTPUT_NAMES), {"images": x})
+    got = ovv.predict_fn(onnx_path, name)(x)
+    for out, expected in zip(OUTPUT_NAMES, ref, strict=True):
+        assert np.abs(got[out] - expected).max() <= max_abs, out
+
+
+@pytest.mark.server
+def test_triton_serves_the_openvino_versions_as_built(ov_build: dict, sample_images) -> None:
+    """Each OpenVINO version through the SDK equals OpenVINO in-process on its own files, and the
+    ensemble (serving the last OpenVINO variant) answers with those numbers."""
+    from fixtures.client import served_reference
+    from fixtures.serving import assert_cleaned_up
+
+    from mtqa_client import InspectionClient
+    from mtqa_serving import TritonServer
+
+    repo = ov_build["repo"]
+    served = served_reference(repo)
+    data = [_png(img) for img in sample_images]
+    x = np.stack([served.tensor(d) for d in data])
+    versions = contract.precision_versions(repo)
+    server = TritonServer(repo, startup_timeout=180)
+    server.start()
+    pid = server.pid
+    try:
+        with InspectionClient(server.grpc_url, timeout_s=120, connect_timeout_s=120) as client:
+            for name in ov_build["runnable"]:
+                vdir = contract.version_dir(repo, NET, versions[name])
+                tol = SERVED_TOL[ov_plan.read_runtime(vdir)["inference_precision"]]
+                ref = ovv.predict_fn(vdir / "model.onnx", name)(x)
+                out = client.infer_tensor(x, version=versions[name])
+                assert out.model_version == versions[name]
+                for key in OUTPUT_NAMES:
+                    assert np.abs(getattr(out, key) - ref[key]).max() <= tol, (name, key)
+            results = client.inspect(data)
+        ref = ovv.predict_fn(served.onnx_path, ov_build["runnable"][-1])(x)
+        prob = 1.0 / (1.0 + np.exp(-ref["presence_logits"]))
+        got = np.array([[d.probability for d in r.defects] for r in results])
+        assert np.abs(got - prob).max() <= 0.02
+    finally:
+        server.stop()
+        assert_cleaned_up(server, pid)
+
+
+def _opts(tmp_path: Path, serve: str | None = None, target: str = "local") -> BuildOptions:
+    return BuildOptions(checkpoint=tmp_path, repo=tmp_path / "repo", serve=serve, target=target)
+
+
+def test_builder_skips_openvino_variants_without_openvino(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    logged: list[str] = []
+    names, skipped = _buildable(["fp32", "ov-bf16", "ov-int8"], _opts(tmp_path), logged.append)
+    assert names == ["fp32"] and set(skipped) == {"ov-bf16", "ov-int8"}
+    assert all("OpenVINO is not installed" in r for r in skipped.values())
+    assert len(logged) == 2 and logged[0].startswith("skipping ov-bf16")
+    with pytest.raises(BuildError, match="--serve ov-bf16 cannot be built here"):
+        _buildable(["fp32", "ov-bf16"], _opts(tmp_path, serve="ov-bf16"), logged.append)
+    with pytest.raises(BuildError, match="nothing to build"):
+        _buildable(["ov-fp32"], _opts(tmp_path), logged.append)
+
+
+def test_builder_skips_bf16_on_a_cpu_without_it(monkeypatch, tmp_path: Path) -> None:
+    _needs_openvino()
+    monkeypatch.setattr(ovv, "capabilities", lambda: ["FP32", "INT8"])  # e.g. a plain AVX2 CPU
+    names, skipped = _buildable(["ov-fp32", "ov-bf16", "ov-int8"], _opts(tmp_path), print)
+    assert names == ["ov-fp32", "ov-int8"]
+    assert "lacks BF16" in skipped["ov-bf16"]
+
+
+def test_openvino_variants_are_refused_on_gpu_targets(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="run only on"):
+        _buildable(["fp32", "ov-int8"], _opts(tmp_path, target="ngc-onnx"), print)
