@@ -1,4 +1,4 @@
-"""Progress of `mtqa build` and `mtqa evaluate`: stage lines on stderr, stdout untouched."""
+"""Progress of `mtqa build`, `evaluate` and `bench`: stage lines on stderr, stdout untouched."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from mtqa.progress import NO_PROGRESS, stage
+from mtqa_bench.sweep import sweep_estimate
 from mtqa_cli.main import main
 from mtqa_cli.progress import StageProgress
 
@@ -86,3 +87,25 @@ def test_evaluate_names_its_stages_and_no_progress_silences_them(tiny_run, tmp_p
     captured = capsys.readouterr()
     assert " done in " not in captured.err
     json.loads(captured.out)
+
+
+def test_the_sweep_states_its_size_and_time_before_it_starts():
+    assert sweep_estimate(16, 10, True) == (
+        "16 points x 20 s (Locust + perf_analyzer): at least 5.3 min"
+    )
+    assert sweep_estimate(1, 2, False) == "1 point x 2 s (Locust): at least 2 s"
+
+
+@pytest.mark.server
+def test_bench_names_the_sweep_with_its_size_on_stderr(triton_server, built_repo, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(
+        ["bench", "--url", triton_server.grpc_url, "--repo-info", str(built_repo),
+         "--users", "1,2", "--duration", "1", "--variants", "fp32", "--targets", "net",
+         "--peers", "none", "--no-perf-analyzer", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "mtqa bench: sweep: 2 points x 1 s (Locust): at least 2 s" in err, err
+    assert "mtqa bench: sweep done in " in err and "(2 rows)" in err
+    assert "mtqa bench: write report done in " in err
