@@ -1,7 +1,10 @@
 """perf_analyzer: find (or fetch) the binary, run it at one concurrency, parse its CSV.
 
-The runnable binary is the one inside the `tritonclient==2.51.0` wheel (newer PyPI builds need
-glibc 2.38). The wheel is only downloaded (`pip download --no-deps`, never installed: it would
+First choice is an installed perf_analyzer that starts here: the binary of PyPI's
+`perf-analyzer` package (`pip install perf-analyzer`; 2.58+ are built for glibc >= 2.38, and on
+an older glibc pip picks the 0.1.0 placeholder, which has none), then one on PATH (NGC's SDK
+image). Otherwise the fallback: the binary inside the `tritonclient==2.51.0` wheel, which runs on
+glibc 2.36. That wheel is only downloaded (`pip download --no-deps`, never installed: it would
 downgrade protobuf) into a cache folder; the binary is extracted and given `libb64.so.0d` and
 `libcudart.so.12` from `nvidia_pytriton.libs`, whose files carry hashed names, via symlinks.
 """
@@ -9,6 +12,7 @@ downgrade protobuf) into a cache folder; the binary is extracted and given `libb
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -27,17 +31,54 @@ DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) /
 
 @dataclass(frozen=True)
 class PerfAnalyzer:
-    """A runnable perf_analyzer binary and the library folder it needs."""
+    """A runnable perf_analyzer binary, the library folder it needs (None: the system's), and
+    where it came from (for the log)."""
 
     binary: Path
-    lib_dir: Path
+    lib_dir: Path | None = None
+    source: str = ""
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
-        )
+        if self.lib_dir is not None:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
+            )
         return env
+
+
+def installed_binaries() -> list[tuple[Path, str]]:
+    """Installed perf_analyzer binaries, preferred first, each with where it came from."""
+    found: list[tuple[Path, str]] = []
+    spec = importlib.util.find_spec("perf_analyzer")
+    if spec is not None and spec.origin:
+        binary = Path(spec.origin).parent / "bin" / "perf_analyzer"
+        if binary.is_file():  # the 0.1.0 placeholder has no bin/
+            found.append((binary, "the perf-analyzer package"))
+    on_path = shutil.which("perf_analyzer")
+    # With the package installed, PATH holds its console script: a wrapper of the same binary
+    # that always exits 0. Only a perf_analyzer on PATH without the package counts.
+    if on_path and not found:
+        found.append((Path(on_path), f"PATH ({on_path})"))
+    return found
+
+
+def start_problem(tool: PerfAnalyzer) -> str | None:
+    """Why `tool` does not start here (the loader's or its own words), or None when it does."""
+    try:
+        probe = subprocess.run(
+            [str(tool.binary), "--version"],
+            capture_output=True,
+            text=True,
+            env=tool.env(),
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if probe.returncode == 0 and "Perf Analyzer" in probe.stdout + probe.stderr:
+        return None
+    lines = (probe.stderr or probe.stdout).strip().splitlines()
+    return lines[0] if lines else f"exit code {probe.returncode}"
 
 
 def _pytriton_libs() -> Path:
@@ -81,10 +122,25 @@ def _download_wheel(cache: Path) -> Path:
 
 
 def ensure_perf_analyzer(cache: Path = DEFAULT_CACHE) -> PerfAnalyzer:
-    """Return a runnable perf_analyzer, fetching it into `cache` on first use.
+    """Return a runnable perf_analyzer: an installed one that starts, else the fallback fetched
+    into `cache` on first use. Its `source` says which, and why an installed one was passed over.
 
     Raises ToolUnavailableError (with the reason) when it cannot be had or does not start.
     """
+    passed_over = []
+    for binary, where in installed_binaries():
+        tool = PerfAnalyzer(binary, None, where)
+        problem = start_problem(tool)
+        if problem is None:
+            return tool
+        passed_over.append(f"{where} does not start here: {problem}")
+    tool = _wheel_perf_analyzer(cache)
+    source = f"the tritonclient=={WHEEL_VERSION} wheel"
+    return PerfAnalyzer(tool.binary, tool.lib_dir, "; ".join([source, *passed_over]))
+
+
+def _wheel_perf_analyzer(cache: Path) -> PerfAnalyzer:
+    """The fallback: perf_analyzer out of the tritonclient wheel, with pytriton's libraries."""
     cache.mkdir(parents=True, exist_ok=True)
     binary, lib_dir = cache / "bin" / "perf_analyzer", cache / "lib"
     if not binary.is_file():
@@ -95,11 +151,9 @@ def ensure_perf_analyzer(cache: Path = DEFAULT_CACHE) -> PerfAnalyzer:
         binary.chmod(0o755)
     _link_libs(lib_dir)
     tool = PerfAnalyzer(binary, lib_dir)
-    probe = subprocess.run(
-        [str(binary), "--version"], capture_output=True, text=True, env=tool.env(), timeout=30
-    )
-    if "error while loading shared libraries" in probe.stderr:
-        raise ToolUnavailableError(f"perf_analyzer cannot start: {probe.stderr.strip()}")
+    problem = start_problem(tool)
+    if problem is not None:
+        raise ToolUnavailableError(f"perf_analyzer cannot start: {problem}")
     return tool
 
 

@@ -155,7 +155,9 @@ class Sweep:
             self._note("perf_analyzer column skipped (--no-perf-analyzer)")
             return None
         try:
-            return perf.ensure_perf_analyzer()
+            tool = perf.ensure_perf_analyzer()
+            self.log(f"perf_analyzer: {tool.binary}, from {tool.source}")
+            return tool
         except ToolUnavailableError as exc:
             self._note(f"perf_analyzer column skipped: {exc}")
             return None
