@@ -1,8 +1,8 @@
 """Optional installs (`pip install 'mtqa[EXTRA]'`) a command needs, checked before it starts.
 
-The base install trains, evaluates and builds; serving, benchmarking and the GPU path are extras
-(pyproject.toml). A command that lacks one fails with a line naming the extra to install, not an
-ImportError halfway through its work.
+The base install builds and runs the tools around a served model; training and evaluation,
+serving, benchmarking and the GPU path are extras (pyproject.toml). A command that lacks one
+fails with a line naming the extra to install, not an ImportError halfway through its work.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import shutil
 
 # The modules each extra brings that our code imports (or runs: locust is started as a process).
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "train": ("matplotlib", "pycocotools"),  # efficientnet weights: model.pretrained says so
     "serve": ("pytriton",),
-    "bench": ("locust", "fastapi", "uvicorn"),
+    "bench": ("locust", "fastapi", "uvicorn", "matplotlib"),
     "gpu": ("tensorrt",),
 }
 

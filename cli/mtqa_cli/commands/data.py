@@ -118,6 +118,9 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from mtqa_cli.extras import require
+
+    require("train")  # pycocotools (RLE masks): named before any file is read
     from mtqa.data.importers import import_dataset, summary_text
 
     report = import_dataset(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 HELP = "run data -> train -> evaluate -> build -> serve -> inspect -> bench on the CPU"
 # The demo serves and benchmarks: the `bench` extra (it includes `serve`).
-EXTRAS = ("bench",)
+EXTRAS = ("train", "bench")
 EXAMPLE = "mtqa demo --out results/demo --bench-seconds 5"
 
 

@@ -13,6 +13,9 @@ from mtqa_cli.renamed import option
 
 HELP = "evaluate a checkpoint: metrics.json, confusion matrices, PR/overlay plots, report.md"
 
+# Optional installs this command needs (mtqa_cli.extras): matplotlib for the plots.
+EXTRAS = ("train",)
+
 EXAMPLE = "mtqa evaluate --run runs/tiny --out results/eval --calibrate"
 
 HEADLINE = (
