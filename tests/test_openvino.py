@@ -166,3 +166,66 @@ def test_builder_skips_bf16_on_a_cpu_without_it(monkeypatch, tmp_path: Path) -> 
 def test_openvino_variants_are_refused_on_gpu_targets(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="run only on"):
         _buildable(["fp32", "ov-int8"], _opts(tmp_path, target="ngc-onnx"), print)
+
+
+def test_ngc_openvino_builds_ov_bf16_alone(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="ngc-openvino builds --precision ov-bf16 alone"):
+        _buildable(["fp32", "ov-bf16"], _opts(tmp_path, target="ngc-openvino"), print)
+
+
+@pytest.fixture(scope="module")
+def ngc_openvino_repo(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_run` built for Triton's native openvino backend (ov-bf16, 256 gate images)."""
+    reason = ovv.skip_reason("ov-bf16")
+    if reason:
+        pytest.skip(reason)
+    from fixtures.builder import build_tiny
+
+    repo = tmp_path_factory.mktemp("ngc_ov") / "model_repository"
+    build_tiny(tiny_run, repo, precisions=("ov-bf16",), target="ngc-openvino", synth_val=256)
+    return repo
+
+
+def test_ngc_openvino_config_passes_the_static_checks(ngc_openvino_repo: Path) -> None:
+    from mtqa_builder import configs
+    from mtqa_builder.check import check_repository
+
+    assert check_repository(ngc_openvino_repo) == []
+    cfg = configs.read_model_config(ngc_openvino_repo, NET)
+    assert cfg.backend == "openvino" and cfg.default_model_filename == "model.onnx"
+    assert [g.kind for g in cfg.instance_group] == [configs.mc.ModelInstanceGroup.KIND_CPU]
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert params["HINT_BF16"] == "YES" and params["ENABLE_BATCH_PADDING"] == "YES"
+    assert params["NUM_STREAMS"] == str(cfg.instance_group[0].count)
+    version = contract.precision_versions(ngc_openvino_repo)["ov-bf16"]
+    vdir = contract.version_dir(ngc_openvino_repo, NET, version)
+    assert (vdir / "model.onnx").is_file() and not (vdir / "model.py").exists()
+    ensemble = configs.read_model_config(ngc_openvino_repo, contract.ENSEMBLE)
+    assert ensemble.max_batch_size == cfg.max_batch_size  # the padding stays bounded
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda c: c.parameters["HINT_BF16"].__setattr__("string_value", "NO"), "HINT_BF16='NO'"),
+        (lambda c: c.parameters["CPU_THREADS"].__setattr__("string_value", "2"), "CPU_THREADS"),
+        (lambda c: c.parameters.__delitem__("ENABLE_BATCH_PADDING"), "ENABLE_BATCH_PADDING=YES"),
+        (lambda c: c.instance_group[0].__setattr__("kind", 1), "KIND_CPU"),  # KIND_GPU
+        (lambda c: c.__setattr__("default_model_filename", "net.onnx"), "net.onnx"),
+    ],
+    ids=["bf16-no", "unknown-key", "no-padding", "gpu-kind", "model-file"],
+)
+def test_ngc_openvino_static_checks_catch_what_the_backend_refuses(
+    ngc_openvino_repo: Path, tmp_path: Path, edit, problem: str
+) -> None:
+    import shutil
+
+    from mtqa_builder import configs
+    from mtqa_builder.check import check_repository
+
+    repo = shutil.copytree(ngc_openvino_repo, tmp_path / "repo")
+    cfg = configs.read_model_config(repo, NET)
+    edit(cfg)
+    (repo / NET / contract.CONFIG).write_text(configs.to_text(cfg))
+    problems = check_repository(repo)
+    assert any(problem in p for p in problems), problems

@@ -104,11 +104,49 @@ def _check_version(model_dir: Path, version: int, cfg) -> list[str]:
         if manifest.get("onnx_sha256") not in (None, file_sha256(onnx_file)):
             problems.append(f"{where}: model.onnx does not match onnx_sha256 in the manifest")
         problems += _check_onnx(onnx_file, cfg, where)
+    if cfg.backend == configs.OPENVINO_BACKEND:
+        name = cfg.default_model_filename or "model.xml"
+        if not (vdir / name).is_file():
+            problems.append(f"{where}: {name} (the openvino backend's model file) missing")
     if cfg.platform == "tensorrt_plan":
         names = list(cfg.cc_model_filenames.values()) or [
             cfg.default_model_filename or "model.plan"
         ]
         problems += [f"{where}: engine {n} missing" for n in names if not (vdir / n).is_file()]
+    return problems
+
+
+def _check_openvino(cfg) -> list[str]:
+    """What Triton's `openvino` backend would refuse at load time, or serve wrongly."""
+    where = f"{cfg.name}: openvino backend"
+    problems = []
+    if cfg.default_model_filename not in ("", "model.xml", configs.OPENVINO_MODEL_FILE):
+        problems.append(
+            f"{where}: default_model_filename {cfg.default_model_filename!r} is none "
+            "of model.xml, model.onnx"
+        )
+    kinds = {g.kind for g in cfg.instance_group}
+    if kinds - {configs.mc.ModelInstanceGroup.KIND_CPU}:
+        problems.append(f"{where}: instance groups must be KIND_CPU (the backend runs on CPU)")
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    for key, value in params.items():
+        if key not in configs.OPENVINO_PARAMETERS:
+            problems.append(f"{where}: parameter {key} is not one the backend reads")
+            continue
+        allowed = configs.OPENVINO_PARAMETERS[key]
+        number = value.isdigit()
+        if allowed is not None and value.upper() not in allowed:
+            problems.append(f"{where}: {key}={value!r}, expected one of {list(allowed)}")
+        elif key == "NUM_STREAMS" and not (number or value.upper() in ("AUTO", "NUMA")):
+            problems.append(f"{where}: NUM_STREAMS={value!r}, expected a number, AUTO or NUMA")
+        elif key.endswith("_THREADS") and not number:
+            problems.append(f"{where}: {key}={value!r}, expected a non-negative number")
+    padding = params.get("ENABLE_BATCH_PADDING", "NO").upper() == "YES"
+    if cfg.max_batch_size > 0 and not padding:
+        problems.append(
+            f"{where}: without ENABLE_BATCH_PADDING=YES it refuses every batch "
+            f"smaller than max_batch_size {cfg.max_batch_size}"
+        )
     return problems
 
 
@@ -166,6 +204,8 @@ def check_repository(repo: Path) -> list[str]:
         if not served:
             problems.append(f"{model}: no version to serve")
         loaded[model] = (cfg, served)
+        if cfg.backend == configs.OPENVINO_BACKEND:
+            problems += _check_openvino(cfg)
         for version in served:
             problems += _check_version(repo / model, version, cfg)
     if ENSEMBLE in loaded:

@@ -21,7 +21,27 @@ from mtqa_builder import contract
 from mtqa_builder.contract import ENSEMBLE, NET, POST, PRE
 from mtqa_builder.errors import ServingError
 
-TARGETS = ("local", "ngc-onnx", "ngc-trt")
+TARGETS = ("local", "ngc-onnx", "ngc-trt", "ngc-openvino")
+# Targets whose network runs on the CPU: the serving defaults are the CPU ones (for_target).
+CPU_TARGETS = ("local", "ngc-openvino")
+# Triton's native `openvino` backend (NGC image): the parameters it reads from the model config
+# and their accepted values (github.com/triton-inference-server/openvino_backend, README and
+# src/openvino.cc). It reads model.xml unless `default_model_filename` names the ONNX file, and
+# pads every batch to max_batch_size unless the model is dynamic: ENABLE_BATCH_PADDING lets a
+# smaller batch through at the cost of computing the padding.
+OPENVINO_BACKEND = "openvino"
+OPENVINO_MODEL_FILE = "model.onnx"
+OPENVINO_PARAMETERS = {
+    "PERFORMANCE_HINT": ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"),
+    "NUM_STREAMS": None,  # a positive number, AUTO or NUMA
+    "INFERENCE_NUM_THREADS": None,  # a non-negative number
+    "COMPILATION_NUM_THREADS": None,
+    "HINT_BF16": ("YES",),
+    "ENABLE_BATCH_PADDING": ("YES", "NO"),
+    "SKIP_OV_DYNAMIC_BATCHSIZE": ("YES", "NO"),
+    "RESHAPE_IO_LAYERS": ("YES", "NO"),
+    "CPU_EXTENSION_PATH": None,
+}
 # Per-image error message ("" when the image was answered): preprocess -> postprocess -> client.
 ITEM_ERROR = "item_error"
 
@@ -84,8 +104,9 @@ class Serving:
 
         `local` (python + ORT on CPU) runs several instances with one ORT thread each, never
         fewer than two (a single instance stalls in the bundled Triton's dynamic batcher), no
-        batching delay and small preferred batches; the NGC GPU targets keep one instance and
-        a 2000 us delay. Why, with figures: docs/builder.md ("Serving defaults").
+        batching delay and small preferred batches (ngc-openvino, also on the CPU, the same with
+        max_batch 4: its backend pads a batch to max_batch); the NGC GPU targets keep one
+        instance and a 2000 us delay. Why, with figures: docs/builder.md ("Serving defaults").
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
@@ -93,10 +114,13 @@ class Serving:
             raise ServingError(unknown[0], f"is not a Serving setting; known: {sorted(known)}")
         given = {k: v for k, v in overrides.items() if v is not None}
         cores = max(1, cores or os.cpu_count() or 1)
-        local = target == "local"
-        max_batch = given.get("max_batch", cls.max_batch)
+        local = target in CPU_TARGETS
+        # ngc-openvino pads each batch to max_batch_size: keep it at the preferred size
+        default_batch = 4 if target == "ngc-openvino" else cls.max_batch
+        max_batch = given.get("max_batch", default_batch)
         instances = given.get("instances", min(max(cores, 2), 4) if local else 1)
         derived = {
+            "max_batch": max_batch,
             "queue_delay_us": 0 if local else cls.queue_delay_us,
             "preferred_batch": (min(4, max_batch),) if local and max_batch >= 1 else (),
             "instances": instances,
@@ -201,8 +225,10 @@ def net_config(
     serving: Serving,
     versions: Sequence[int],
     cc_model_filenames: dict[str, str] | None = None,
+    hint_bf16: bool = False,
 ) -> mc.ModelConfig:
-    """`mtqa_net`: python+ORT locally, onnxruntime_onnx or tensorrt_plan on NGC GPU hosts."""
+    """`mtqa_net`: python+ORT locally, onnxruntime_onnx or tensorrt_plan on NGC GPU hosts,
+    Triton's `openvino` backend on NGC CPU hosts (`hint_bf16`: its bf16 inference precision)."""
     if target == "local":
         cfg = _python(NET, serving, versions)
         cfg.parameters["intra_op_threads"].string_value = str(serving.intra_op_threads)
@@ -210,6 +236,8 @@ def net_config(
         chunk = serving.chunk_images
         chunk = chunk_images_for(shapes.image_size) if chunk is None else chunk
         cfg.parameters["chunk_images"].string_value = str(chunk)
+    elif target == "ngc-openvino":
+        cfg = openvino_net_config(serving, versions, hint_bf16)
     else:
         platform = {"ngc-onnx": "onnxruntime_onnx", "ngc-trt": "tensorrt_plan"}[target]
         cfg = mc.ModelConfig(name=NET, platform=platform, max_batch_size=serving.max_batch)
@@ -225,6 +253,37 @@ def net_config(
     warm.inputs["images"].data_type = mc.TYPE_FP32
     warm.inputs["images"].dims.extend([3, shapes.image_size, shapes.image_size])
     warm.inputs["images"].zero_data = True
+    return cfg
+
+
+def openvino_net_config(
+    serving: Serving, versions: Sequence[int], hint_bf16: bool
+) -> mc.ModelConfig:
+    """`mtqa_net` on Triton's native `openvino` backend (ngc-openvino), I/O added by the caller.
+
+    One stream per instance (the backend gives each instance one infer request on a shared
+    compiled model), the throughput hint, and batch padding so the batcher may send fewer than
+    max_batch_size images. The parameters apply to every version of the model: one inference
+    precision per repository.
+    """
+    cfg = mc.ModelConfig(
+        name=NET,
+        backend=OPENVINO_BACKEND,
+        max_batch_size=serving.max_batch,
+        default_model_filename=OPENVINO_MODEL_FILE,
+    )
+    _versions(cfg, versions)
+    _batching(cfg, serving)
+    cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=serving.instances)
+    params = {
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": str(serving.instances),
+        "ENABLE_BATCH_PADDING": "YES",
+    }
+    if hint_bf16:
+        params["HINT_BF16"] = "YES"
+    for key, value in params.items():
+        cfg.parameters[key].string_value = value
     return cfg
 
 

@@ -197,8 +197,12 @@ def build(
     return result
 
 
-# Targets whose mtqa_net can run the OpenVINO variants (the local python model opens them).
-OPENVINO_TARGETS = ("local",)
+# Targets whose mtqa_net can run the OpenVINO variants: the local python model opens them, and
+# on ngc-openvino Triton's `openvino` backend does, with one inference precision per model
+# config. Its only precision setting is HINT_BF16=YES, and on a BF16 CPU OpenVINO's default is
+# bf16 anyway, so f32 cannot be promised there: ngc-openvino builds `ov-bf16` alone.
+OPENVINO_TARGETS = ("local", "ngc-openvino")
+NGC_OPENVINO_PRECISIONS = ["ov-bf16"]
 
 
 def _buildable(names: list[str], opts: BuildOptions, log) -> tuple[list[str], dict[str, str]]:
@@ -208,6 +212,12 @@ def _buildable(names: list[str], opts: BuildOptions, log) -> tuple[list[str], di
     wanted = [n for n in names if ovv.is_openvino(n)]
     if wanted and opts.target not in OPENVINO_TARGETS:
         raise BuildError(f"{wanted} run only on the {OPENVINO_TARGETS} target(s)")
+    if opts.target == "ngc-openvino" and names != NGC_OPENVINO_PRECISIONS:
+        raise BuildError(
+            f"--target ngc-openvino builds --precision {','.join(NGC_OPENVINO_PRECISIONS)} "
+            f"alone (got {names}): Triton's openvino backend sets one inference precision per "
+            "model, and only bf16 can be set"
+        )
     skipped = {n: r for n in wanted if (r := ovv.skip_reason(n)) is not None}
     for reason in skipped.values():
         log(f"skipping {reason}")

@@ -170,8 +170,10 @@ def _net_files(vdir: Path, target: str, variant: Variant) -> dict[str, str]:
         if variant.runtime:  # net_model.py opens model.onnx on OpenVINO instead of ORT
             contract.write_json(vdir / contract.RUNTIME, variant.runtime)
             shutil.copyfile(_MODELS_DIR / "ov_plan.py", vdir / "ov_plan.py")
+    elif target == "ngc-openvino":  # the backend reads model.onnx; runtime.json records how
+        contract.write_json(vdir / contract.RUNTIME, variant.runtime)
     elif variant.runtime:
-        raise RepositoryError(f"the {variant.precision} variant runs only on the local target")
+        raise RepositoryError(f"the {variant.precision} variant runs only on OpenVINO targets")
     return {}
 
 
@@ -233,7 +235,14 @@ def publish(
             pub.seal(vdir, model, others[model], extra)
         # Configs are built before anything moves in, so a bad config publishes nothing.
         texts = {
-            NET: configs.net_config(target, shapes, serving, net_versions.values(), cc_names),
+            NET: configs.net_config(
+                target,
+                shapes,
+                serving,
+                net_versions.values(),
+                cc_names,
+                hint_bf16=any(v.runtime.get("inference_precision") == "bf16" for v in variants),
+            ),
             PRE: configs.preprocess_config(shapes, serving, [others[PRE]]),
             POST: configs.postprocess_config(shapes, serving, [others[POST]]),
             ENSEMBLE: configs.ensemble_config(

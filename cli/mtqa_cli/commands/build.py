@@ -56,9 +56,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         default="local",
-        choices=["local", "ngc-onnx", "ngc-trt"],
+        choices=["local", "ngc-onnx", "ngc-trt", "ngc-openvino"],
         help="local: CPU, ONNX Runtime in the python backend; ngc-onnx: the NGC image's GPU "
-        "ONNX Runtime backend; ngc-trt: TensorRT plans",
+        "ONNX Runtime backend; ngc-trt: TensorRT plans; ngc-openvino: the NGC image's CPU "
+        "OpenVINO backend (--precision ov-bf16)",
     )
     parser.add_argument(
         "--engines",
