@@ -31,6 +31,7 @@ from mtqa_bench import ort_peer, payloads, perf, repo_view, server_stats
 from mtqa_bench.errors import BenchError, ToolUnavailableError
 from mtqa_bench.locust_run import run_locust
 from mtqa_builder.contract import ENSEMBLE, NET
+from mtqa_builder.triton_models.ov_plan import read_runtime
 from mtqa_client import InspectionClient, InspectionError
 from mtqa_client.control_key import CONTROL_KEY_ENV, control_headers
 from mtqa_serving import TritonServer
@@ -270,6 +271,10 @@ class Sweep:
                 if r["variant"] == variant and r["source"] == "locust" and r.get("net_batch")
             }
             onnx = self.info_repo / NET / version / "model.onnx"
+            runtime = read_runtime(onnx.parent)["runtime"]
+            if runtime != "onnxruntime":  # the ORT peer would time another runtime on its file
+                self._note(f"in-process ORT peer skipped for {variant}: it runs on {runtime}")
+                continue
             # One busy session per request in flight, up to the server's instance count.
             points = list(itertools.product(sorted(batches), sorted({1, self.info.instances})))
             with stage(self.progress, f"ort peer {variant}", total=len(points)) as measuring:
