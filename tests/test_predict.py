@@ -108,10 +108,11 @@ def test_predict_cli_prints_inspect_json_and_overlays(build, image_paths, tmp_pa
 
     server, repo = build
     args = [*map(str, image_paths), "--json"]
-    assert main(["predict", *args, "--repo", str(repo), "--overlays", str(tmp_path / "p")]) == 1
+    # one file is not an image: an input error (exit 3) for both, the others answered
+    assert main(["predict", *args, "--repo", str(repo), "--overlays", str(tmp_path / "p")]) == 3
     predicted = capsys.readouterr()
     assert (
-        main(["inspect", *args, "--url", server.grpc_url, "--overlays", str(tmp_path / "i")]) == 1
+        main(["inspect", *args, "--url", server.grpc_url, "--overlays", str(tmp_path / "i")]) == 3
     )
     inspected = capsys.readouterr()
     mine, theirs = json.loads(predicted.out), json.loads(inspected.out)
@@ -147,7 +148,7 @@ def test_predict_picks_a_variant_and_fails_in_one_line(built_repo, image_paths, 
         (["--repo", str(built_repo), "--precision", "fp16"], "no fp16 variant"),
         (["--repo", str(built_repo.parent / "absent")], "no model repository"),
     ):
-        assert main(["predict", good, *argv]) == 1
+        assert main(["predict", good, *argv]) == 3  # an input error
         err = capsys.readouterr().err
         assert err.startswith("mtqa predict: error: OfflineError") and words in err
         assert err.count("\n") == 1

@@ -127,7 +127,7 @@ def test_repo_check_cli_exit_codes(built_repo, tmp_path, capsys):
     repo = tmp_path / "repo"
     shutil.copytree(built_repo, repo)
     (repo / NET / "1" / "labels.txt").unlink()
-    assert main(["repo", "check", str(repo)]) == 1
+    assert main(["repo", "check", str(repo)]) == 5  # the check failed
     out = capsys.readouterr().out
     assert "problem: mtqa_net/1: labels.txt listed in the manifest is missing" in out
 

@@ -152,14 +152,14 @@ def test_cli_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -
     [
         (["--config", "enormous"], "unknown config"),
         (["--set", "train.lr=fast"], "train.lr"),
-        (["--resume"], "not a checkpoint directory"),
+        (["--resume"], "no such run directory"),
         (["--data", "/no/such/dataset"], "/no/such/dataset"),
     ],
 )
 def test_cli_errors_are_clear(
     tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
 ) -> None:
-    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 1
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 3
     err = capsys.readouterr().err
     assert "mtqa train: error:" in err and message in err
 

@@ -27,8 +27,8 @@ def unwritable(folder: Path) -> str | None:
     return None
 
 
-# The named data sources mtqa.data.build_datasets knows besides a path (kept here so that the
-# check does not import torch; tests/test_cli_exit_codes.py compares them).
+# The named data sources mtqa.data.build_datasets knows besides a path, spelled here so that the
+# check imports no torch (as IMPORT_FORMATS in commands/data.py).
 DATA_PRESETS = ("synth", "neu_seg")
 
 
