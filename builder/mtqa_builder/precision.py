@@ -53,15 +53,15 @@ def to_fp16(src: Path, dst: Path, keep_fp32: Sequence[str] = ()) -> Path:
     Uses onnxruntime.transformers' converter: onnxconverter-common's leaves Resize outputs in FP16
     despite keep_io_types (PLATFORM.md). `keep_fp32` names nodes left in FP32 (mixed precision).
     """
-    proto = onnx.load(str(src))
-    half = convert_float_to_float16(
-        proto, keep_io_types=True, node_block_list=list(keep_fp32) or None
-    )
     # Imported here, as in to_int8: `mtqa build` reads PRECISIONS to refuse an unknown name in
     # a second, and these two take most of this module's import time.
     import onnx_ir
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    proto = onnx.load(str(src))
+    half = convert_float_to_float16(
+        proto, keep_io_types=True, node_block_list=list(keep_fp32) or None
+    )
     _fold_initializer_casts(half)
     # With a block list the converter appends its input casts after their users; re-sort.
     ir_model = onnx_ir.from_proto(half)
@@ -107,10 +107,6 @@ def to_int8(
     because entropy calibration clipped the head logits in our trials (PLATFORM.md). The `ort`
     flavour leaves the pooled head path in float (`pooled_head_nodes`), `keep_fp32` adds nodes.
     """
-    if flavour not in INT8_FLAVOURS:
-        raise BuildError(f"unknown INT8 flavour {flavour!r}; expected one of {INT8_FLAVOURS}")
-    if calib is None or len(calib) == 0:
-        raise CalibrationError("INT8 needs calibration images (--calib-data synth|neu_seg|PATH)")
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -119,6 +115,10 @@ def to_int8(
         quantize_static,
     )
 
+    if flavour not in INT8_FLAVOURS:
+        raise BuildError(f"unknown INT8 flavour {flavour!r}; expected one of {INT8_FLAVOURS}")
+    if calib is None or len(calib) == 0:
+        raise CalibrationError("INT8 needs calibration images (--calib-data synth|neu_seg|PATH)")
     trt = flavour == "tensorrt"
     float_head = [] if trt else pooled_head_nodes(src)  # `tensorrt` quantizes Conv only anyway
     exclude = list(dict.fromkeys([*float_head, *keep_fp32]))
