@@ -229,3 +229,26 @@ def test_ngc_openvino_static_checks_catch_what_the_backend_refuses(
     (repo / NET / contract.CONFIG).write_text(configs.to_text(cfg))
     problems = check_repository(repo)
     assert any(problem in p for p in problems), problems
+
+
+def test_precision_speed_times_ort_and_openvino_side_by_side(
+    built_repo: Path, tmp_path: Path, capsys
+) -> None:
+    """`--openvino` adds OpenVINO runs of the repository's fp32 and int8 files; the header
+    names the CPU flags and OpenVINO's capabilities."""
+    import json
+
+    from mtqa_bench.precision_speed import main as bench
+
+    _needs_openvino()
+    out = tmp_path / "speed.json"
+    args = ["--repo", str(built_repo), "--batch", "2", "--iters", "1", "--openvino"]
+    assert bench([*args, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    runnable = [n for n in OV_NAMES if ovv.skip_reason(n) is None]
+    assert [r["precision"] for r in rows] == ["fp32", "int8", *runnable]
+    assert {r["runtime"] for r in rows[2:]} == {"openvino"}
+    assert all(r["images_per_s"] > 0 for r in rows)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("CPU ") and "OpenVINO" in header
+    assert all(f in header for f in ovv.cpu_flags())

@@ -25,7 +25,7 @@ from mtqa_builder.swap.history import now
 
 ENGINE_SUFFIXES = {".onnx": "model.onnx", ".plan": "model.plan"}
 # Which engine file each repository target serves (mtqa_builder.configs.TARGETS).
-TARGET_SUFFIX = {"local": ".onnx", "ngc-onnx": ".onnx", "ngc-trt": ".plan"}
+TARGET_SUFFIX = {"local": ".onnx", "ngc-onnx": ".onnx", "ngc-trt": ".plan", "ngc-openvino": ".onnx"}
 
 
 @dataclass(frozen=True)
