@@ -124,7 +124,7 @@ def test_triton_serves_the_openvino_versions_as_built(ov_build: dict, sample_ima
                 vdir = contract.version_dir(repo, NET, versions[name])
                 tol = SERVED_TOL[ov_plan.read_runtime(vdir)["inference_precision"]]
                 ref = ovv.predict_fn(vdir / "model.onnx", name)(x)
-                out = client.infer_tensor(x, version=versions[name])
+                out = client.infer_tensor(x, model_version=versions[name])
                 assert out.model_version == versions[name]
                 for key in OUTPUT_NAMES:
                     assert np.abs(getattr(out, key) - ref[key]).max() <= tol, (name, key)
