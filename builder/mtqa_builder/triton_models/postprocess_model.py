@@ -9,12 +9,14 @@ It also exports what it finds on Triton's metrics port (python-backend custom me
 `mtqa_regions_total{class}`, `mtqa_grade_total{grade}`, and the histograms
 `mtqa_presence_probability{class}` and `mtqa_regions_per_image` (`_bucket{le}`, `_sum`,
 `_count`, written as counters: the backend's HISTOGRAM kind takes one blocking `observe` per
-value). `execute` only sums them (numpy); `utils.DeferredMetrics` sends the sums to Triton every
-`metrics_interval_s` seconds (parameter, default 1). `business_metrics: "off"` turns them off.
+value). `execute` only keeps each request's outputs; once every `metrics_interval_s` seconds
+(parameter, default 1) `utils.DeferredMetrics` has them tallied (numpy, all requests at once) and
+sends the sums to Triton. `business_metrics: "off"` turns them off.
 """
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -73,25 +75,64 @@ class BusinessMetrics:
         self.r_sum = f["r_sum"].Metric(labels=base)
         self.r_count = f["r_count"].Metric(labels=base)
         self.core, self.deferred, self.n_grades = core, deferred, len(grades)
+        # One flat list, in the order `drain` lays out the tallies.
+        self.counters = [self.images, self.failed, self.r_sum, self.r_count]
+        for group in (self.defects, self.regions, self.grades, self.p_sum, self.p_count):
+            self.counters += group
+        self.counters += self.r_buckets + [m for row in self.p_buckets for m in row]
+        self._lock, self._pending = threading.Lock(), []
+        deferred.add_source(self.drain)
 
     def record(self, result, valid):
-        """Add one request's outcome (postprocess outputs, bool [B] decoded images)."""
-        t = self.core.tallies(result, valid, self.n_grades)
-        pairs = [
-            (self.images, t["images"]),
-            (self.failed, t["failed"]),
-            (self.r_sum, t["region_sum"]),
-            (self.r_count, t["images"]),
-            *zip(self.defects, t["defects"], strict=True),
-            *zip(self.regions, t["regions"], strict=True),
-            *zip(self.grades, t["grades"], strict=True),
-            *zip(self.p_sum, t["presence_sum"], strict=True),
-            *((m, t["images"]) for m in self.p_count),
-            *zip(self.r_buckets, t["region_buckets"], strict=True),
-        ]
-        for row, counts in zip(self.p_buckets, t["presence_buckets"], strict=True):
-            pairs.extend(zip(row, counts, strict=True))
-        self.deferred.add_many(pairs)
+        """Keep one request's outcome (postprocess outputs, bool [B] decoded images) for the next
+        flush: a few references here; `drain` tallies them all at once off the request path (per
+        request, the ~35 small numpy calls of `tallies` took ~140 us of stub CPU under load)."""
+        item = (
+            result["presence_decision"],
+            result["regions"][..., 0],
+            result["grade_index"].reshape(-1),
+            result["presence_prob"],
+            np.asarray(valid, bool).reshape(-1),
+        )
+        with self._lock:
+            self._pending.append(item)
+
+    def drain(self):
+        """[(counters, increments)] of the requests recorded since the last drain."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        decision, region_class, grade, presence, valid = zip(*pending, strict=True)
+        padded = np.full(
+            (sum(len(c) for c in region_class), max(c.shape[1] for c in region_class)), -1.0
+        )
+        row = 0
+        for classes in region_class:  # requests list up to different numbers of regions
+            padded[row : row + len(classes), : classes.shape[1]] = classes
+            row += len(classes)
+        merged = {
+            "presence_decision": np.concatenate(decision),
+            "regions": padded[..., None],
+            "grade_index": np.concatenate(grade),
+            "presence_prob": np.concatenate(presence),
+        }
+        t = self.core.tallies(merged, np.concatenate(valid), self.n_grades)
+        images = t["images"]
+        vector = np.concatenate(
+            [
+                (images, t["failed"], t["region_sum"], images),
+                t["defects"],
+                t["regions"],
+                t["grades"],
+                t["presence_sum"],
+                np.full(len(self.p_count), images),
+                t["region_buckets"],
+                t["presence_buckets"].ravel(),
+            ],
+            dtype=np.float64,
+        )
+        return [(self.counters, vector.tolist())]
 
 
 class TritonPythonModel:
