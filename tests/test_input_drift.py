@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -114,9 +115,20 @@ def test_the_build_fingerprints_the_sizes_a_server_receives(synth_dataset_dir: P
 
 
 @pytest.fixture(scope="module")
-def drift_server(built_repo: Path) -> Iterator[TritonServer]:
-    """A fresh server: no earlier test's images in the drift windows."""
-    server = TritonServer(built_repo, startup_timeout=180)
+def drift_server(
+    built_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """A fresh server (no earlier test's images in the drift windows) that scores every request
+    (`drift_interval_ms: "0"`; served repositories score at most one every 250 ms an instance)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    repo = shutil.copytree(built_repo, tmp_path_factory.mktemp("drift") / "model_repository")
+    path = repo / "mtqa_preprocess" / "config.pbtxt"
+    config = text_format.Parse(path.read_text(), mc.ModelConfig())
+    config.parameters["drift_interval_ms"].string_value = "0"
+    path.write_text(text_format.MessageToString(config))
+    server = TritonServer(repo, startup_timeout=180)
     server.start()
     yield server
     server.stop()
