@@ -1,18 +1,22 @@
 """Serving throughput with the business metrics and input drift on and off, interleaved.
 
-    python -m mtqa_bench.metrics_overhead --repo model_repository --out results/overhead.json
+    python -m mtqa_bench.metrics_overhead --repo model_repository --pairs 4 --out overhead.json
 
 The repository is copied once with `business_metrics: "off"` in the config of mtqa_preprocess
 and mtqa_postprocess, and both copies are served at the same time by two Triton servers. Only
 one server is loaded at a time: `users` SDK threads per server send `request_batch` encoded
 images per request during windows of `seconds`, in blocks of four windows ordered on/off/off/on
-(then off/on/on/off, ...), each window starting on an idle server (the previous one drained). A
-block's ratio is its on images/s over its off images/s; a load swing of the shared machine that
-is linear over a block cancels in it. Reported for the throughput and for the server's CPU time
-per image (Triton and its python stubs, from /proc via psutil; less sensitive to other work than
-the throughput): the median change over blocks with a bootstrap 95 % interval and quartiles, and
-the pooled change; and the mean compute time per image of the two python models from Triton's
-own counters.
+(then off/on/on/off, ...), each window starting on an idle server (the previous one drained).
+A block's ratio is its on figure over its off figure; a load swing of the shared machine that is
+linear over a block cancels in it. The blocks are split over `pairs` pairs of servers started in
+turn, the first started alternating, so that what one server process gets by chance (its start
+order, where its threads land) does not stay with one mode.
+
+Reported for the throughput and for the server's CPU time per image (Triton and its python
+stubs, from /proc via psutil; it moves less with other work than the throughput): the median
+change over blocks with a bootstrap 95 % interval and quartiles, and the pooled change; per
+pair, the same medians and the mean compute time per image of the two python models from
+Triton's own counters. `--control` serves the metrics on in both (A/A): the method's null.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ SWITCH = "business_metrics"
 PYTHON_MODELS = (contract.PRE, contract.POST)
 MODES = ("on", "off")
 BOOTSTRAP = 4000  # resamples of the blocks for the median's interval
+WARMUP_S = 4.0  # load on each fresh server before its windows count
+CPU = "server_cpu_ms_per_image"
 
 
 def metrics_off_copy(repo: Path, dest: Path, control: bool = False) -> Path:
@@ -182,6 +188,49 @@ def summarise(windows: Sequence[dict], key: str = "images_per_s", seed: int = 0)
     }
 
 
+def serve_pair(
+    repos: dict[str, Path], first: str, blocks: range, load_args: tuple, seconds: float
+) -> tuple[list[dict], dict, dict]:
+    """Start one server per mode (`first` first), run `blocks` ABBA blocks of windows; returns
+    (windows, compute us per image per mode, failed requests per mode)."""
+    order = (first, *(m for m in MODES if m != first))
+    servers = {m: TritonServer(repos[m], startup_timeout=180) for m in order}
+    loads: dict[str, Load] = {}
+    try:
+        for mode in order:
+            servers[mode].start()
+            loads[mode] = Load(servers[mode], *load_args)
+            loads[mode].window(WARMUP_S)  # stubs, ORT sessions, client channels
+        before = {m: _counters(servers[m].metrics_url) for m in MODES}
+        windows = []
+        for block in blocks:
+            for mode in block_order(block):
+                rate, cpu_ms = loads[mode].window(seconds)
+                windows.append(
+                    {
+                        "block": block,
+                        "mode": mode,
+                        "started_first": mode == first,
+                        "images_per_s": round(rate, 1),
+                        "server_cpu_ms_per_image": round(cpu_ms, 3),
+                    }
+                )
+                print(
+                    f"block {block + 1} metrics {mode}: {rate:.1f} images/s, "
+                    f"server CPU {cpu_ms:.2f} ms/image",
+                    flush=True,
+                )
+        cost = {
+            m: compute_us_per_image(before[m], _counters(servers[m].metrics_url)) for m in MODES
+        }
+        return windows, cost, {m: loads[m].failed for m in MODES}
+    finally:
+        for load in loads.values():
+            load.close()
+        for server in servers.values():
+            server.stop()
+
+
 def run(
     repo: Path,
     blocks: int,
@@ -189,65 +238,50 @@ def run(
     batch: int,
     seconds: float,
     px: int,
-    warmup_s: float = 4,
+    pairs: int = 2,
     control: bool = False,
 ) -> dict:
-    """Serve `repo` with metrics on and off side by side; `blocks` ABBA blocks of windows."""
+    """Serve `repo` with metrics on and off side by side: `pairs` pairs of servers in turn (the
+    first started alternating: a server's own placement cancels over pairs), `blocks` ABBA
+    blocks of windows in all."""
     images = [encode(img, "jpeg") for img in product_images(64, px)]
+    windows, per_pair = [], []
     with tempfile.TemporaryDirectory(prefix="mtqa-metrics-off-") as tmp:
         repos = {"on": repo, "off": metrics_off_copy(repo, Path(tmp) / "repo", control)}
-        servers = {m: TritonServer(repos[m], startup_timeout=180) for m in MODES}
-        loads: dict[str, Load] = {}
-        try:
-            for mode in MODES:
-                servers[mode].start()
-                loads[mode] = Load(servers[mode], images, users, batch)
-                loads[mode].window(warmup_s)  # stubs, ORT sessions, client channels
-            before = {m: _counters(servers[m].metrics_url) for m in MODES}
-            windows = []
-            for block in range(blocks):
-                for mode in block_order(block):
-                    rate, cpu_ms = loads[mode].window(seconds)
-                    windows.append(
-                        {
-                            "block": block,
-                            "mode": mode,
-                            "images_per_s": round(rate, 1),
-                            "server_cpu_ms_per_image": round(cpu_ms, 3),
-                        }
-                    )
-                    print(
-                        f"block {block + 1} metrics {mode}: {rate:.1f} images/s, "
-                        f"server CPU {cpu_ms:.2f} ms/image",
-                        flush=True,
-                    )
-            cost = {
-                m: compute_us_per_image(before[m], _counters(servers[m].metrics_url)) for m in MODES
-            }
-            failed = {m: loads[m].failed for m in MODES}
-        finally:
-            for load in loads.values():
-                load.close()
-            for server in servers.values():
-                server.stop()
-    summary = {
+        bounds = np.linspace(0, blocks, pairs + 1).round().astype(int)
+        for pair in range(pairs):
+            first = MODES[pair % 2]
+            blocks_here = range(bounds[pair], bounds[pair + 1])
+            got, cost, failed = serve_pair(
+                repos, first, blocks_here, (images, users, batch), seconds
+            )
+            windows += got
+            per_pair.append(
+                {
+                    "started_first": first,
+                    "throughput_median_change_pct": summarise(got)["median_change_pct"],
+                    "server_cpu_median_change_pct": summarise(got, CPU)["median_change_pct"],
+                    "compute_us_per_image": {
+                        m: {model: round(v, 1) for model, v in cost[m].items()} for m in MODES
+                    },
+                    "failed_requests": failed,
+                }
+            )
+    return {
         "throughput": summarise(windows, "images_per_s"),
-        "server_cpu_ms_per_image": summarise(windows, "server_cpu_ms_per_image"),
+        "server_cpu_ms_per_image": summarise(windows, CPU),
+        "pairs": per_pair,
+        "windows": windows,
+        "setup": {
+            "users": users,
+            "request_batch": batch,
+            "window_s": seconds,
+            "image_px": px,
+            "server_pairs": pairs,
+            "order": "ABBA blocks, one server loaded at a time",
+            "control": control,
+        },
     }
-    summary["compute_us_per_image"] = {
-        m: {model: round(v, 1) for model, v in cost[m].items()} for m in MODES
-    }
-    summary["failed_requests"] = failed
-    summary["windows"] = windows
-    summary["setup"] = {
-        "users": users,
-        "request_batch": batch,
-        "window_s": seconds,
-        "image_px": px,
-        "order": "ABBA blocks, one server loaded at a time",
-        "control": control,
-    }
-    return summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--image-px", type=int, default=256, help="image side (default: 256)")
     parser.add_argument(
+        "--pairs", type=int, default=2, help="server pairs started in turn (default: 2)"
+    )
+    parser.add_argument(
         "--control",
         action="store_true",
         help="A/A run: the second server keeps the metrics on (the method's null reading)",
@@ -276,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         args.request_batch,
         args.seconds,
         args.image_px,
+        pairs=args.pairs,
         control=args.control,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
