@@ -44,3 +44,20 @@ def test_the_interval_widens_with_noisy_blocks() -> None:
     low, high = summary["median_change_ci95_pct"]
     assert low < summary["median_change_pct"] < high and high - low > 2
     assert summary["quartiles_change_pct"][0] < summary["quartiles_change_pct"][1]
+
+
+def test_pairs_that_disagree_widen_the_interval() -> None:
+    """Two server pairs reading 0 % and -6 %: the interval spans both, however many blocks."""
+    windows = [
+        {
+            "pair": pair,
+            "block": block,
+            "mode": m,
+            "images_per_s": 100.0 + (change if m == "on" else 0),
+        }
+        for pair, change in ((0, 0.0), (1, -6.0))
+        for block in range(pair * 10, pair * 10 + 10)
+        for m in ("on", "off")
+    ]
+    low, high = summarise(windows)["median_change_ci95_pct"]
+    assert low == pytest.approx(-6.0, abs=0.01) and high == pytest.approx(0.0, abs=0.01)

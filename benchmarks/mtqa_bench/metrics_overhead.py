@@ -160,17 +160,33 @@ def block_order(block: int) -> tuple[str, ...]:
     return (first, second, second, first)
 
 
+def bootstrap_medians(groups: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """BOOTSTRAP medians of `groups` (one array of block ratios per server pair) resampled in two
+    levels: pairs with replacement, then each drawn pair's blocks with replacement, so that what
+    differs between pairs widens the interval as much as what differs between blocks."""
+    medians = np.empty(BOOTSTRAP)
+    for i in range(BOOTSTRAP):
+        drawn = rng.integers(0, len(groups), len(groups))
+        medians[i] = np.median(
+            np.concatenate([rng.choice(groups[g], len(groups[g])) for g in drawn])
+        )
+    return medians
+
+
 def summarise(windows: Sequence[dict], key: str = "images_per_s", seed: int = 0) -> dict:
-    """The on/off change (%) of `key` per block, its median with a bootstrap 95 % interval and
-    quartiles, the pooled change and the mean per mode."""
+    """The on/off change (%) of `key` per block, its median with a bootstrap 95 % interval (over
+    pairs and blocks) and quartiles, the pooled change and the mean per mode."""
     blocks: dict[int, dict[str, float]] = {}
+    pair_of: dict[int, int] = {}
     for w in windows:
         sums = blocks.setdefault(w["block"], dict.fromkeys(MODES, 0.0))
         sums[w["mode"]] += w[key]
+        pair_of[w["block"]] = w.get("pair", 0)
     ratios = np.array([b["on"] / b["off"] for b in blocks.values()])
-    rng = np.random.default_rng(seed)
-    resampled = rng.choice(ratios, size=(BOOTSTRAP, len(ratios)), replace=True)
-    low, high = np.percentile(np.median(resampled, axis=1), [2.5, 97.5])
+    pairs = np.array([pair_of[b] for b in blocks])
+    groups = [ratios[pairs == p] for p in np.unique(pairs)]
+    medians = bootstrap_medians(groups, np.random.default_rng(seed))
+    low, high = np.percentile(medians, [2.5, 97.5])
     q1, q3 = np.percentile(ratios, [25, 75])
     totals = {m: sum(w[key] for w in windows if w["mode"] == m) for m in MODES}
 
@@ -189,7 +205,7 @@ def summarise(windows: Sequence[dict], key: str = "images_per_s", seed: int = 0)
 
 
 def serve_pair(
-    repos: dict[str, Path], first: str, blocks: range, load_args: tuple, seconds: float
+    repos: dict[str, Path], first: str, blocks: range, load_args: tuple, seconds: float, pair: int
 ) -> tuple[list[dict], dict, dict]:
     """Start one server per mode (`first` first), run `blocks` ABBA blocks of windows; returns
     (windows, compute us per image per mode, failed requests per mode)."""
@@ -208,6 +224,7 @@ def serve_pair(
                 rate, cpu_ms = loads[mode].window(seconds)
                 windows.append(
                     {
+                        "pair": pair,
                         "block": block,
                         "mode": mode,
                         "started_first": mode == first,
@@ -252,9 +269,8 @@ def run(
         for pair in range(pairs):
             first = MODES[pair % 2]
             blocks_here = range(bounds[pair], bounds[pair + 1])
-            got, cost, failed = serve_pair(
-                repos, first, blocks_here, (images, users, batch), seconds
-            )
+            load_args = (images, users, batch)
+            got, cost, failed = serve_pair(repos, first, blocks_here, load_args, seconds, pair)
             windows += got
             per_pair.append(
                 {
