@@ -137,6 +137,18 @@ def test_typed_errors_map_to_their_codes():
     assert exits.code_for(batch) == exits.UNAVAILABLE  # the first failure's
 
 
+def test_every_error_the_code_table_names_exists():
+    """CODES names classes by "module.Class" (so `mtqa --help` imports no layer); a renamed or
+    moved error would silently fall back to 1 — each name must import as an exception class."""
+    import importlib
+
+    for dotted in exits.CODES:
+        module, _, name = dotted.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), dotted
+        assert f"{cls.__module__}.{cls.__qualname__}" == dotted, dotted
+
+
 # Old spelling -> the name every command now uses for the idea (mtqa_cli.renamed).
 RENAMED = {
     "--checkpoint": "--run",
