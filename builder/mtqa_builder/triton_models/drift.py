@@ -63,7 +63,7 @@ def image_stats(images: np.ndarray, sizes: np.ndarray, edges=DEFAULT_EDGES) -> n
     Read on a grid of ~32x32 pixels (every 4th at 128 px, every 16th at 512 px): the means, the
     spread and the bin shares of a regular grid sample differ from the full image's by far less
     than images differ from each other, at a cost that does not grow with the input size
-    (~35 us an image, docs/serving.md).
+    (~25 us an image in 4-image requests, docs/serving.md).
     """
     x = _sample(images)
     n = len(x)
