@@ -132,7 +132,7 @@ def build(
                 opts.calib_count,
                 ckpt.resize,
             )
-            calibrating.detail = calib.describe()
+            calibrating.detail = f"{len(calib.images)} images from {calib.source}"
         log(f"calibration: {calib.describe()}")
     with tempfile.TemporaryDirectory(prefix="mtqa-build-") as tmp:
         work = Path(opts.work_dir or tmp)
@@ -142,7 +142,7 @@ def build(
             val = validation_set(ckpt, opts.val_data, opts.val_limit, opts.synth_val)
             probe = calib.images[:4] if calib is not None else val_images(val, 4)
             parity = check_parity(ckpt.model, fp32, probe)
-            exporting.detail = f"parity max|diff| {parity}"
+            exporting.detail = f"parity max|diff| {max(parity.values()):.1e}"
         log(f"export: {fp32.name} parity max|diff| {parity}")
         with stage(progress, "gate fp32 (reference)", total=len(val)):
             ref = evaluate_onnx(

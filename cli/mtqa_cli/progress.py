@@ -50,7 +50,9 @@ class StageProgress:
 
     def _line(self, text: str) -> None:
         if self.enabled:
-            self.console.print(f"mtqa {self.command}: {text}", highlight=False, markup=False)
+            self.console.print(
+                f"mtqa {self.command}: {text}", highlight=False, markup=False, soft_wrap=True
+            )
 
     def _new_bar(self) -> Progress:
         return Progress(
