@@ -98,6 +98,11 @@ def test_index_shows_headline_figures_and_step_times_after_a_rerun(tmp_path: Pat
     # the bench's ratios come with what they mean
     assert "Served / in-process ONNX Runtime 0.71" in text and "shared memory" in text
     assert "Served / naive server 3.20" in text and "INT8 / FP32 served 1.02" in text
+    # and which CPU features the CPU variants need, read from this machine
+    from mtqa_builder.openvino_variants import cpu_flags
+
+    amx = "which this CPU has" if "amx_bf16" in cpu_flags() else "which this CPU lacks"
+    assert "This CPU (" in text and "amx_int8" in text and amx in text
 
     rerun = DemoPlan(out=tmp_path)  # a re-run skipping every step keeps the earlier times
     _step(rerun, "1 data", "k", lambda: pytest.fail("up-to-date step ran"))

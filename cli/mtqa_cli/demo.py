@@ -373,7 +373,30 @@ def bench_notes(plan: DemoPlan) -> list[str]:
             "in-process at batch 32; the larger `neu` network: 2.24x, README), so a ratio "
             "near 1 is expected here, not a fault."
         )
+    notes.append(cpu_note())
     return notes
+
+
+def cpu_note() -> str:
+    """Which CPU features this machine has for the CPU variants the builder can serve."""
+    from mtqa_builder import openvino_variants as ovv
+
+    hw = ovv.hardware()
+    flags = ", ".join(hw["flags"]) or "none of those probed"
+    caps = hw["capabilities"]
+    openvino = (
+        f"OpenVINO {hw['openvino']} lists {', '.join(caps)}"
+        if caps is not None
+        else "OpenVINO is not installed (`pip install 'mtqa[openvino]'`)"
+    )
+    amx = "has" if "amx_bf16" in hw["flags"] else "lacks"
+    return (
+        f"This CPU ({hw['cpu'] or 'unknown'}) has {flags}; {openvino}. The demo serves ONNX "
+        "Runtime FP32 and INT8 (INT8 is fast with avx512_vnni, avx_vnni or amx_int8). The "
+        "OpenVINO variants (`mtqa build --precision ov-bf16,ov-int8`) need OpenVINO's BF16 / "
+        f"INT8 capability; bf16 pays mainly with AMX (amx_bf16), which this CPU {amx} "
+        "(docs/builder.md)."
+    )
 
 
 def training_note(plan: DemoPlan) -> str:
