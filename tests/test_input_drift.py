@@ -5,7 +5,8 @@ mtqa_preprocess version). A fresh Triton serves the built repository; after fres
 images from the training distribution the drift gauge stays near its chance level; after the
 same images made brighter, resized as by another camera, or with more contrast at the same mean
 brightness it rises well above the alert threshold of docker/prometheus/alerts.yml, and so does
-the share of images outside the reference's range.
+the share of images outside the reference's range; the group scores name what moved (brightness,
+size, contrast or grey-level bins).
 """
 
 from __future__ import annotations
@@ -83,6 +84,34 @@ def test_each_statistic_scores_on_the_same_scale() -> None:
     assert shifts["contrast"] > 3 and shifts["hist_0"] > 1 and shifts["hist_7"] > 1
 
 
+def test_each_group_scores_the_largest_of_its_statistics() -> None:
+    """The group scores split the drift score by what moved: their largest is the score. A
+    brighter set moves the bins too (a tone change), never the sizes; a resized one the sizes."""
+    drift = _drift()
+    images, sizes = _synthetic(400, 3), np.full((400, 2), 16)
+    reference = drift.Reference.from_dict(drift.fingerprint(images[:200], sizes[:200]))
+    assert [name for name, _ in reference.groups] == list(drift.GROUPS)
+    seen = {}
+    for kind, moved in (
+        ("brightness", drift.image_stats(images[200:] + 0.5, sizes[200:], reference.edges)),
+        ("size", drift.image_stats(images[200:], np.tile([16, 20], (200, 1)), reference.edges)),
+    ):
+        shifts = reference.shifts(moved)
+        seen[kind] = groups = reference.group_shifts(shifts)
+        by_feature = dict(zip(reference.features, shifts, strict=True))
+        assert groups == {
+            name: max(by_feature[f] for f in members) for name, members in drift.GROUPS.items()
+        }
+        assert max(groups.values()) == shifts.max()
+        window = drift.DriftWindow(reference, size=200)
+        assert window.by_group == dict.fromkeys(drift.GROUPS, 0.0)
+        assert window.add(moved) == pytest.approx(max(window.by_group.values()))
+        assert window.by_group == pytest.approx(groups)
+    brighter, resized = seen["brightness"], seen["size"]
+    assert brighter["brightness"] > 0.8 and brighter["contrast"] < 0.3 and brighter["size"] < 1e-9
+    assert max(resized, key=resized.get) == "size" and resized["brightness"] < 0.3
+
+
 def test_a_reference_written_before_the_bins_scores_what_it_holds() -> None:
     """A drift_reference.json of four statistics (no bins, no sizes, no edges) still serves."""
     drift = _drift()
@@ -91,6 +120,7 @@ def test_a_reference_written_before_the_bins_scores_what_it_holds() -> None:
     old = {key: full[key][:4] for key in ("features", "mean", "std", "low", "high")}
     reference = drift.Reference.from_dict({**old, "images": 200})
     assert reference.features == ["mean_r", "mean_g", "mean_b", "contrast"]
+    assert [name for name, _ in reference.groups] == ["brightness", "contrast"]
     resized = drift.image_stats(images[200:], np.full((200, 2), 64), reference.edges)
     assert reference.shift(resized) < 0.3  # sizes are not in it: not scored
     assert reference.shift(drift.image_stats(images[200:] + 0.5, sizes[200:])) > 0.8
@@ -119,7 +149,9 @@ def drift_server(
     built_repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonServer]:
     """A fresh server (no earlier test's images in the drift windows) that scores every request
-    (`drift_interval_ms: "0"`; served repositories score at most one every 250 ms an instance)."""
+    (`drift_interval_ms: "0"`; served repositories score at most one every 250 ms an instance),
+    on one preprocess instance: instances keep their own windows but export the same series, so
+    with two each would hold half of a set and half of the one before."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -127,6 +159,7 @@ def drift_server(
     path = repo / "mtqa_preprocess" / "config.pbtxt"
     config = text_format.Parse(path.read_text(), mc.ModelConfig())
     config.parameters["drift_interval_ms"].string_value = "0"
+    config.instance_group[0].count = 1
     path.write_text(text_format.MessageToString(config))
     server = TritonServer(repo, startup_timeout=180)
     server.start()
@@ -142,10 +175,16 @@ def _scored(server: TritonServer, count: int, timeout_s: float = 15) -> None:
         time.sleep(0.2)
 
 
-def _series(server: TritonServer, name: str) -> float:
+def _series(server: TritonServer, name: str, **labels: str) -> float:
+    """The one sample of `name` (with `labels`) on Triton's metrics port."""
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{")]
-    assert len(values) == 1, (name, values)
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(w in line for w in wanted)
+    ]
+    assert len(values) == 1, (name, labels, values)
     return values[0]
 
 
@@ -176,13 +215,17 @@ def test_drift_score_rises_on_shifted_images_only(drift_server: TritonServer) ->
     }
     brightness = [np.mean([i.mean() for i in images]) for images in sets.values()]
     assert abs(brightness[3] - brightness[0]) < 2  # the same mean brightness, grey levels
-    scores, outside, total = {}, {}, 0.0
+    scores, groups, outside, total = {}, {}, {}, 0.0
     with InspectionClient(drift_server.grpc_url) as client:
         for number, (name, images) in enumerate(sets.items(), start=1):
             for start in range(0, len(images), 16):
                 client.inspect(images[start : start + 16])
             _scored(drift_server, 128 * number)  # each set fills the 128-image window
             scores[name] = _series(drift_server, "mtqa_input_drift_score")
+            groups[name] = {
+                group: _series(drift_server, "mtqa_input_drift_group_score", group=group)
+                for group in ("brightness", "contrast", "histogram", "size")
+            }
             counted = _series(drift_server, "mtqa_input_outside_reference_total")
             outside[name], total = (counted - total) / 128, counted
     assert _series(drift_server, "mtqa_input_images_scored_total") == 128 * len(sets)
@@ -191,3 +234,17 @@ def test_drift_score_rises_on_shifted_images_only(drift_server: TritonServer) ->
     for name in ("brighter", "camera", "contrast"):
         assert scores[name] > ALERT_THRESHOLD and scores[name] > 3 * scores["original"], scores
         assert outside[name] > 2 * outside["original"] and outside[name] > 0.3, outside
+    # The group scores say what drifted; their largest is the score (the same flush).
+    for name, by_group in groups.items():
+        assert max(by_group.values()) == pytest.approx(scores[name]), groups
+    assert max(groups["original"].values()) < ALERT_THRESHOLD / 2, groups
+    # Lighting: brightness (and the bins, which any tone change moves), never size or contrast.
+    brighter, camera, contrast = groups["brighter"], groups["camera"], groups["contrast"]
+    assert brighter["brightness"] > ALERT_THRESHOLD, groups
+    assert max(brighter["contrast"], brighter["size"]) < ALERT_THRESHOLD / 2, groups
+    # Camera swap: size, at the same brightness.
+    assert max(camera, key=camera.get) == "size", groups
+    assert camera["brightness"] < ALERT_THRESHOLD / 2, groups
+    # Tone curve: contrast or the bins, at the same brightness and size.
+    assert max(contrast, key=contrast.get) in ("contrast", "histogram"), groups
+    assert max(contrast["brightness"], contrast["size"]) < ALERT_THRESHOLD, groups

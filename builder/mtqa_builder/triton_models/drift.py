@@ -15,8 +15,10 @@ The statistics (FEATURES), read on a grid of ~32x32 pixels of the normalised inp
 Every statistic is scored the same way: the shift of the window's mean from the reference's, in
 reference standard deviations, with the deviation floored at the statistic's RESOLUTION (a
 reference of same-size images has deviation 0: a 5 % size change then reads 1); the score is
-the largest over the statistics. An image is "outside" when any statistic leaves the reference's
-[min, max] range widened by its resolution.
+the largest over the statistics, and each of GROUPS (brightness: the colour means; contrast;
+histogram: the bins; size) scores the largest over its own, so an alert can say what moved.
+An image is "outside" when any statistic leaves the reference's [min, max] range widened by its
+resolution.
 
 They catch a lighting or exposure change, a camera swap (another size or aspect ratio, another
 sensor's tone curve), a new product of another colour or brightness; they do not catch a change
@@ -28,6 +30,7 @@ of the postprocess model are the signal for those.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -41,6 +44,15 @@ FEATURES = (
 # means and the contrast, a share of pixels for the bins, a relative size (log) for the sizes.
 RESOLUTION = dict.fromkeys(FEATURES[:4], 0.01) | dict.fromkeys(FEATURES[4 : 4 + BINS], 0.01)
 RESOLUTION |= dict.fromkeys(FEATURES[4 + BINS :], 0.05)
+# What a quality engineer reads off a drift alert: lighting/exposure or product colour moves
+# `brightness`; another tone curve or sensor moves `contrast` and `histogram`; a camera swap to
+# another resolution or crop moves `size`.
+GROUPS = {
+    "brightness": FEATURES[:3],
+    "contrast": FEATURES[3:4],
+    "histogram": FEATURES[4 : 4 + BINS],
+    "size": FEATURES[4 + BINS :],
+}
 WINDOW = 128  # images the drift score reads (per model instance)
 SAMPLE = 32  # statistics read on a regular grid of ~SAMPLE x SAMPLE pixels of any input size
 # Bin edges of a reference without its own (written before the bins): never scored, as such a
@@ -141,6 +153,16 @@ class Reference:
     def features(self) -> list[str]:
         return [FEATURES[c] for c in self.columns]
 
+    @cached_property
+    def groups(self) -> tuple[tuple[str, np.ndarray], ...]:
+        """(name, positions in `columns`) of each group of GROUPS the fingerprint holds."""
+        held = self.features
+        return tuple(
+            (name, np.asarray([i for i, f in enumerate(held) if f in members]))
+            for name, members in GROUPS.items()
+            if any(f in members for f in held)
+        )
+
     def shifts(self, stats: np.ndarray) -> np.ndarray:
         """Per held statistic: |mean of `stats` - reference mean| in floored deviations."""
         return np.abs(np.asarray(stats)[:, self.columns].mean(axis=0) - self.mean) / self.scale
@@ -150,6 +172,11 @@ class Reference:
         images drawn from the reference reads a few times 1/sqrt(n) by chance)."""
         return float(self.shifts(stats).max())
 
+    def group_shifts(self, shifts: np.ndarray) -> dict[str, float]:
+        """Per held group of GROUPS: the largest of its statistics' `shifts` (their maximum is
+        the drift score)."""
+        return {name: float(shifts[at].max()) for name, at in self.groups}
+
     def outside(self, stats: np.ndarray) -> np.ndarray:
         """Bool [n]: the images with any held statistic outside the reference's range."""
         held = np.asarray(stats)[:, self.columns]
@@ -157,17 +184,23 @@ class Reference:
 
 
 class DriftWindow:
-    """The statistics of the last `size` images scored (a ring), and their drift score."""
+    """The statistics of the last `size` images scored (a ring), their drift score and, in
+    `by_group`, the score of each held group of GROUPS (0 before any image)."""
 
     def __init__(self, reference: Reference, size: int = WINDOW) -> None:
         self.reference = reference
         self.ring = np.zeros((size, len(FEATURES)), dtype=np.float64)
         self.filled, self.next = 0, 0
+        self.by_group = {name: 0.0 for name, _ in reference.groups}
 
     def add(self, stats: np.ndarray) -> float:
-        """Add the rows of `stats`; returns the drift score of the window."""
+        """Add the rows of `stats`; returns the drift score of the window (and sets by_group)."""
         for row in np.asarray(stats, dtype=np.float64)[-len(self.ring) :]:
             self.ring[self.next] = row
             self.next = (self.next + 1) % len(self.ring)
         self.filled = min(self.filled + len(stats), len(self.ring))
-        return self.reference.shift(self.ring[: self.filled]) if self.filled else 0.0
+        if not self.filled:
+            return 0.0
+        shifts = self.reference.shifts(self.ring[: self.filled])
+        self.by_group = self.reference.group_shifts(shifts)
+        return float(shifts.max())

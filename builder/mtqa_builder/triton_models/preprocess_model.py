@@ -13,9 +13,12 @@ that error through to the client, and the other images of the request are answer
 Where the build left a drift fingerprint (drift_reference.json, drift.py), decoded images are
 scored against it and exported on Triton's metrics port, labelled `model`/`version`:
 `mtqa_input_drift_score` (gauge: `Reference.shift` of the instance's last `drift.WINDOW` scored
-images: colour means, contrast, grey-level bins, original size), `mtqa_input_images_scored_total`
-and `mtqa_input_outside_reference_total` (images with a statistic outside the reference's
-range), sent every `metrics_interval_s` seconds (default 1) by `utils.DeferredMetrics`.
+images: colour means, contrast, grey-level bins, original size),
+`mtqa_input_drift_group_score{group="brightness|contrast|histogram|size"}` (gauge: the largest
+within each of `drift.GROUPS`, read off the same shifts, so an alert can say what drifted),
+`mtqa_input_images_scored_total` and `mtqa_input_outside_reference_total` (images with a
+statistic outside the reference's range), sent every `metrics_interval_s` seconds (default 1)
+by `utils.DeferredMetrics`.
 Each instance scores the images of at most one request every `drift_interval_ms` (default 250;
 0 scores every request): a sample that does not depend on the images reads the same drift, at a
 cost that stops growing with the load (the statistics took ~90 us of stub CPU an image under
@@ -76,7 +79,8 @@ class TritonPythonModel:
             self.drift = self._open_drift(args)
 
     def _open_drift(self, args):
-        """(module, reference, window, gauge, scored, outside), or None (logged) without metrics."""
+        """(module, reference, window, gauge, scored, outside, group gauges by name), or None
+        (logged) without metrics."""
         try:
             drift = utils.sibling("drift")
             reference = drift.Reference.from_dict(
@@ -97,11 +101,21 @@ class TritonPythonModel:
                 )
             ]
             metrics = [family.Metric(labels=labels) for family in self.families]
+            by_group = pb_utils.MetricFamily(
+                name="mtqa_input_drift_group_score",
+                description="Largest drift |z| of recent images within a group of statistics",
+                kind=kinds.GAUGE,
+            )
+            self.families.append(by_group)
+            groups = {
+                name: by_group.Metric(labels=labels | {"group": name})
+                for name, _ in reference.groups
+            }
             parameters = utils.parameters(json.loads(args["model_config"]))
             self.deferred = utils.DeferredMetrics(float(parameters.get("metrics_interval_s", "1")))
             self.drift_gap_s = float(parameters.get("drift_interval_ms", "250")) / 1000
             self.drift_next = 0.0
-            return (drift, reference, drift.DriftWindow(reference), *metrics)
+            return (drift, reference, drift.DriftWindow(reference), *metrics, groups)
         except Exception as exc:  # no metrics on this server: serve without drift
             pb_utils.Logger.log_warn(f"mtqa_preprocess: input drift off: {exc}")
             return None
@@ -109,7 +123,7 @@ class TritonPythonModel:
     def _score_drift(self, images, sizes, decoded):
         """Score the decoded images of one request; a failure is logged, never raised."""
         try:
-            drift, reference, window, gauge, scored, outside = self.drift
+            drift, reference, window, gauge, scored, outside, groups = self.drift
             now = time.monotonic()
             if not decoded.any() or now < self.drift_next:
                 return
@@ -118,6 +132,8 @@ class TritonPythonModel:
                 images, sizes = images[decoded], sizes[decoded]
             stats = drift.image_stats(images, sizes, reference.edges)
             self.deferred.set(gauge, window.add(stats))
+            for name, value in window.by_group.items():
+                self.deferred.set(groups[name], value)
             out = int(reference.outside(stats).sum())
             self.deferred.add_many([(outside, out), (scored, len(stats))])
         except Exception as exc:
