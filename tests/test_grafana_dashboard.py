@@ -47,5 +47,6 @@ def test_every_panel_queries_the_provisioned_prometheus() -> None:
         assert all(t["datasource"]["uid"] == uid and t["expr"] for t in panel["targets"])
     wanted = ("nv_inference_request_summary_us", "mtqa_defects_total", "mtqa_grade_total")
     wanted += ("mtqa_input_drift_score", "nv_inference_queue_duration_us", "exec_count")
+    wanted += ("mtqa_input_drift_group_score",)
     text = " ".join(dashboard_queries())
     assert all(name in text for name in wanted)
