@@ -229,6 +229,8 @@ def test_drift_score_rises_on_shifted_images_only(drift_server: TritonServer) ->
             counted = _series(drift_server, "mtqa_input_outside_reference_total")
             outside[name], total = (counted - total) / 128, counted
     assert _series(drift_server, "mtqa_input_images_scored_total") == 128 * len(sets)
+    # each instance's window is its own series (two instances must not overwrite one gauge)
+    assert _series(drift_server, "mtqa_input_drift_score", model_instance="mtqa_preprocess_0_0")
     assert scores["original"] < ALERT_THRESHOLD / 2, scores
     assert outside["original"] < 0.2, outside
     for name in ("brighter", "camera", "contrast"):

@@ -27,7 +27,8 @@ nv_inference_request_success{{model="mtqa_net",version="1"}} {net_count}
 nv_inference_queue_duration_us{{model="mtqa_net",version="1"}} {queue_us}
 nv_inference_request_summary_us{{model="mtqa_inspect",version="1",quantile="0.5"}} 12000
 nv_inference_request_summary_us{{model="mtqa_inspect",version="1",quantile="0.99"}} Nan
-mtqa_input_drift_score{{model="mtqa_preprocess",version="1"}} 0.25
+mtqa_input_drift_score{{model="mtqa_preprocess",version="1",model_instance="i0"}} 0.25
+mtqa_input_drift_score{{model="mtqa_preprocess",version="1",model_instance="i1"}} 0.125
 """
 
 

@@ -93,7 +93,7 @@ def figures(before: Mapping, after: Mapping, interval_s: float) -> Figures:
     )
     count, execs = delta("nv_inference_count", "model"), delta("nv_inference_exec_count", "model")
     defect_d, grade_d = delta("mtqa_defects_total", "class"), delta("mtqa_grade_total", "grade")
-    drift = total(after, "mtqa_input_drift_score", "instance")
+    drift = total(after, "mtqa_input_drift_score", "model_instance")  # max of windows
     outside = delta("mtqa_input_outside_reference_total").get("", 0.0)
     scored = delta("mtqa_input_images_scored_total").get("", 0.0)
     result = Figures(

@@ -11,7 +11,8 @@ An image that cannot be decoded fails alone: its slot gets a blank (all-zero) in
 that error through to the client, and the other images of the request are answered.
 
 Where the build left a drift fingerprint (drift_reference.json, drift.py), decoded images are
-scored against it and exported on Triton's metrics port, labelled `model`/`version`:
+scored against it and exported on Triton's metrics port, labelled `model`/`version` (the gauges
+also `model_instance`: each instance has its own window; read them with `max by (model)`):
 `mtqa_input_drift_score` (gauge: `Reference.shift` of the instance's last `drift.WINDOW` scored
 images: colour means, contrast, grey-level bins, original size),
 `mtqa_input_drift_group_score{group="brightness|contrast|histogram|size"}` (gauge: the largest
@@ -100,7 +101,12 @@ class TritonPythonModel:
                     ),
                 )
             ]
-            metrics = [family.Metric(labels=labels) for family in self.families]
+            # Each instance keeps its own window, so its gauges carry the instance's name: with the
+            # same labels, two instances' set() calls would overwrite one series, last flush wins.
+            # The counters stay shared (their increments add up on one series).
+            own = labels | {"model_instance": args.get("model_instance_name", "")}
+            gauge, *counters = self.families
+            metrics = [gauge.Metric(labels=own), *(f.Metric(labels=labels) for f in counters)]
             by_group = pb_utils.MetricFamily(
                 name="mtqa_input_drift_group_score",
                 description="Largest drift |z| of recent images within a group of statistics",
@@ -108,8 +114,7 @@ class TritonPythonModel:
             )
             self.families.append(by_group)
             groups = {
-                name: by_group.Metric(labels=labels | {"group": name})
-                for name, _ in reference.groups
+                name: by_group.Metric(labels=own | {"group": name}) for name, _ in reference.groups
             }
             parameters = utils.parameters(json.loads(args["model_config"]))
             self.deferred = utils.DeferredMetrics(float(parameters.get("metrics_interval_s", "1")))
