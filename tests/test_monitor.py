@@ -29,6 +29,8 @@ nv_inference_request_summary_us{{model="mtqa_inspect",version="1",quantile="0.5"
 nv_inference_request_summary_us{{model="mtqa_inspect",version="1",quantile="0.99"}} Nan
 mtqa_input_drift_score{{model="mtqa_preprocess",version="1",model_instance="i0"}} 0.25
 mtqa_input_drift_score{{model="mtqa_preprocess",version="1",model_instance="i1"}} 0.125
+mtqa_input_drift_group_score{{model="pre",version="1",model_instance="i0",group="size"}} 0.25
+mtqa_input_drift_group_score{{model="pre",version="1",model_instance="i1",group="size"}} 0.5
 """
 
 
@@ -44,6 +46,7 @@ def test_figures_are_rates_over_the_interval_and_totals_since_start() -> None:
     assert math.isnan(fig.queue_ms["mtqa_preprocess"])  # no traffic: no figure, no zero
     assert fig.latency_ms["0.5"] == 12.0 and math.isnan(fig.latency_ms["0.99"])
     assert (fig.images_total, fig.failed_total, fig.drift_score) == (300.0, 1.0, 0.25)
+    assert fig.drift_groups == {"size": 0.5}  # the largest over the instances' windows
     assert not fig.notes
 
 

@@ -60,6 +60,16 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+def largest(samples: Mapping, name: str, group: str | None = None) -> dict[str, float]:
+    """Largest value of the gauge `name` over its series (instances), by label `group`."""
+    peaks: dict[str, float] = {}
+    for (metric, labels), value in samples.items():
+        if metric == name and not math.isnan(value):
+            key = dict(labels).get(group, "") if group else ""
+            peaks[key] = max(value, peaks.get(key, -math.inf))
+    return peaks
+
+
 @dataclass
 class Figures:
     """What `mtqa monitor` shows; NaN where the interval had no traffic."""
@@ -74,6 +84,7 @@ class Figures:
     defects: dict[str, tuple[float, float]]  # class -> (share in the interval, total)
     grades: dict[str, tuple[float, float]]  # grade -> (share in the interval, total)
     drift_score: float
+    drift_groups: dict[str, float]  # group of statistics -> its largest drift over instances
     outside_share: float
     notes: list[str] = field(default_factory=list)
 
@@ -93,7 +104,7 @@ def figures(before: Mapping, after: Mapping, interval_s: float) -> Figures:
     )
     count, execs = delta("nv_inference_count", "model"), delta("nv_inference_exec_count", "model")
     defect_d, grade_d = delta("mtqa_defects_total", "class"), delta("mtqa_grade_total", "grade")
-    drift = total(after, "mtqa_input_drift_score", "model_instance")  # max of windows
+    drift = largest(after, "mtqa_input_drift_score").get("", math.nan)
     outside = delta("mtqa_input_outside_reference_total").get("", 0.0)
     scored = delta("mtqa_input_images_scored_total").get("", 0.0)
     result = Figures(
@@ -112,7 +123,8 @@ def figures(before: Mapping, after: Mapping, interval_s: float) -> Figures:
             g: (_ratio(grade_d.get(g, 0.0), images), v)
             for g, v in sorted(total(after, "mtqa_grade_total", "grade").items())
         },
-        drift_score=max(drift.values()) if drift else math.nan,
+        drift_score=drift,
+        drift_groups=dict(sorted(largest(after, "mtqa_input_drift_group_score", "group").items())),
         outside_share=_ratio(outside, scored),
     )
     if not any(name == "mtqa_images_inspected_total" for name, _ in after):
@@ -151,6 +163,8 @@ def render(fig: Figures, url: str):
     for name, (share, count) in fig.grades.items():
         line.add_row(f"grade {name}", _pct(share), _fmt(count, ".0f"))
     line.add_row("input drift score", _fmt(fig.drift_score, ".2f"), "")
+    for name, value in fig.drift_groups.items():
+        line.add_row(f"  drift {name}", _fmt(value, ".2f"), "")
     line.add_row("outside reference", _pct(fig.outside_share), "")
     title = f"mtqa monitor  {url}  (rates over {fig.interval_s:g} s)"
     notes: Iterable[str] = fig.notes
