@@ -20,23 +20,25 @@ import numpy as np
 Piece = tuple[int, int, int]  # (request index, first image, one past the last image)
 
 
-def plan(sizes: Sequence[int], chunk: int, lanes: int) -> list[list[Piece]]:
-    """Deal the requests of `sizes` images to at most `lanes` lanes, in chunks of <= `chunk`.
-
-    `chunk` 0 means no limit. Chunks shrink further when there are fewer than `lanes` of them,
-    so that a lone 8-image request still spreads over two lanes. Empty lanes are left out.
-    """
+def cut(sizes: Sequence[int], chunk: int, lanes: int) -> list[Piece]:
+    """The chunks of the requests of `sizes` images: at most `chunk` images (0: no limit), never
+    spanning two requests, and no more than an even share of the batch per lane, so that a lone
+    8-image request still spreads over two lanes. OpenVINO's streams (ov_plan) use them too."""
     if lanes < 1 or chunk < 0:
         raise ValueError(f"lanes must be >= 1 and chunk >= 0, got {lanes} and {chunk}")
     total = sum(sizes)
     step = -(-total // lanes) if total else 1
     if chunk:
         step = min(step, chunk)
-    pieces = [(i, s, min(s + step, n)) for i, n in enumerate(sizes) for s in range(0, n, step)]
+    return [(i, s, min(s + step, n)) for i, n in enumerate(sizes) for s in range(0, n, step)]
+
+
+def plan(sizes: Sequence[int], chunk: int, lanes: int) -> list[list[Piece]]:
+    """Deal the chunks of `cut` to at most `lanes` lanes; empty lanes are left out."""
     # Largest first onto the least-loaded lane: the lanes finish at about the same time.
     loads = [0] * lanes
     dealt: list[list[Piece]] = [[] for _ in range(lanes)]
-    for piece in sorted(pieces, key=lambda p: p[1] - p[2]):
+    for piece in sorted(cut(sizes, chunk, lanes), key=lambda p: p[1] - p[2]):
         lane = loads.index(min(loads))
         dealt[lane].append(piece)
         loads[lane] += piece[2] - piece[1]

@@ -11,11 +11,27 @@ builder's gate, the benchmarks and the local `mtqa_net` model all open it throug
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+
+def _beside(name: str):
+    """The module `name`.py next to this file: in the builder's package and in a served version
+    (the repository copies ort_plan.py into every `mtqa_net` version) alike."""
+    spec = importlib.util.spec_from_file_location(
+        f"{__name__}_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The chunks ORT's lanes run, so that both runtimes cut a batch the same way.
+_cut = _beside("ort_plan").cut
 
 RUNTIME_FILE = "runtime.json"  # mtqa_net version: {"runtime": "openvino", "inference_precision"}
 RUNTIME = "openvino"
@@ -49,16 +65,6 @@ def compile_model(onnx_path, inference_precision: str, threads: int, streams: in
     return ov.Core().compile_model(str(onnx_path), "CPU", config)
 
 
-def pieces(sizes: Sequence[int], chunk: int, lanes: int) -> list[tuple[int, int, int]]:
-    """(request, first image, one past the last) of every chunk: at most `chunk` images (0: no
-    limit), and no more than an even share of the batch per stream."""
-    total = sum(sizes)
-    step = -(-total // max(1, lanes)) if total else 1
-    if chunk:
-        step = min(step, chunk)
-    return [(i, s, min(s + step, n)) for i, n in enumerate(sizes) for s in range(0, n, step)]
-
-
 class OvRunner:
     """Runs `parts` (float32 [n,C,H,W] arrays, one per request) on a compiled model; `run`
     returns, per request, one array per name of `outputs`, like `ort_plan.LaneRunner`."""
@@ -85,7 +91,7 @@ class OvRunner:
     def run(self, parts: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
         """Outputs per request; an OpenVINO error is raised here after the queue drains."""
         results = [[np.empty((len(p), *dims), np.float32) for _, dims in self.specs] for p in parts]
-        for request, start, stop in pieces([len(p) for p in parts], self.chunk, self.lanes):
+        for request, start, stop in _cut([len(p) for p in parts], self.chunk, self.lanes):
             chunk = np.ascontiguousarray(parts[request][start:stop], dtype=np.float32)
             views = [out[start:stop] for out in results[request]]
             self.queue.start_async({0: chunk}, views)
