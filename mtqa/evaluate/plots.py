@@ -72,20 +72,13 @@ def plot_pr_curves(result: EvaluationResult, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> Path:
-    """Confusion matrix normalised by row (the share of each true class predicted as each
-    class), annotated with that share and the count beneath it (truth in rows)."""
+def _draw_confusion(ax, cm: np.ndarray, fontsize: int):
+    """Draw `cm` (truth in rows) on `ax` normalised by row, each cell annotated with its share
+    and the count beneath it; returns the image (for a colour bar)."""
     cm = np.asarray(cm)
     rows = cm.sum(axis=1, keepdims=True)
     rate = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    size = 1.2 + 0.9 * len(labels)
-    fig = Figure(figsize=(size + 1.5, size))
-    ax = fig.subplots()
     image = ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, label="fraction of true row")
-    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set(xlabel="predicted", ylabel="true", title=f"{title}, normalised by true row")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(
@@ -94,9 +87,23 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str
                 f"{rate[i, j]:.2f}\n({cm[i, j]:,})",
                 ha="center",
                 va="center",
-                fontsize=8,
+                fontsize=fontsize,
                 color="white" if rate[i, j] > 0.6 else "black",
             )
+    return image
+
+
+def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> Path:
+    """Confusion matrix normalised by row (the share of each true class predicted as each
+    class), annotated with that share and the count beneath it (truth in rows)."""
+    size = 1.2 + 0.9 * len(labels)
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
+    image = _draw_confusion(ax, cm, fontsize=8)
+    fig.colorbar(image, ax=ax, label="fraction of true row")
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{title}, normalised by true row")
     return _save(fig, path)
 
 
@@ -242,24 +249,10 @@ def plot_presence_confusions(result: EvaluationResult, path: Path) -> Path:
     fig = Figure(figsize=(2.9 * len(classes), 3.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(classes)))
     for ax, name, cm in zip(axes, classes, result.presence_confusion, strict=True):
-        cm = np.asarray(cm)
-        rows = cm.sum(axis=1, keepdims=True)
-        rate = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-        ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
+        _draw_confusion(ax, cm, fontsize=9)
         ax.set_xticks([0, 1], ["absent", "present"])
         ax.set_yticks([0, 1], ["absent", "present"])
         ax.set(xlabel="predicted", ylabel="true", title=name)
-        for i in range(2):
-            for j in range(2):
-                ax.text(
-                    j,
-                    i,
-                    f"{rate[i, j]:.2f}\n({cm[i, j]:,})",
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    color="white" if rate[i, j] > 0.6 else "black",
-                )
     fig.suptitle("Presence per class, normalised by true row")
     return _save(fig, path)
 
