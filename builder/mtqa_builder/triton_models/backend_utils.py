@@ -52,10 +52,6 @@ class DeferredMetrics:
         self._thread = threading.Thread(target=self._run, name="mtqa-metrics", daemon=True)
         self._thread.start()
 
-    def add(self, metric, value):
-        """Add `value` (>= 0) to a counter at the next flush."""
-        self.add_many([(metric, value)])
-
     def add_many(self, pairs):
         """Add each (counter, value) pair; one request's pairs go out in the same flush."""
         with self._lock:

@@ -74,7 +74,7 @@ class BusinessMetrics:
         self.r_buckets = [f["r_bucket"].Metric(labels={**base, "le": le}) for le in region_les]
         self.r_sum = f["r_sum"].Metric(labels=base)
         self.r_count = f["r_count"].Metric(labels=base)
-        self.core, self.deferred, self.n_grades = core, deferred, len(grades)
+        self.core, self.n_grades = core, len(grades)
         # One flat list, in the order `drain` lays out the tallies.
         self.counters = [self.images, self.failed, self.r_sum, self.r_count]
         for group in (self.defects, self.regions, self.grades, self.p_sum, self.p_count):
