@@ -157,13 +157,16 @@ def build(
                 "can fail it (give the gate more val images)"
             )
         variants: list[Variant] = []
+        converted: dict = {}  # (ORT precision, kept nodes) -> converted file, shared
         for name in names:
             if name == "fp32":
                 gate = {"passed": True, "reference": True, "parity_max_abs": parity, "metrics": ref}
                 variants.append(Variant("fp32", fp32, gate))
                 continue
             variants.append(
-                _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log, progress)
+                _gated_variant(
+                    name, fp32, work, opts, calib, ref, ckpt, val, log, progress, converted
+                )
             )
         if opts.target == "ngc-trt":
             with stage(progress, "engines"):
@@ -245,12 +248,14 @@ def _fmt(metrics: dict) -> str:
     return ", ".join(f"{m}={metrics.get(m)}" for m in HEAD_METRICS.values())
 
 
-def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log, progress) -> Variant:
+def _gated_variant(
+    name, fp32, work, opts, calib, ref, ckpt, val, log, progress, converted
+) -> Variant:
     """Convert, evaluate and judge one variant; retry once with sensitive nodes kept in FP32.
 
-    An OpenVINO variant converts like the ORT precision it runs (`ov-int8`: the INT8 Q/DQ file,
-    written under work/ov-int8/) and is judged on OpenVINO; `ov-fp32`/`ov-bf16` run the FP32
-    export itself, so they have no mixed retry."""
+    An OpenVINO variant runs the file of the ORT precision it names (`ov-int8`: the INT8 Q/DQ
+    file, converted once per kept-node set for both, in `converted`) and is judged on OpenVINO;
+    `ov-fp32`/`ov-bf16` run the FP32 export itself, so they have no mixed retry."""
     ov = ovv.is_openvino(name)
     kind = ovv.source_precision(name) if ov else name
     attempts = [()] if kind == "fp32" else [(), tuple(prec.sensitive_nodes(fp32))]
@@ -261,9 +266,11 @@ def _gated_variant(name, fp32, work, opts, calib, ref, ckpt, val, log, progress)
             if kind == "fp32":
                 path, quant = fp32, {}
             else:
-                out_dir = work / name if ov else work  # the ORT variant's file stays untouched
-                out_dir.mkdir(exist_ok=True)
-                path, quant = _make_variant(kind, fp32, out_dir, opts.target, calib, keep)
+                if (kind, keep) not in converted:
+                    converted[kind, keep] = _make_variant(
+                        kind, fp32, work, opts.target, calib, keep
+                    )
+                path, quant = converted[kind, keep]
         with stage(progress, f"gate {short}", total=len(val)) as gating:
             predict = ovv.predict_fn(path, name) if ov else None
             metrics = evaluate_onnx(
