@@ -21,7 +21,7 @@ from mtqa.data.importers import FORMATS, import_dataset
 from mtqa.data.importers.base import Sample
 from mtqa.data.importers.masks import class_names
 from mtqa.data.importers.rle import decode_rle, encode_rle
-from mtqa.data.importers.splits import stratified_splits
+from mtqa.data.splits import stratified_splits
 from mtqa_cli.commands.data import IMPORT_FORMATS
 from mtqa_cli.main import main
 
@@ -435,9 +435,10 @@ def test_stratified_splits_are_seeded_and_keep_every_class_in_val():
     samples += [Sample(id=f"a{i}", image=Path("x"), labels=[(1, box)]) for i in range(30)]
     samples += [Sample(id=f"b{i}", image=Path("x"), labels=[(2, box)]) for i in range(3)]
     samples += [Sample(id=f"ab{i}", image=Path("x"), labels=[(1, box), (2, box)]) for i in range(2)]
-    first = stratified_splits(samples, 7, 0.15, 0.15)
-    assert first == stratified_splits(list(reversed(samples)), 7, 0.15, 0.15)
-    assert first != stratified_splits(samples, 8, 0.15, 0.15)
+    classes = {s.id: s.classes_present() for s in samples}
+    first = stratified_splits(classes, 7, 0.15, 0.15)
+    assert first == stratified_splits(dict(reversed(classes.items())), 7, 0.15, 0.15)
+    assert first != stratified_splits(classes, 8, 0.15, 0.15)
 
     def count(prefix, split):
         return sum(1 for i, s in first.items() if i.rstrip("0123456789") == prefix and s == split)

@@ -14,6 +14,7 @@ import numpy as np
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
+from mtqa.data.splits import TEST_SHARE, VAL_SHARE, stratified_splits
 
 VAL_FRACTION = 0.1  # share of train moved to val when a dataset ships without a val split
 
@@ -109,19 +110,19 @@ def load_indexed(
 def load_mvtec(root: Path, seed: int = 0) -> SourceIndex:
     """Index an MVTec-AD category folder; defect types are the folder names under ``test/``.
 
-    train/good feeds train (minus a seeded tenth for val); each test/<type> folder is split
-    half to val and half to test (seeded), so val holds defects for threshold selection.
-    Masks: ``ground_truth/<type>/<id>_mask.png`` (binary); ``good`` images have empty masks.
+    MVTec-AD's own split keeps every defect in test (it is an anomaly-detection benchmark), which
+    would leave a supervised network nothing to learn defects from. So all images (train/good,
+    test/good and each test/<type>) are pooled and split seeded and stratified by type, as
+    `mtqa data import` splits a source without splits: val and test 15 % each, every type with
+    2+ (3+) images keeping one in val (test). Masks: ``ground_truth/<type>/<id>_mask.png``
+    (binary); ``good`` images have empty masks.
     """
     test_dir = root / "test"
     if not test_dir.is_dir():
         raise DatasetError(f"MVTec folder {root} has no test/ folder")
     types = sorted(p.name for p in test_dir.iterdir() if p.is_dir() and p.name != "good")
-    good = [Record(id=f"good/{p.stem}", image=p) for p in _images_in(root / "train" / "good")]
-    train, val = _split_off(good, VAL_FRACTION, seed)
-    test: list[Record] = []
+    records = [Record(id=f"good/{p.stem}", image=p) for p in _images_in(root / "train" / "good")]
     for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        records = []
         for img in _images_in(folder):
             if folder.name == "good":
                 records.append(Record(id=f"test_good/{img.stem}", image=img))
@@ -133,10 +134,10 @@ def load_mvtec(root: Path, seed: int = 0) -> SourceIndex:
             records.append(
                 Record(id=f"{folder.name}/{img.stem}", image=img, mask=mask, mask_class=cls)
             )
-        keep, moved = _split_off(records, 0.5, seed + len(test) + 1)
-        test += keep
-        val += moved
-    return SourceIndex("mvtec", root, types, {"train": train, "val": val, "test": test})
+    classes = {r.id: {r.mask_class} if r.mask_class else set() for r in records}
+    split_of = stratified_splits(classes, seed, VAL_SHARE, TEST_SHARE)
+    splits = {s: [r for r in records if split_of[r.id] == s] for s in ("train", "val", "test")}
+    return SourceIndex("mvtec", root, types, splits)
 
 
 def load_csv(path: Path, grades: list[str]) -> SourceIndex:

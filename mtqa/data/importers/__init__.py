@@ -13,6 +13,7 @@ from pathlib import Path
 from mtqa.data.errors import DatasetError
 from mtqa.data.importers.report import summary_text
 from mtqa.data.importers.writer import write_dataset
+from mtqa.data.splits import TEST_SHARE, VAL_SHARE
 
 FORMATS: tuple[str, ...] = ("yolo", "coco", "labelme", "masks")
 
@@ -33,8 +34,8 @@ def import_dataset(
     out: str | Path,
     *,
     seed: int = 0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: float = VAL_SHARE,
+    test_fraction: float = TEST_SHARE,
     limit: int | None = None,
 ) -> dict:
     """Import ``src`` (format ``fmt``) into ``out``; return the report written to report.json."""

@@ -19,8 +19,8 @@ from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import Sample, Source
 from mtqa.data.importers.rasterise import rasterise
 from mtqa.data.importers.report import ImportStats
-from mtqa.data.importers.splits import check_fractions, stratified_splits
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS
+from mtqa.data.splits import TEST_SHARE, VAL_SHARE, check_fractions, stratified_splits
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _ORIENTATION = 0x0112  # the EXIF orientation tag
@@ -66,6 +66,10 @@ def evenly_spaced(samples: list[Sample], limit: int | None) -> list[Sample]:
     return picked
 
 
+def _classes(samples: list[Sample]) -> dict[str, set[int]]:
+    return {s.id: s.classes_present() for s in samples}
+
+
 def assign_splits(
     source: Source, seed: int, val_fraction: float, test_fraction: float
 ) -> tuple[dict[str, str], str]:
@@ -78,16 +82,16 @@ def assign_splits(
             f"seeded (seed {seed}) and stratified by class: "
             f"val {val_fraction:g}, test {test_fraction:g}, train the rest"
         )
-        return stratified_splits(samples, seed, val_fraction, test_fraction), origin
+        return stratified_splits(_classes(samples), seed, val_fraction, test_fraction), origin
     kept = sorted(set(given.values()), key=SPLITS.index)
     origin = f"kept from the source ({', '.join(kept)})"
     loose = [s for s in samples if s.id not in given]
     if loose:
-        given |= stratified_splits(loose, seed, val_fraction, test_fraction)
+        given |= stratified_splits(_classes(loose), seed, val_fraction, test_fraction)
         origin += f"; {len(loose)} images without a source split divided seeded and stratified"
     if "val" not in given.values():
         train = [s for s in samples if given[s.id] == "train"]
-        moved = stratified_splits(train, seed, val_fraction, 0.0)
+        moved = stratified_splits(_classes(train), seed, val_fraction, 0.0)
         given |= {i: "val" for i, split in moved.items() if split == "val"}
         origin += f"; val carved from train (fraction {val_fraction:g}, seeded, stratified)"
     if "test" not in given.values():
@@ -143,8 +147,8 @@ def write_dataset(
     fmt: str,
     src: Path,
     seed: int = 0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: float = VAL_SHARE,
+    test_fraction: float = TEST_SHARE,
     limit: int | None = None,
 ) -> dict:
     """Write ``source`` into ``out`` (new or empty) and return the report (also report.json)."""

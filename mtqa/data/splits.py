@@ -1,5 +1,8 @@
 """Seeded splits stratified by class, for sources that ship without (some of) their splits.
 
+Used by the importers and by the MVTec-AD loader, whose own split (defects only in test) would
+leave a supervised network nothing to learn defects from.
+
 Each image falls into one stratum: its rarest class (by images over the pool), or the defect-free
 stratum. Every stratum is shuffled with the seed and cut by the fractions, so each class keeps its
 share in every split; a class with two or more images puts at least one into val (and, with
@@ -9,11 +12,15 @@ three or more and a test share, one into test), so thresholds can be chosen for 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Set
 
 import numpy as np
 
 from mtqa.data.errors import DatasetError
-from mtqa.data.importers.base import Sample
+
+# Shares of a pooled source drawn into val and test (`mtqa data import`'s defaults too).
+VAL_SHARE = 0.15
+TEST_SHARE = 0.15
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -24,8 +31,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
-def _stratum(sample: Sample, images_per_class: Counter) -> int:
-    present = sample.classes_present()
+def _stratum(present: Set[int], images_per_class: Counter) -> int:
     if not present:
         return 0
     return min(present, key=lambda c: (images_per_class[c], c))
@@ -48,14 +54,15 @@ def _cut(n: int, val_fraction: float, test_fraction: float, defect: bool) -> tup
 
 
 def stratified_splits(
-    samples: list[Sample], seed: int, val_fraction: float, test_fraction: float
+    classes: Mapping[str, Set[int]], seed: int, val_fraction: float, test_fraction: float
 ) -> dict[str, str]:
-    """Split name per sample id; the same samples and seed always give the same answer."""
+    """Split name per image id of `classes` (id -> the classes it shows, empty when defect-free);
+    the same images and seed always give the same answer."""
     check_fractions(val_fraction, test_fraction)
-    images_per_class = Counter(c for s in samples for c in s.classes_present())
+    images_per_class = Counter(c for present in classes.values() for c in present)
     strata: dict[int, list[str]] = {}
-    for sample in sorted(samples, key=lambda s: s.id):
-        strata.setdefault(_stratum(sample, images_per_class), []).append(sample.id)
+    for image_id in sorted(classes):
+        strata.setdefault(_stratum(classes[image_id], images_per_class), []).append(image_id)
     rng = np.random.default_rng(seed)
     splits: dict[str, str] = {}
     for key in sorted(strata):
