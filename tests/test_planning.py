@@ -131,3 +131,21 @@ def test_crops_are_centred_on_defects_at_the_planned_share(tmp_path):
     assert with_defect < 20  # random crops of a mostly clean input rarely hit a 4x12 defect
     train.set_epoch(1)
     assert not np.array_equal(train[0]["image"].numpy(), items[0]["image"].numpy())
+
+
+def test_plan_refuses_a_train_split_without_defects_and_names_unseen_classes(tmp_path, capsys):
+    from mtqa.data import DatasetError
+
+    # every train image clean (free_every=1): only val and test show defects
+    root = _write_dataset(tmp_path / "clean", (60, 180), free_every=1)
+    with pytest.raises(DatasetError, match="no train image .* shows a defect"):
+        make_plan(fingerprint(str(root)))
+    # the default command stops before training, with that message and the input exit code
+    from mtqa_cli.main import main
+
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run")]) == 3
+    assert "nothing to learn defects from" in capsys.readouterr().err
+    # one class only in val/test: planned, with a note naming it
+    one = _write_dataset(tmp_path / "one", (60, 180), classes=("a", "b", "c"))
+    plan = make_plan(fingerprint(str(one)))
+    assert "note: no train image shows c: the network cannot learn it" in plan.describe()

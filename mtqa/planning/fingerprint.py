@@ -114,6 +114,12 @@ def fingerprint(source: str, classes: list[str] | None = None, seed: int = 0) ->
     notes = []
     if masked < n:
         notes.append(f"{n - masked} of {n} train images have image-level labels only")
+    unseen = [c for c, k in zip(names, per_class_images, strict=True) if k == 0]
+    if unseen and len(unseen) < len(names):
+        notes.append(
+            f"no train image shows {', '.join(unseen)}: the network cannot learn "
+            f"{'it' if len(unseen) == 1 else 'them'}; move some of those images into train"
+        )
     return Fingerprint(
         source=str(source if source == "neu_seg" else Path(source)),
         classes=names,

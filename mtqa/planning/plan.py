@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mtqa.config import RunConfig, apply_overrides
+from mtqa.data.errors import DatasetError
 from mtqa.planning.fingerprint import Fingerprint
 
 PLAN_FILE = "plan.json"
@@ -73,10 +74,11 @@ class Plan:
     def describe(self) -> str:
         """One line per choice: key = value  (reason)."""
         width = max(len(k) for k in self.overrides)
-        return "\n".join(
+        lines = [
             f"{k:<{width}} = {json.dumps(v)}  ({self.reasons.get(k, '')})"
             for k, v in self.overrides.items()
-        )
+        ]
+        return "\n".join(lines + [f"note: {n}" for n in self.fingerprint.get("notes", [])])
 
 
 def _round32(value: float) -> int:
@@ -98,6 +100,12 @@ def _skewed(fp: Fingerprint) -> str:
 def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
     """Choose a run configuration for the dataset `fp` describes (`time_budget` in seconds
     overrides the planned one)."""
+    if not any(fp.images_per_class.values()):
+        raise DatasetError(
+            f"no train image of {fp.source} shows a defect ({fp.split_sizes['train']} train "
+            "images, all defect-free): a supervised network has nothing to learn defects from; "
+            "put defect images into train, or let mtqa draw the splits (`mtqa data import`)"
+        )
     o: dict[str, Any] = {}
     why: dict[str, str] = {}
 
