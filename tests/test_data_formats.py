@@ -1,4 +1,5 @@
-"""On-disk loaders (indexed-mask, MVTec-AD, CSV), the NEU-Seg preset and shared preprocessing."""
+"""On-disk loaders (indexed-mask, MVTec-AD, class folders, CSV), the NEU-Seg preset and shared
+preprocessing."""
 
 from __future__ import annotations
 
@@ -90,6 +91,50 @@ def test_mvtec_folder_loads(dataset_factory):
             defect = rid.split("/")[0]
             expected = [float(defect == c) for c in bundle.classes]
             assert item["presence"].tolist() == expected
+
+
+def _image_folders(root, layout):
+    """Class folders of grey JPEGs: `layout` maps a relative folder to its image count."""
+    rng = np.random.default_rng(3)
+    for folder, n in layout.items():
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 255, (20, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / folder / f"cast_{i}.jpeg")
+    return root
+
+
+def test_class_folders_load_with_image_level_labels(tmp_path):
+    from mtqa.data.formats import detect
+
+    # no split folders: pooled and split stratified; "ok_front" is defect-free by its first word
+    root = _image_folders(tmp_path / "a", {"ok_front": 20, "MT_Crack": 10, "MT_Pit": 7})
+    assert detect(root) == "folders"
+    bundle = build_datasets(str(root), 32, augment=False)
+    assert bundle.classes == ["crack", "pit"] and bundle.source["kind"] == "folders"
+    assert sum(bundle.source["sizes"].values()) == 37
+    for dataset in (bundle.train, bundle.val, bundle.test):
+        folders = {r.id.split("/")[0] for r in dataset.records}
+        assert folders == {"ok_front", "MT_Crack", "MT_Pit"}  # every class in every split
+        for i in range(len(dataset)):
+            item, folder = dataset[i], dataset.records[i].id.split("/")[0]
+            assert not bool(item["has_mask"])
+            expected = [float(folder == "MT_Crack"), float(folder == "MT_Pit")]
+            assert item["presence"].tolist() == expected
+    # split folders (the casting set's train/ and test/, no val, no ground_truth/: not MVTec)
+    layout = {"train/good": 12, "train/def_front": 9, "test/good": 3, "test/def_front": 2}
+    split = _image_folders(tmp_path / "b", layout)
+    assert detect(split) == "folders"
+    bundle = build_datasets(str(split), 32, augment=False)
+    assert bundle.classes == ["def_front"]
+    assert bundle.source["sizes"]["test"] == 5  # kept as given
+    assert bundle.source["sizes"]["train"] + bundle.source["sizes"]["val"] == 21
+    assert any(r.id.startswith("train/def_front") for r in bundle.val.records)  # val carved
+    # only defect-free folders: a clear error
+    from mtqa.data import DatasetError
+
+    with pytest.raises(DatasetError, match="no defect class folder"):
+        build_datasets(str(_image_folders(tmp_path / "c", {"good": 3, "ok": 3})), 32)
 
 
 def test_csv_labels_load_without_masks(dataset_factory):

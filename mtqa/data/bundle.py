@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from mtqa.data import formats, grading
 from mtqa.data.datasets import CropDataset, FileDataset, RawSample, SynthDataset, _Base
 from mtqa.data.errors import DatasetError
+from mtqa.data.folders import load_folders
 from mtqa.data.preprocess import resize_image
 from mtqa.data.records import SPLITS, SourceIndex
 from mtqa.data.synth import SynthConfig, SynthGenerator, synth_classes
@@ -70,6 +71,8 @@ def index_source(
             index = formats.load_indexed(path, classes, seed, limit)
         elif kind == "mvtec":
             index = formats.load_mvtec(path, seed)
+        elif kind == "folders":
+            index = load_folders(path, seed)
         else:
             index = formats.load_csv(path, grades)
     unknown = [c for c in classes or [] if c not in index.classes]

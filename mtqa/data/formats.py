@@ -1,4 +1,5 @@
-"""Loaders that index datasets on disk: indexed-mask format, MVTec-AD folders, CSV labels.
+"""Loaders that index datasets on disk: indexed-mask format, MVTec-AD folders, CSV labels
+(class folders of images: `mtqa.data.folders`).
 
 Each loader returns a :class:`SourceIndex` (classes in file order plus records per split) without
 decoding pixels; the dataset classes read images and masks lazily.
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mtqa.data.errors import DatasetError
+from mtqa.data.folders import looks_like_folders
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
 from mtqa.data.splits import TEST_SHARE, VAL_SHARE, stratified_splits
 
@@ -20,7 +22,7 @@ VAL_FRACTION = 0.1  # share of train moved to val when a dataset ships without a
 
 
 def detect(path: Path) -> str:
-    """Name the format of a dataset path: ``indexed``, ``mvtec`` or ``csv``."""
+    """Name the format of a dataset path: ``indexed``, ``mvtec``, ``folders`` or ``csv``."""
     if not path.exists():
         raise DatasetError(f"dataset path does not exist: {path}")
     if path.is_file():
@@ -29,17 +31,22 @@ def detect(path: Path) -> str:
         raise DatasetError(f"dataset file {path} is not a .csv of image-level labels")
     if (path / "images").is_dir():
         return "indexed"
-    if (path / "train" / "good").is_dir():
+    if (path / "train" / "good").is_dir() and (path / "ground_truth").is_dir():
         return "mvtec"
-    categories = sorted(p.name for p in path.iterdir() if (p / "train" / "good").is_dir())
+    categories = sorted(
+        p.name for p in path.iterdir() if (p / "train" / "good").is_dir() and (p / "test").is_dir()
+    )
     if categories:
         raise DatasetError(
             f"{path} holds several MVTec-AD categories ({', '.join(categories)}); "
             "pass one category folder"
         )
+    if looks_like_folders(path):
+        return "folders"
     raise DatasetError(
         f"cannot tell the format of {path}: expected images/<split>/ (indexed-mask format), "
-        "train/good/ (MVTec-AD category) or a .csv file"
+        "train/good/ with ground_truth/ (MVTec-AD category), class folders of images "
+        "([<split>/]<class>/*.jpg) or a .csv file"
     )
 
 

@@ -1,0 +1,104 @@
+"""Index a folder of image folders: one folder per class, image-level labels, no masks.
+
+The layout inspection photos are often sorted into before anyone draws a mask (torchvision's
+ImageFolder; the Kaggle casting set's ``train/def_front``, ``train/ok_front``):
+
+- ``<root>/<class>/**/*.jpg`` — split seeded and stratified by class (val and test 15 % each);
+- ``<root>/<split>/<class>/**/*.jpg`` with split folders ``train``, ``val`` / ``valid``, ``test``
+  — kept; without a val split, a stratified 15 % of train becomes val.
+
+A folder named like good / ok / normal / defect-free (``ok_front`` too: its first word counts)
+holds defect-free images and is not a class. Class names are the folder names with a prefix
+shared by all stripped, lower-cased (as `mtqa data import --from masks` names them). There are
+no masks (`has_mask` False): the segmentation loss is masked out and presence and grade learn
+from the folder labels.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mtqa.data.errors import DatasetError
+from mtqa.data.importers.base import DEFECT_FREE_NAMES, split_of_folder
+from mtqa.data.importers.masks import class_names
+from mtqa.data.records import IMAGE_SUFFIXES, Record, SourceIndex
+from mtqa.data.splits import TEST_SHARE, VAL_SHARE, stratified_splits
+
+_WORDS = re.compile(r"[_\- .]+")
+
+
+def _folders(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def is_defect_free(folder_name: str) -> bool:
+    """Whether a class folder's name says its images are defect-free (``ok``, ``ok_front``)."""
+    name = folder_name.lower()
+    return name in DEFECT_FREE_NAMES or _WORDS.split(name)[0] in DEFECT_FREE_NAMES
+
+
+def _split_folders(root: Path) -> dict[str, Path] | None:
+    """Split name -> folder when every folder of `root` names a split, else None."""
+    folders = _folders(root)
+    splits = {f: split_of_folder(f.name) for f in folders}
+    if not folders or None in splits.values():
+        return None
+    found: dict[str, Path] = {}
+    for folder, split in splits.items():
+        if split in found:
+            raise DatasetError(f"{root}: {found[split].name}/ and {folder.name}/ both name {split}")
+        found[split] = folder
+    return found
+
+
+def looks_like_folders(root: Path) -> bool:
+    """Whether `root` holds class folders of images, directly or inside split folders."""
+    splits = _split_folders(root)
+    parents = list(splits.values()) if splits else [root]
+    return any(_images(c) for p in parents for c in _folders(p))
+
+
+def load_folders(root: Path, seed: int = 0) -> SourceIndex:
+    """Index `root` (see the module docstring); ids are ``[<split>/]<folder>/<stem>``."""
+    splits = _split_folders(root)
+    groups = {s: _folders(f) for s, f in splits.items()} if splits else {None: _folders(root)}
+    names = sorted({c.name for cs in groups.values() for c in cs if not is_defect_free(c.name)})
+    if not names:
+        raise DatasetError(
+            f"{root}: no defect class folder (only defect-free ones: good, ok, normal ...)"
+        )
+    named = class_names(names)
+    classes = sorted(set(named.values()))
+    records: dict[str | None, list[Record]] = {}
+    for split, folders in groups.items():
+        for folder in folders:
+            cls = None if is_defect_free(folder.name) else classes.index(named[folder.name])
+            presence = tuple(int(k == cls) for k in range(len(classes)))
+            prefix = f"{split}/" if split else ""
+            for image in _images(folder):
+                rel = image.relative_to(folder).with_suffix("").as_posix()
+                rid = f"{prefix}{folder.name}/{rel}"
+                rec = Record(id=rid, image=image, has_mask=False, presence=presence)
+                records.setdefault(split, []).append(rec)
+    if not any(records.values()):
+        raise DatasetError(f"{root}: the class folders hold no image ({', '.join(IMAGE_SUFFIXES)})")
+    if None in records:  # no split folders: draw all three
+        out = _draw(records[None], seed, VAL_SHARE, TEST_SHARE)
+    else:
+        out = {s: list(r) for s, r in records.items()}
+        if not out.get("val") and out.get("train"):
+            drawn = _draw(out["train"], seed, VAL_SHARE, 0.0)
+            out["train"], out["val"] = drawn["train"], drawn["val"]
+    return SourceIndex("folders", root, classes, out)
+
+
+def _draw(records: list[Record], seed: int, val: float, test: float) -> dict[str, list[Record]]:
+    """Split `records` seeded and stratified by their one class (or none)."""
+    present = {r.id: {i + 1 for i, v in enumerate(r.presence or ()) if v} for r in records}
+    split_of = stratified_splits(present, seed, val, test)
+    return {s: [r for r in records if split_of[r.id] == s] for s in ("train", "val", "test")}
