@@ -149,3 +149,10 @@ def test_plan_refuses_a_train_split_without_defects_and_names_unseen_classes(tmp
     one = _write_dataset(tmp_path / "one", (60, 180), classes=("a", "b", "c"))
     plan = make_plan(fingerprint(str(one)))
     assert "note: no train image shows c: the network cannot learn it" in plan.describe()
+
+
+def test_a_small_train_split_gets_a_batch_that_fits_it(tmp_path):
+    root = _write_dataset(tmp_path / "d", (60, 180), n=(10, 4, 4))
+    plan = make_plan(fingerprint(str(root)))
+    assert plan.overrides["train.batch_size"] == 5  # 10 images: two steps an epoch
+    assert "two steps" in plan.reasons["train.batch_size"]

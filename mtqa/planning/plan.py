@@ -114,11 +114,16 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
 
     installed = importlib.util.find_spec(PRETRAINED_PACKAGE) is not None
     pretrained = installed and fp.regions < MANY_REGIONS
+    labels = (
+        f"{fp.regions} labelled defect regions"
+        if fp.masks
+        else f"{sum(fp.images_per_class.values())} defect images with image-level labels only"
+    )
     if pretrained:
         choose(
             "model.encoder",
             "efficientnet_lite0",
-            f"{fp.regions} labelled defect regions: an ImageNet-pretrained encoder learned ~4x "
+            f"{labels}: an ImageNet-pretrained encoder learned ~4x "
             "faster than any from scratch on sparse industrial data",
         )
         choose("model.pretrained", True, f"weights shipped by the {PRETRAINED_PACKAGE} package")
@@ -206,7 +211,13 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
         why_whole = "whole inputs fit a training step" if fp.masks else "image-level labels"
         choose("data.crop_size", 0, f"whole {size} px inputs: {why_whole}")
     batch = max(4, min(32, TRAIN_PIXELS // (crop * crop)))
-    choose("train.batch_size", batch, f"{batch} x {crop}^2 px a step")
+    # An epoch draws epoch_items crops, else one pass over train; keep two steps or more in it.
+    items = o.get("data.epoch_items") or fp.split_sizes["train"]
+    if batch > max(2, items // 2):
+        batch = max(2, items // 2)
+        choose("train.batch_size", batch, f"{items} train images: two steps an epoch at least")
+    else:
+        choose("train.batch_size", batch, f"{batch} x {crop}^2 px a step")
     choose(
         "train.lr",
         1e-3 if pretrained else 2e-3,
