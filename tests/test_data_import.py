@@ -1,4 +1,4 @@
-"""`mtqa data import`: YOLO, COCO, LabelMe and mask folders into the indexed-mask format.
+"""`mtqa data import`: YOLO, COCO, LabelMe, VOC and mask folders into the indexed-mask format.
 
 Every fixture is written here into tmp_path; the written masks are compared pixel for pixel with
 what the labels say, and every output is loaded with the project's own loader.
@@ -323,6 +323,78 @@ def _mask_file(path: Path, box: tuple[int, int, int, int] | None, w: int = 20, h
     Image.fromarray(mask).save(path)
 
 
+# --- Pascal VOC -----------------------------------------------------------------------------
+
+
+def _voc_xml(path: Path, filename: str, objects: list[tuple[str, tuple[int, ...]]]) -> None:
+    body = "".join(
+        f"<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>{x0}</xmin>"
+        f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for name, (x0, y0, x1, y1) in objects
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><filename>{filename}</filename>{body}</annotation>")
+
+
+def test_voc_boxes_splits_from_folders_and_images_found_by_name(tmp_path):
+    # NEU-DET's layout: train|validation / annotations/*.xml + images/<class>/*.jpg
+    src, out = tmp_path / "NEU-DET", tmp_path / "out"
+    for split, stem in [("train", "crazing_1"), ("train", "pits_2"), ("validation", "pits_3")]:
+        _image(src / split / "images" / stem.split("_")[0] / f"{stem}.jpg", 40, 30)
+    _voc_xml(
+        src / "train" / "annotations" / "crazing_1.xml",
+        "crazing_1.jpg",
+        [("crazing", (3, 4, 10, 8))],
+    )
+    _voc_xml(
+        src / "train" / "annotations" / "pits_2.xml",
+        "pits_2",
+        [("pits", (1, 1, 40, 30)), ("crazing", (5, 5, 6, 6))],
+    )
+    _voc_xml(
+        src / "validation" / "annotations" / "pits_3.xml",
+        "C:\\data\\pits_3.jpg",
+        [("pits", (20, 10, 25, 12))],
+    )
+    _image(src / "train" / "images" / "crazing" / "clean_4.jpg", 40, 30)  # no XML: defect-free
+    (src / "train" / "annotations" / "broken.xml").write_text("<annotation><filename>")
+    (src / "other.xml").write_text("<config><a>1</a></config>")  # not VOC: ignored
+    _voc_xml(src / "train" / "annotations" / "lost.xml", "nowhere.jpg", [("pits", (1, 1, 2, 2))])
+    report = import_dataset("voc", src, out)
+    assert report["classes"] == ["crazing", "pits"]
+    assert _split_of(out, "crazing_1") == "train" and _split_of(out, "pits_3") == "val"
+    a = _mask_of(out, "train", "crazing_1")
+    assert a.shape == (30, 40)
+    # VOC's xmin 3 .. xmax 10 (1-based, inclusive) are pixel columns 2 .. 9
+    assert (a[3:8, 2:10] == 1).all() and not a[:, :2].any() and not a[:, 10:].any()
+    assert not a[:3].any() and not a[8:].any()
+    b = _mask_of(out, "train", "pits_2")
+    assert b[4, 4] == 2 and b[29, 39] == 2  # the later class wins where boxes overlap
+    assert (_mask_of(out, "val", "pits_3")[9:12, 19:25] == 2).all()
+    assert not _mask_of(out, _split_of(out, "clean_4"), "clean_4").any()
+    skipped = sorted(Path(s["file"]).name for s in report["skipped"])
+    assert skipped == ["broken.xml", "lost.xml"]
+    assert any("drawn as filled boxes" in w for w in report["warnings"])
+    build_datasets(str(out), 32, augment=False)
+
+
+def test_voc_image_sets_give_the_splits_and_a_bad_box_names_the_file(tmp_path):
+    src = tmp_path / "VOC"
+    for stem in ("a", "b", "c"):
+        _image(src / "JPEGImages" / f"{stem}.jpg", 20, 20)
+        _voc_xml(src / "Annotations" / f"{stem}.xml", f"{stem}.jpg", [("dent", (2, 2, 5, 5))])
+    (src / "ImageSets" / "Main").mkdir(parents=True)
+    (src / "ImageSets" / "Main" / "trainval.txt").write_text("a\nb\n")
+    (src / "ImageSets" / "Main" / "test.txt").write_text("c\n")
+    report = import_dataset("voc", src, tmp_path / "out")
+    assert report["counts"]["all"] == 3
+    assert _split_of(tmp_path / "out", "c") == "test"
+    assert {_split_of(tmp_path / "out", s) for s in "ab"} <= {"train", "val"}
+    _voc_xml(src / "Annotations" / "d.xml", "a.jpg", [("dent", (5, 5, 2, 2))])
+    with pytest.raises(DatasetError, match=r"d\.xml: object 1 \(dent\): xmax/ymax below"):
+        import_dataset("voc", src, tmp_path / "out2")
+
+
 def test_class_names_strip_a_shared_prefix_and_lower_case():
     assert class_names(["MT_Blowhole", "MT_Break", "MT_Free"]) == {
         "MT_Blowhole": "blowhole",
@@ -457,7 +529,7 @@ def test_import_refuses_a_non_empty_output_and_unknown_format(tmp_path):
     with pytest.raises(DatasetError, match="not an empty folder"):
         import_dataset("yolo", src, tmp_path / "out")
     with pytest.raises(DatasetError, match="unknown import format"):
-        import_dataset("voc", src, tmp_path / "out2")
+        import_dataset("kitti", src, tmp_path / "out2")
     assert IMPORT_FORMATS == FORMATS
 
 

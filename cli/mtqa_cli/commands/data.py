@@ -19,7 +19,7 @@ HELP = (
 EXAMPLE = "mtqa data import datasets/raw/data.yaml --from yolo --out datasets/parts"
 
 # mtqa.data.importers.FORMATS, spelled here so that building the parser imports no torch.
-IMPORT_FORMATS = ("yolo", "coco", "labelme", "masks")
+IMPORT_FORMATS = ("yolo", "coco", "labelme", "voc", "masks")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Import the formats users label in (YOLO, COCO, LabelMe, binary-mask folders).
+"""Import the formats users label in (YOLO, COCO, LabelMe, Pascal VOC, binary-mask folders).
 
 ``import_dataset(fmt, src, out, ...)`` reads ``src`` with the importer of ``fmt`` and writes the
 indexed-mask format into ``out`` with ``report.json``. Each importer module has
@@ -15,7 +15,7 @@ from mtqa.data.importers.report import summary_text
 from mtqa.data.importers.writer import write_dataset
 from mtqa.data.splits import TEST_SHARE, VAL_SHARE
 
-FORMATS: tuple[str, ...] = ("yolo", "coco", "labelme", "masks")
+FORMATS: tuple[str, ...] = ("yolo", "coco", "labelme", "voc", "masks")
 
 
 def read_source(fmt: str, src: str | Path):
