@@ -245,12 +245,18 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
         "loss.peak_weight",
         0.3,
         "image-level term on each class's peak mask logit: "
-        "presence learns from the masks (helped presence F1 on every dataset tried)",
+        + (
+            "presence learns from the masks (helped presence F1 on every dataset tried)"
+            if fp.masks
+            else "without masks, the mask head's only (weak) label: it learns where to look"
+        ),
     )
     choose(
         "weighting.weights",
         {"presence": 0.5, "segmentation": 1.0, "grade": 0.25},
-        "segmentation carries the signal; presence and grade read its evidence",
+        "segmentation carries the signal; presence and grade read its evidence"
+        if fp.masks
+        else "no masks: the segmentation loss is masked out, presence and grade carry the labels",
     )
     if fp.defect_free_share > 0.5:
         why["loss"] = (
