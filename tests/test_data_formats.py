@@ -137,6 +137,21 @@ def test_class_folders_load_with_image_level_labels(tmp_path):
         build_datasets(str(_image_folders(tmp_path / "c", {"good": 3, "ok": 3})), 32)
 
 
+def test_skewed_class_folders_are_drawn_class_balanced(tmp_path):
+    from mtqa.planning import fingerprint, make_plan
+
+    root = _image_folders(tmp_path / "a", {"ok": 40, "crack": 6, "pit": 6})
+    plan = make_plan(fingerprint(str(root)))
+    size = plan.overrides["data.image_size"]
+    assert plan.overrides["data.crop_size"] == size  # whole inputs, class-balanced
+    train = build_datasets(
+        str(root), size, crop_size=size, defect_crop_share=1.0, epoch_items=16
+    ).train
+    items = [train[i] for i in range(len(train))]
+    assert all(not bool(it["has_mask"]) and it["presence"].sum() == 1 for it in items)
+    assert {int(it["presence"].argmax()) for it in items} == {0, 1}  # both classes drawn
+
+
 def test_csv_labels_load_without_masks(dataset_factory):
     path = dataset_factory("csv", grade=True)
     bundle = build_datasets(str(path), 16, augment=False)

@@ -208,6 +208,8 @@ class CropDataset(Dataset):
     the class drawn uniformly among those the split has, so rare classes are seen as often as
     common ones; the rest lie at random places of uniformly drawn images (defect-free ones
     included, which is what teaches the absence of defects). `length` crops make an epoch.
+    With `crop` equal to the image size this is a class-balanced image sampler, which also
+    serves images with image-level labels only.
     """
 
     def __init__(
@@ -259,12 +261,16 @@ class CropDataset(Dataset):
         base, c = self.base, self.crop
         rng = np.random.default_rng([self.seed, 0xC7, self.epoch, index])
         j, k = self._pick(rng)
-        item_id, image, mask, presence = base.raw(j)
         size = base.image_size
+        if c == size and not base.records[j].has_mask:
+            # Image-level labels: the whole input is the one "crop" whose label is known; the
+            # class-balanced draw is what this dataset adds.
+            return base._item(index, *base._targets(j))
+        item_id, image, mask, presence = base.raw(j)
         content = fit_size(image.shape[0], image.shape[1], size, base.resize)
         canvas = resize_image(image, size, base.resize, pad_fill(base.mean))
-        if mask is None:  # image-level labels only: no crop can be told defect-free
-            raise ValueError(f"item {item_id} has no mask; crops need masks")
+        if mask is None:  # image-level labels only: no part of an image can be told defect-free
+            raise ValueError(f"item {item_id} has no mask; crops smaller than the input need masks")
         small = resize_mask(mask, size, base.resize)
         y0, x0 = self._origin(rng, small, k, content)
         window = (slice(y0, y0 + c), slice(x0, x0 + c))

@@ -192,7 +192,7 @@ def make_plan(fp: Fingerprint, time_budget: float | None = None) -> Plan:
             f"crops an epoch: >= 4x the validation cost "
             f"({fp.split_sizes.get('val', 0)} images at {size} px)",
         )
-    elif fp.masks and (skew := _skewed(fp)):
+    elif skew := _skewed(fp):
         # The crop sampler with a whole-input "crop" is a class-balanced image sampler.
         crop = size
         choose(
