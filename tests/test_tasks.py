@@ -94,6 +94,9 @@ def test_selection_score_reads_the_headline_metrics() -> None:
     assert selection_score(metrics, TASK_NAMES) == pytest.approx(0.6)
     assert selection_score(metrics, ["grade", "segmentation"]) == pytest.approx(0.4)
     assert selection_score(metrics, ["grade"]) == pytest.approx(0.1)
+    no_masks = {**metrics, SEGMENTATION.metric: float("nan")}  # image-level labels only
+    assert selection_score(no_masks, TASK_NAMES) == pytest.approx(0.8)
+    assert selection_score({}, TASK_NAMES) == 0.0
 
 
 def test_evaluator_checks_each_table_output() -> None:

@@ -60,10 +60,11 @@ class ValidationResult:
 
 def selection_score(metrics: dict[str, float], tasks: Sequence[str]) -> float:
     """Mean of the active tasks' headline metrics (`Task.metric`) but grade's, which counts only
-    when it is the one task; NaNs counted as 0."""
+    when it is the one task. A metric the data cannot give (NaN: mIoU without masks) is left
+    out, so a run on image-level labels scores its presence F1; 0 when none is defined."""
     keys = [t.metric for t in selected(tasks) if t is not GRADE] or [GRADE.metric]
-    values = [metrics.get(k, float("nan")) for k in keys]
-    return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
+    values = [v for v in (metrics.get(k, float("nan")) for k in keys) if not math.isnan(v)]
+    return float(np.mean(values)) if values else 0.0
 
 
 @torch.no_grad()
