@@ -137,6 +137,21 @@ def test_class_folders_load_with_image_level_labels(tmp_path):
         build_datasets(str(_image_folders(tmp_path / "c", {"good": 3, "ok": 3})), 32)
 
 
+def test_label_folders_are_sent_to_the_importer_not_read_as_classes(tmp_path):
+    from mtqa.data import DatasetError
+    from mtqa.data.formats import detect
+
+    voc = _image_folders(tmp_path / "voc", {"JPEGImages": 2})
+    (voc / "Annotations").mkdir()
+    (voc / "Annotations" / "cast_0.xml").write_text("<annotation/>")
+    yolo = _image_folders(tmp_path / "yolo", {"images/train": 2})
+    (yolo / "data.yaml").write_text("names: [dent]\ntrain: images/train\n")
+    masks = _image_folders(tmp_path / "masks", {"crack": 2, "crack/masks": 2})
+    for root, fmt in ((voc, "voc"), (yolo, "yolo"), (masks, "masks")):
+        with pytest.raises(DatasetError, match=f"mtqa data import --from {fmt} "):
+            detect(root)
+
+
 def test_skewed_class_folders_are_drawn_class_balanced(tmp_path):
     from mtqa.planning import fingerprint, make_plan
 

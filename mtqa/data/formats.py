@@ -15,10 +15,13 @@ import numpy as np
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.folders import looks_like_folders
+from mtqa.data.importers.masks import MASK_DIRS, MASK_SUFFIXES
+from mtqa.data.importers.yolo import YAML_NAMES
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
 from mtqa.data.splits import TEST_SHARE, VAL_SHARE, stratified_splits
 
 VAL_FRACTION = 0.1  # share of train moved to val when a dataset ships without a val split
+CLASSES = "classes.json"  # the indexed-mask format's class names
 
 
 def detect(path: Path) -> str:
@@ -29,7 +32,7 @@ def detect(path: Path) -> str:
         if path.suffix.lower() == ".csv":
             return "csv"
         raise DatasetError(f"dataset file {path} is not a .csv of image-level labels")
-    if (path / "images").is_dir():
+    if (path / "images").is_dir() and ((path / "masks").is_dir() or (path / CLASSES).is_file()):
         return "indexed"
     if (path / "train" / "good").is_dir() and (path / "ground_truth").is_dir():
         return "mvtec"
@@ -41,6 +44,11 @@ def detect(path: Path) -> str:
             f"{path} holds several MVTec-AD categories ({', '.join(categories)}); "
             "pass one category folder"
         )
+    if fmt := import_format_of(path):
+        raise DatasetError(
+            f"{path} looks like a {fmt} dataset, which mtqa reads once imported: "
+            f"mtqa data import --from {fmt} {path} --out DIR, then use DIR"
+        )
     if looks_like_folders(path):
         return "folders"
     raise DatasetError(
@@ -48,6 +56,26 @@ def detect(path: Path) -> str:
         "train/good/ with ground_truth/ (MVTec-AD category), class folders of images "
         "([<split>/]<class>/*.jpg) or a .csv file"
     )
+
+
+def import_format_of(path: Path) -> str | None:
+    """The `mtqa data import` format a folder's label files suggest (None: no label files).
+
+    Checked before class folders of images are assumed, so that a VOC folder's JPEGImages/ or a
+    mask folder's masks are never taken for a defect class.
+    """
+    if any((path / name).is_file() for name in YAML_NAMES) or (path / "labels").is_dir():
+        return "yolo"
+    if next(path.rglob("*.xml"), None) is not None:
+        return "voc"
+    if next(path.rglob("*.json"), None) is not None:
+        return "coco|labelme"
+    for item in path.rglob("*"):
+        if item.is_dir() and item.name.lower() in MASK_DIRS:
+            return "masks"
+        if item.suffix.lower() in IMAGE_SUFFIXES and item.stem.lower().endswith(MASK_SUFFIXES):
+            return "masks"
+    return None
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -83,7 +111,7 @@ def load_indexed(
     read-only NEU-Seg folder). Without a val split, a seeded tenth of train becomes val.
     ``limit`` keeps the first images of each split (sorted), so only those files are opened.
     """
-    cj = root / "classes.json"
+    cj = root / CLASSES
     if cj.exists():
         file_classes = read_classes_json(cj)
     elif classes:
