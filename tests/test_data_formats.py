@@ -167,6 +167,22 @@ def test_skewed_class_folders_are_drawn_class_balanced(tmp_path):
     assert {int(it["presence"].argmax()) for it in items} == {0, 1}  # both classes drawn
 
 
+def test_a_missing_val_split_is_carved_stratified(tmp_path):
+    root = tmp_path / "d"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "masks" / "train").mkdir(parents=True)
+    (root / "classes.json").write_text(json.dumps({"classes": ["dent", "rust"]}))
+    for i in range(48):  # 40 clean, then 4 dent and 4 rust: a uniform tenth may miss both
+        mask = np.zeros((8, 8), np.uint8)
+        mask[2:4, 2:4] = 0 if i < 40 else 1 + (i % 2)
+        Image.fromarray(np.full((8, 8), 90, np.uint8)).save(root / "images" / "train" / f"{i}.png")
+        Image.fromarray(mask).save(root / "masks" / "train" / f"{i}.png")
+    bundle = build_datasets(str(root), 16, augment=False)
+    shown = [tuple(bundle.val[i]["presence"].tolist()) for i in range(len(bundle.val))]
+    assert (1.0, 0.0) in shown and (0.0, 1.0) in shown
+    assert len(bundle.train) + len(bundle.val) == 48
+
+
 def test_csv_labels_load_without_masks(dataset_factory):
     path = dataset_factory("csv", grade=True)
     bundle = build_datasets(str(path), 16, augment=False)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.folders import looks_like_folders
@@ -82,13 +83,18 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _split_off(records: list[Record], fraction: float, seed: int) -> tuple[list, list]:
-    """Deterministically move ``fraction`` of ``records`` (at least one) into a second list."""
-    order = np.random.default_rng(seed).permutation(len(records))
-    n = max(1, round(fraction * len(records))) if len(records) > 1 else 0
-    picked = set(order[:n].tolist())
-    keep = [r for i, r in enumerate(records) if i not in picked]
-    return keep, [r for i, r in enumerate(records) if i in picked]
+def _carve_val(train: list[Record], fraction: float, seed: int) -> tuple[list, list]:
+    """(train, val): a seeded `fraction` of `train` moved to val, stratified by the classes its
+    masks show, so that sparse defects still reach val (a uniform draw of a tenth of 42 defect
+    images among 320 can leave val with a handful)."""
+    shown = {}
+    for rec in train:
+        with Image.open(rec.mask) as mask:
+            shown[rec.id] = {int(v) for v in np.unique(np.asarray(mask)) if v > 0}
+    split_of = stratified_splits(shown, seed, fraction, 0.0)
+    return [r for r in train if split_of[r.id] == "train"], [
+        r for r in train if split_of[r.id] == "val"
+    ]
 
 
 def read_classes_json(path: Path) -> list[str]:
@@ -108,7 +114,8 @@ def load_indexed(
     """Index ``images/<split>/<id>.*`` with ``masks/<split>/<id>.png`` (class-index masks).
 
     Class names come from ``classes.json`` or, when it is absent, from ``classes`` (as for the
-    read-only NEU-Seg folder). Without a val split, a seeded tenth of train becomes val.
+    read-only NEU-Seg folder). Without a val split, a seeded tenth of train becomes val,
+    stratified by class.
     ``limit`` keeps the first images of each split (sorted), so only those files are opened.
     """
     cj = root / CLASSES
@@ -137,7 +144,7 @@ def load_indexed(
         splits[split] = records
     info: dict = {}
     if "train" in splits and "val" not in splits:
-        splits["train"], splits["val"] = _split_off(splits["train"], VAL_FRACTION, seed)
+        splits["train"], splits["val"] = _carve_val(splits["train"], VAL_FRACTION, seed)
         info["val_from"] = "train"
     return SourceIndex("indexed", root, file_classes, splits, info)
 
