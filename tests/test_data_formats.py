@@ -183,6 +183,23 @@ def test_a_missing_val_split_is_carved_stratified(tmp_path):
     assert len(bundle.train) + len(bundle.val) == 48
 
 
+def test_csv_rows_without_a_split_are_drawn_stratified(tmp_path):
+    # 12 clean and 6 dented images; the two folders hold files of the same names
+    rows = ["image,dent"]
+    for folder, n, dent in (("ok", 12, 0), ("bad", 6, 1)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            Image.fromarray(np.full((20, 20), 90, np.uint8)).save(tmp_path / folder / f"{i}.png")
+            rows.append(f"{folder}/{i}.png,{dent}")
+    path = tmp_path / "labels.csv"
+    path.write_text("\n".join(rows) + "\n")  # no split column
+    bundle = build_datasets(str(path), 16, augment=False)
+    ids = [r.id for d in (bundle.train, bundle.val, bundle.test) for r in d.records]
+    assert sorted(ids) == sorted(r.split(".")[0] for r in rows[1:])  # each image once, by path
+    for dataset in (bundle.train, bundle.val, bundle.test):  # the defect reaches every split
+        assert any(dataset[i]["presence"][0] == 1 for i in range(len(dataset)))
+
+
 def test_csv_labels_load_without_masks(dataset_factory):
     path = dataset_factory("csv", grade=True)
     bundle = build_datasets(str(path), 16, augment=False)

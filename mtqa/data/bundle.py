@@ -74,7 +74,7 @@ def index_source(
         elif kind == "folders":
             index = load_folders(path, seed)
         else:
-            index = formats.load_csv(path, grades)
+            index = formats.load_csv(path, grades, seed)
     unknown = [c for c in classes or [] if c not in index.classes]
     if unknown:
         raise DatasetError(f"class(es) {unknown} not in dataset {path}; it has {index.classes}")

@@ -23,7 +23,7 @@ from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import DEFECT_FREE_NAMES, split_of_folder
 from mtqa.data.importers.masks import class_names
 from mtqa.data.records import IMAGE_SUFFIXES, Record, SourceIndex
-from mtqa.data.splits import TEST_SHARE, VAL_SHARE, stratified_splits
+from mtqa.data.splits import TEST_SHARE, VAL_SHARE, shown_by_presence, split_records
 
 _WORDS = re.compile(r"[_\- .]+")
 
@@ -88,17 +88,12 @@ def load_folders(root: Path, seed: int = 0) -> SourceIndex:
     if not any(records.values()):
         raise DatasetError(f"{root}: the class folders hold no image ({', '.join(IMAGE_SUFFIXES)})")
     if None in records:  # no split folders: draw all three
-        out = _draw(records[None], seed, VAL_SHARE, TEST_SHARE)
+        pool = records[None]
+        out = split_records(pool, shown_by_presence(pool), seed, VAL_SHARE, TEST_SHARE)
     else:
         out = {s: list(r) for s, r in records.items()}
         if not out.get("val") and out.get("train"):
-            drawn = _draw(out["train"], seed, VAL_SHARE, 0.0)
+            train = out["train"]
+            drawn = split_records(train, shown_by_presence(train), seed, VAL_SHARE, 0.0)
             out["train"], out["val"] = drawn["train"], drawn["val"]
     return SourceIndex("folders", root, classes, out)
-
-
-def _draw(records: list[Record], seed: int, val: float, test: float) -> dict[str, list[Record]]:
-    """Split `records` seeded and stratified by their one class (or none)."""
-    present = {r.id: {i + 1 for i, v in enumerate(r.presence or ()) if v} for r in records}
-    split_of = stratified_splits(present, seed, val, test)
-    return {s: [r for r in records if split_of[r.id] == s] for s in ("train", "val", "test")}

@@ -19,7 +19,7 @@ from mtqa.data.folders import looks_like_folders
 from mtqa.data.importers.masks import MASK_DIRS, MASK_SUFFIXES
 from mtqa.data.importers.yolo import YAML_NAMES
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
-from mtqa.data.splits import TEST_SHARE, VAL_SHARE, stratified_splits
+from mtqa.data.splits import TEST_SHARE, VAL_SHARE, shown_by_presence, split_records
 
 VAL_FRACTION = 0.1  # share of train moved to val when a dataset ships without a val split
 CLASSES = "classes.json"  # the indexed-mask format's class names
@@ -91,10 +91,8 @@ def _carve_val(train: list[Record], fraction: float, seed: int) -> tuple[list, l
     for rec in train:
         with Image.open(rec.mask) as mask:
             shown[rec.id] = {int(v) for v in np.unique(np.asarray(mask)) if v > 0}
-    split_of = stratified_splits(shown, seed, fraction, 0.0)
-    return [r for r in train if split_of[r.id] == "train"], [
-        r for r in train if split_of[r.id] == "val"
-    ]
+    drawn = split_records(train, shown, seed, fraction, 0.0)
+    return drawn["train"], drawn["val"]
 
 
 def read_classes_json(path: Path) -> list[str]:
@@ -176,18 +174,20 @@ def load_mvtec(root: Path, seed: int = 0) -> SourceIndex:
             records.append(
                 Record(id=f"{folder.name}/{img.stem}", image=img, mask=mask, mask_class=cls)
             )
-    classes = {r.id: {r.mask_class} if r.mask_class else set() for r in records}
-    split_of = stratified_splits(classes, seed, VAL_SHARE, TEST_SHARE)
-    splits = {s: [r for r in records if split_of[r.id] == s] for s in ("train", "val", "test")}
+    shown = {r.id: {r.mask_class} if r.mask_class else set() for r in records}
+    splits = split_records(records, shown, seed, VAL_SHARE, TEST_SHARE)
     return SourceIndex("mvtec", root, types, splits)
 
 
-def load_csv(path: Path, grades: list[str]) -> SourceIndex:
-    """Index a CSV of image-level labels: ``image,split,<class>...`` (0/1), optional ``grade``.
+def load_csv(path: Path, grades: list[str], seed: int = 0) -> SourceIndex:
+    """Index a CSV of image-level labels: ``image,<class>...`` (0/1), optional ``split`` and
+    ``grade``.
 
     Image paths are relative to the CSV's folder. There are no masks (``has_mask`` False); a
     ``grade`` cell (name from ``grades`` or its index) is used as given, else the grade comes from
-    presence through the grade rule.
+    presence through the grade rule. Rows without a split (no column, or an empty cell) are split
+    seeded and stratified by class, val and test 15 % each; without val rows, a stratified 15 % of
+    train becomes val.
     """
     try:
         with path.open(newline="") as fh:
@@ -196,18 +196,19 @@ def load_csv(path: Path, grades: list[str]) -> SourceIndex:
             header = list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"cannot read CSV {path}: {exc}") from exc
-    if not {"image", "split"} <= set(header):
-        raise DatasetError(f"CSV {path} needs columns image,split,<class>...; got {header}")
+    if "image" not in header:
+        raise DatasetError(f"CSV {path} needs columns image,[split,]<class>...; got {header}")
     if not rows:
         raise DatasetError(f"CSV {path} has no rows: the dataset is empty")
     classes = [c for c in header if c not in ("image", "split", "grade")]
     if not classes:
-        raise DatasetError(f"CSV {path} has no class columns after image,split")
+        raise DatasetError(f"CSV {path} has no class columns beside image, split and grade")
     splits: dict[str, list[Record]] = {}
     for line, row in enumerate(rows, start=2):
         where = f"{path} line {line}"
-        if row["split"] not in SPLITS:
-            raise DatasetError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
+        split = (row.get("split") or "").strip()
+        if split and split not in SPLITS:
+            raise DatasetError(f"{where}: split {split!r} is not one of {SPLITS} (or empty)")
         try:
             presence = tuple(int(row[c]) for c in classes)
         except (TypeError, ValueError) as exc:
@@ -218,11 +219,20 @@ def load_csv(path: Path, grades: list[str]) -> SourceIndex:
         image = (path.parent / row["image"]).resolve()
         if not image.exists():
             raise DatasetError(f"{where}: image file not found: {image}")
-        rec = Record(
-            id=Path(row["image"]).stem, image=image, has_mask=False, presence=presence, grade=grade
-        )
-        splits.setdefault(row["split"], []).append(rec)
-    return SourceIndex("csv", path, classes, splits)
+        # The relative path names the image: two folders may hold files of the same name.
+        rid = Path(row["image"]).with_suffix("").as_posix()
+        rec = Record(id=rid, image=image, has_mask=False, presence=presence, grade=grade)
+        splits.setdefault(split, []).append(rec)
+    if loose := splits.pop("", None):
+        for name, part in split_records(
+            loose, shown_by_presence(loose), seed, VAL_SHARE, TEST_SHARE
+        ).items():
+            splits[name] = splits.get(name, []) + part
+    if splits.get("train") and not splits.get("val"):
+        train = splits["train"]
+        drawn = split_records(train, shown_by_presence(train), seed, VAL_SHARE, 0.0)
+        splits["train"], splits["val"] = drawn["train"], drawn["val"]
+    return SourceIndex("csv", path, classes, {k: v for k, v in splits.items() if v})
 
 
 def _parse_grade(cell: str | None, grades: list[str], where: str) -> int | None:

@@ -12,11 +12,12 @@ three or more and a test share, one into test), so thresholds can be chosen for 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 
 from mtqa.data.errors import DatasetError
+from mtqa.data.records import Record
 
 # Shares of a pooled source drawn into val and test (`mtqa data import`'s defaults too).
 VAL_SHARE = 0.15
@@ -73,3 +74,26 @@ def stratified_splits(
             split = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
             splits[ids[i]] = split
     return splits
+
+
+def split_records(
+    records: Sequence[Record],
+    shown: Mapping[str, Set[int]],
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> dict[str, list[Record]]:
+    """`records` dealt into train / val / test by `stratified_splits` of `shown` (record id ->
+    the classes it shows), in their given order within each split. Val is never left empty
+    while train has two records or more: every stratum may be too small to give one."""
+    split_of = stratified_splits(shown, seed, val_fraction, test_fraction)
+    dealt = {s: [r for r in records if split_of[r.id] == s] for s in ("train", "val", "test")}
+    if val_fraction > 0 and not dealt["val"] and len(dealt["train"]) > 1:
+        k = int(np.random.default_rng(seed).integers(len(dealt["train"])))
+        dealt["val"].append(dealt["train"].pop(k))
+    return dealt
+
+
+def shown_by_presence(records: Sequence[Record]) -> dict[str, set[int]]:
+    """Record id -> the 1-based classes its image-level labels mark present."""
+    return {r.id: {i + 1 for i, v in enumerate(r.presence or ()) if v} for r in records}
