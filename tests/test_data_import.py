@@ -19,8 +19,8 @@ from mtqa.data import DatasetError, build_datasets
 from mtqa.data.bundle import neu_seg_path
 from mtqa.data.importers import FORMATS, import_dataset
 from mtqa.data.importers.base import Sample
-from mtqa.data.importers.masks import class_names
 from mtqa.data.importers.rle import decode_rle, encode_rle
+from mtqa.data.naming import class_names
 from mtqa.data.splits import stratified_splits
 from mtqa_cli.commands.data import IMPORT_FORMATS
 from mtqa_cli.main import main

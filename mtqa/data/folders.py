@@ -16,16 +16,12 @@ from the folder labels.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from mtqa.data.errors import DatasetError
-from mtqa.data.importers.base import DEFECT_FREE_NAMES, split_of_folder
-from mtqa.data.importers.masks import class_names
+from mtqa.data.naming import class_names, is_defect_free, split_of_folder
 from mtqa.data.records import IMAGE_SUFFIXES, Record, SourceIndex
 from mtqa.data.splits import TEST_SHARE, VAL_SHARE, shown_by_presence, split_records
-
-_WORDS = re.compile(r"[_\- .]+")
 
 
 def _folders(path: Path) -> list[Path]:
@@ -34,12 +30,6 @@ def _folders(path: Path) -> list[Path]:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def is_defect_free(folder_name: str) -> bool:
-    """Whether a class folder's name says its images are defect-free (``ok``, ``ok_front``)."""
-    name = folder_name.lower()
-    return name in DEFECT_FREE_NAMES or _WORDS.split(name)[0] in DEFECT_FREE_NAMES
 
 
 def _split_folders(root: Path) -> dict[str, Path] | None:

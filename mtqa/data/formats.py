@@ -16,8 +16,7 @@ from PIL import Image
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.folders import looks_like_folders
-from mtqa.data.importers.masks import MASK_DIRS, MASK_SUFFIXES
-from mtqa.data.importers.yolo import YAML_NAMES
+from mtqa.data.naming import MASK_DIRS, MASK_SUFFIXES, YAML_NAMES
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
 from mtqa.data.splits import TEST_SHARE, VAL_SHARE, shown_by_presence, split_records
 

@@ -13,39 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mtqa.data.records import SPLITS
-
-# Folder names (lower case, after prefix stripping) that hold defect-free images, never a class.
-DEFECT_FREE_NAMES = frozenset(
-    {
-        "good",
-        "ok",
-        "free",
-        "normal",
-        "clean",
-        "defect-free",
-        "defect_free",
-        "defectfree",
-        "no-defect",
-        "no_defect",
-        "nodefect",
-        "non-defective",
-        "non_defective",
-        "negative",
-    }
-)
-
-# Folder names of a split in the formats' usual layouts (Roboflow writes "valid").
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
-
 
 @dataclass(frozen=True)
 class Polygon:
@@ -122,9 +89,3 @@ class Source:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     keep_splits: bool = True
-
-
-def split_of_folder(name: str) -> str | None:
-    """The split a folder name stands for (``train``, ``valid`` ...), else None."""
-    split = SPLIT_ALIASES.get(name.lower())
-    return split if split in SPLITS else None

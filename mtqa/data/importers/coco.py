@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 from mtqa.data.errors import DatasetError
-from mtqa.data.importers.base import SPLIT_ALIASES, Polygon, Rle, Sample, Source, split_of_folder
+from mtqa.data.importers.base import Polygon, Rle, Sample, Source
+from mtqa.data.naming import SPLIT_ALIASES, split_of_folder
 
 _SPLIT_WORD = re.compile(r"(?:^|[^a-z])(" + "|".join(SPLIT_ALIASES) + r")(?:\d*)(?:[^a-z]|$)")
 

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from mtqa.data.errors import DatasetError
-from mtqa.data.importers.base import MaskArray, Polygon, Polyline, Sample, Source, split_of_folder
+from mtqa.data.importers.base import MaskArray, Polygon, Polyline, Sample, Source
+from mtqa.data.naming import split_of_folder
 from mtqa.data.records import IMAGE_SUFFIXES
 
 LINE_WIDTH = 3.0  # pixels drawn for a line / linestrip shape (LabelMe lines have no width)

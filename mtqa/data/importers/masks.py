@@ -16,32 +16,23 @@ defect-free images and is not a class. A name prefix shared by every folder (``M
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from pathlib import Path
 
 from mtqa.data.errors import DatasetError
-from mtqa.data.importers.base import DEFECT_FREE_NAMES, MaskFile, Sample, Source, split_of_folder
+from mtqa.data.importers.base import MaskFile, Sample, Source
 from mtqa.data.importers.rasterise import read_binary_mask
+from mtqa.data.naming import (
+    MASK_DIRS,
+    MASK_SUFFIXES,
+    class_names,
+    is_defect_free,
+    split_of_folder,
+)
 from mtqa.data.records import IMAGE_SUFFIXES
 
-MASK_DIRS = frozenset({"mask", "masks", "gt", "ground_truth", "groundtruth", "label", "labels"})
-MASK_SUFFIXES = ("_mask", "-mask", "_gt", "-gt", "_label", "-label", "_seg")
-_SEPARATORS = "_- ."
 SINGLE_CLASS = "defect"  # the class of an images/ + masks/<id>.png layout
-
-
-def class_names(folders: list[str]) -> dict[str, str]:
-    """Folder name -> class name: the prefix shared by all folders stripped, lower-cased."""
-    prefix = os.path.commonprefix(folders) if len(folders) > 1 else ""
-    cut = max((prefix.rfind(c) for c in _SEPARATORS), default=-1)
-    prefix = prefix[: cut + 1]
-    return {f: (f[len(prefix) :] or f).strip(_SEPARATORS).lower() for f in folders}
-
-
-def is_defect_free_name(name: str) -> bool:
-    return name.lower() in DEFECT_FREE_NAMES
 
 
 def _images(folder: Path) -> list[Path]:
@@ -108,7 +99,7 @@ def _classify(folders: dict[str, Path], source: Source) -> dict[str, str | None]
     names = class_names(sorted(folders))
     result: dict[str, str | None] = {}
     for folder, name in names.items():
-        if is_defect_free_name(name):
+        if is_defect_free(name):
             source.notes.append(f"folder {folder!r} holds defect-free images (its name)")
             result[folder] = None
         else:

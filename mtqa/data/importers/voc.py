@@ -19,7 +19,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mtqa.data.errors import DatasetError
-from mtqa.data.importers.base import Polygon, Sample, Source, split_of_folder
+from mtqa.data.importers.base import Polygon, Sample, Source
+from mtqa.data.naming import split_of_folder
 from mtqa.data.records import IMAGE_SUFFIXES
 
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")

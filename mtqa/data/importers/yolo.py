@@ -17,9 +17,8 @@ import yaml
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import Polygon, Sample, Source
+from mtqa.data.naming import YAML_NAMES
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS
-
-YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 
 
 def find_yaml(src: Path) -> Path:
