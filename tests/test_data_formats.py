@@ -147,9 +147,15 @@ def test_label_folders_are_sent_to_the_importer_not_read_as_classes(tmp_path):
     yolo = _image_folders(tmp_path / "yolo", {"images/train": 2})
     (yolo / "data.yaml").write_text("names: [dent]\ntrain: images/train\n")
     masks = _image_folders(tmp_path / "masks", {"crack": 2, "crack/masks": 2})
-    for root, fmt in ((voc, "voc"), (yolo, "yolo"), (masks, "masks")):
+    coco = _image_folders(tmp_path / "coco", {"train": 2})
+    (coco / "train" / "_annotations.coco.json").write_text('{"images": [], "annotations": []}')
+    for root, fmt in ((voc, "voc"), (yolo, "yolo"), (masks, "masks"), (coco, "coco")):
         with pytest.raises(DatasetError, match=f"mtqa data import --from {fmt} "):
             detect(root)
+    # a metadata JSON beside class folders is not a label file
+    plain = _image_folders(tmp_path / "plain", {"ok": 2, "dent": 2})
+    (plain / "dataset-metadata.json").write_text('{"title": "castings"}')
+    assert detect(plain) == "folders"
 
 
 def test_skewed_class_folders_are_drawn_class_balanced(tmp_path):

@@ -8,6 +8,7 @@ decoding pixels; the dataset classes read images and masks lazily.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -68,8 +69,13 @@ def import_format_of(path: Path) -> str | None:
         return "yolo"
     if next(path.rglob("*.xml"), None) is not None:
         return "voc"
-    if next(path.rglob("*.json"), None) is not None:
-        return "coco|labelme"
+    for doc in itertools.islice(path.rglob("*.json"), 20):  # a stray metadata JSON is no label
+        with doc.open("rb") as fh:
+            head = fh.read(65536)
+        if b'"shapes"' in head:
+            return "labelme"
+        if b'"annotations"' in head:
+            return "coco"
     for item in path.rglob("*"):
         if item.is_dir() and item.name.lower() in MASK_DIRS:
             return "masks"
