@@ -13,7 +13,7 @@ from typing import Any
 
 from mtqa.checkpoint import load_checkpoint
 from mtqa.data import DatasetError, build_datasets
-from mtqa.evaluate.evaluation import run_evaluation, torch_predict_fn
+from mtqa.evaluate.evaluation import EvaluationResult, run_evaluation, torch_predict_fn
 from mtqa.evaluate.thresholds import RULES, ThresholdError, save_thresholds, select_thresholds
 from mtqa.progress import NO_PROGRESS, Progress, stage
 
@@ -76,6 +76,37 @@ def checkpoint_split(
     return dataset, source
 
 
+def score_split(
+    checkpoint,
+    split: str,
+    source: str | None,
+    limit: int | None,
+    batch_size: int,
+    progress: Progress,
+    *,
+    label: str,
+    thresholds: dict[str, Any] | None = None,
+    keep_samples: int = 0,
+    detail: str = "",
+) -> tuple[EvaluationResult, str]:
+    """Run the checkpoint's model over `split` of its data source (or `source`) as one progress
+    stage named `label`: (the evaluation result, the source used)."""
+    dataset, used = checkpoint_split(checkpoint, split, source, limit)
+    with stage(progress, label, total=len(dataset)) as scoring:
+        result = run_evaluation(
+            torch_predict_fn(checkpoint.model),
+            dataset,
+            checkpoint.classes,
+            checkpoint.grades,
+            thresholds,
+            batch_size=batch_size,
+            keep_samples=keep_samples,
+            progress=progress,
+        )
+        scoring.detail = f"{len(dataset)} images{detail}"
+    return result, used
+
+
 def calibrate_run(
     run_dir: str | Path,
     source: str | None = None,
@@ -92,17 +123,16 @@ def calibrate_run(
     if rule not in RULES:
         raise ThresholdError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")
     checkpoint = load_checkpoint(run_dir)
-    dataset, used = checkpoint_split(checkpoint, split, source, limit)
-    with stage(progress, f"calibrate on {split}", total=len(dataset)) as calibrating:
-        result = run_evaluation(
-            torch_predict_fn(checkpoint.model),
-            dataset,
-            checkpoint.classes,
-            checkpoint.grades,
-            batch_size=batch_size,
-            progress=progress,
-        )
-        calibrating.detail = f"{len(dataset)} images, rule {rule}"
+    result, used = score_split(
+        checkpoint,
+        split,
+        source,
+        limit,
+        batch_size,
+        progress,
+        label=f"calibrate on {split}",
+        detail=f", rule {rule}",
+    )
     presence = select_thresholds(
         result.presence_probs, result.presence_targets, checkpoint.classes, rule, target_recall
     )

@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
         return exits.bad_input("evaluate", problem)
     import torch
 
-    from mtqa.calibrate import calibrate_run, checkpoint_split
+    from mtqa.calibrate import calibrate_run, score_split
     from mtqa.checkpoint import CheckpointError, load_checkpoint
     from mtqa.data import DatasetError
     from mtqa.evaluate.artefacts import write_artefacts
-    from mtqa.evaluate.evaluation import EvaluationError, run_evaluation, torch_predict_fn
+    from mtqa.evaluate.evaluation import EvaluationError
     from mtqa.evaluate.jsonsafe import dumps
     from mtqa.evaluate.metrics import MetricInputError
     from mtqa.evaluate.thresholds import ThresholdError
@@ -113,20 +113,18 @@ def run(args: argparse.Namespace) -> int:
                 args.limit,
                 progress=bar,
             )
-        checkpoint = load_checkpoint(args.run)
-        dataset, source = checkpoint_split(checkpoint, args.split, args.data, args.limit)
-        with stage(bar, f"score {args.split}", total=len(dataset)) as scoring:
-            result = run_evaluation(
-                torch_predict_fn(checkpoint.model),
-                dataset,
-                checkpoint.classes,
-                checkpoint.grades,
-                checkpoint.thresholds,
-                batch_size=args.batch_size,
-                keep_samples=args.samples,
-                progress=bar,
-            )
-            scoring.detail = f"{len(dataset)} images"
+        checkpoint = load_checkpoint(args.run)  # after calibrating: its thresholds are new
+        result, source = score_split(
+            checkpoint,
+            args.split,
+            args.data,
+            args.limit,
+            args.batch_size,
+            bar,
+            label=f"score {args.split}",
+            thresholds=checkpoint.thresholds,
+            keep_samples=args.samples,
+        )
         info = {
             "checkpoint": str(args.run),
             "data": source,
