@@ -21,7 +21,7 @@ from pathlib import Path
 from mtqa.data.errors import DatasetError
 from mtqa.data.naming import class_names, is_defect_free, split_of_folder
 from mtqa.data.records import IMAGE_SUFFIXES, Record, SourceIndex
-from mtqa.data.splits import TEST_SHARE, VAL_SHARE, shown_by_presence, split_records
+from mtqa.data.splits import complete_splits, shown_by_presence
 
 
 def _folders(path: Path) -> list[Path]:
@@ -77,13 +77,6 @@ def load_folders(root: Path, seed: int = 0) -> SourceIndex:
                 records.setdefault(split, []).append(rec)
     if not any(records.values()):
         raise DatasetError(f"{root}: the class folders hold no image ({', '.join(IMAGE_SUFFIXES)})")
-    if None in records:  # no split folders: draw all three
-        pool = records[None]
-        out = split_records(pool, shown_by_presence(pool), seed, VAL_SHARE, TEST_SHARE)
-    else:
-        out = {s: list(r) for s, r in records.items()}
-        if not out.get("val") and out.get("train"):
-            train = out["train"]
-            drawn = split_records(train, shown_by_presence(train), seed, VAL_SHARE, 0.0)
-            out["train"], out["val"] = drawn["train"], drawn["val"]
+    pooled = [r for part in records.values() for r in part]
+    out = complete_splits(records, shown_by_presence(pooled), seed)
     return SourceIndex("folders", root, classes, out)

@@ -8,7 +8,6 @@ decoding pixels; the dataset classes read images and masks lazily.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 from pathlib import Path
 
@@ -19,7 +18,13 @@ from mtqa.data.errors import DatasetError
 from mtqa.data.folders import looks_like_folders
 from mtqa.data.naming import MASK_DIRS, MASK_SUFFIXES, YAML_NAMES
 from mtqa.data.records import IMAGE_SUFFIXES, SPLITS, Record, SourceIndex, image_size_of
-from mtqa.data.splits import TEST_SHARE, VAL_SHARE, shown_by_presence, split_records
+from mtqa.data.splits import (
+    TEST_SHARE,
+    VAL_SHARE,
+    complete_splits,
+    shown_by_presence,
+    split_records,
+)
 
 VAL_FRACTION = 0.1  # share of train moved to val when a dataset ships without a val split
 CLASSES = "classes.json"  # the indexed-mask format's class names
@@ -67,21 +72,26 @@ def import_format_of(path: Path) -> str | None:
     """
     if any((path / name).is_file() for name in YAML_NAMES) or (path / "labels").is_dir():
         return "yolo"
-    if next(path.rglob("*.xml"), None) is not None:
-        return "voc"
-    for doc in itertools.islice(path.rglob("*.json"), 20):  # a stray metadata JSON is no label
+    docs: list[Path] = []  # JSON files, read after the walk (a stray metadata JSON is no label)
+    masks = False
+    for item in path.rglob("*"):  # one walk of the tree; VOC outranks what else it holds
+        suffix = item.suffix.lower()
+        if suffix == ".xml":
+            return "voc"
+        if suffix == ".json":
+            docs.append(item)
+        elif suffix in IMAGE_SUFFIXES:
+            masks = masks or item.stem.lower().endswith(MASK_SUFFIXES)
+        elif item.name.lower() in MASK_DIRS and item.is_dir():
+            masks = True
+    for doc in docs[:20]:
         with doc.open("rb") as fh:
             head = fh.read(65536)
         if b'"shapes"' in head:
             return "labelme"
         if b'"annotations"' in head:
             return "coco"
-    for item in path.rglob("*"):
-        if item.is_dir() and item.name.lower() in MASK_DIRS:
-            return "masks"
-        if item.suffix.lower() in IMAGE_SUFFIXES and item.stem.lower().endswith(MASK_SUFFIXES):
-            return "masks"
-    return None
+    return "masks" if masks else None
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -208,7 +218,7 @@ def load_csv(path: Path, grades: list[str], seed: int = 0) -> SourceIndex:
     classes = [c for c in header if c not in ("image", "split", "grade")]
     if not classes:
         raise DatasetError(f"CSV {path} has no class columns beside image, split and grade")
-    splits: dict[str, list[Record]] = {}
+    splits: dict[str | None, list[Record]] = {}
     for line, row in enumerate(rows, start=2):
         where = f"{path} line {line}"
         split = (row.get("split") or "").strip()
@@ -227,17 +237,10 @@ def load_csv(path: Path, grades: list[str], seed: int = 0) -> SourceIndex:
         # The relative path names the image: two folders may hold files of the same name.
         rid = Path(row["image"]).with_suffix("").as_posix()
         rec = Record(id=rid, image=image, has_mask=False, presence=presence, grade=grade)
-        splits.setdefault(split, []).append(rec)
-    if loose := splits.pop("", None):
-        for name, part in split_records(
-            loose, shown_by_presence(loose), seed, VAL_SHARE, TEST_SHARE
-        ).items():
-            splits[name] = splits.get(name, []) + part
-    if splits.get("train") and not splits.get("val"):
-        train = splits["train"]
-        drawn = split_records(train, shown_by_presence(train), seed, VAL_SHARE, 0.0)
-        splits["train"], splits["val"] = drawn["train"], drawn["val"]
-    return SourceIndex("csv", path, classes, {k: v for k, v in splits.items() if v})
+        splits.setdefault(split or None, []).append(rec)
+    pooled = [r for part in splits.values() for r in part]
+    out = complete_splits(splits, shown_by_presence(pooled), seed)
+    return SourceIndex("csv", path, classes, {k: v for k, v in out.items() if v})
 
 
 def _parse_grade(cell: str | None, grades: list[str], where: str) -> int | None:

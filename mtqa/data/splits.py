@@ -86,7 +86,9 @@ def split_records(
     """`records` dealt into train / val / test by `stratified_splits` of `shown` (record id ->
     the classes it shows), in their given order within each split. Val is never left empty
     while train has two records or more: every stratum may be too small to give one."""
-    split_of = stratified_splits(shown, seed, val_fraction, test_fraction)
+    split_of = stratified_splits(
+        {r.id: shown[r.id] for r in records}, seed, val_fraction, test_fraction
+    )
     dealt = {s: [r for r in records if split_of[r.id] == s] for s in ("train", "val", "test")}
     if val_fraction > 0 and not dealt["val"] and len(dealt["train"]) > 1:
         k = int(np.random.default_rng(seed).integers(len(dealt["train"])))
@@ -97,3 +99,19 @@ def split_records(
 def shown_by_presence(records: Sequence[Record]) -> dict[str, set[int]]:
     """Record id -> the 1-based classes its image-level labels mark present."""
     return {r.id: {i + 1 for i, v in enumerate(r.presence or ()) if v} for r in records}
+
+
+def complete_splits(
+    given: Mapping[str | None, Sequence[Record]], shown: Mapping[str, Set[int]], seed: int
+) -> dict[str, list[Record]]:
+    """The splits of a source that names some or none: `given` maps a split name to its records,
+    None to the records without one. Those are drawn by `split_records` (val and test
+    VAL_SHARE / TEST_SHARE); without val, a stratified VAL_SHARE of train becomes val."""
+    out = {s: list(r) for s, r in given.items() if s is not None}
+    if loose := given.get(None):
+        for name, part in split_records(loose, shown, seed, VAL_SHARE, TEST_SHARE).items():
+            out[name] = out.get(name, []) + part
+    if out.get("train") and not out.get("val"):
+        drawn = split_records(out["train"], shown, seed, VAL_SHARE, 0.0)
+        out["train"], out["val"] = drawn["train"], drawn["val"]
+    return out
