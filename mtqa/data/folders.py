@@ -20,16 +20,12 @@ from pathlib import Path
 
 from mtqa.data.errors import DatasetError
 from mtqa.data.naming import class_names, is_defect_free, split_of_folder
-from mtqa.data.records import IMAGE_SUFFIXES, Record, SourceIndex
+from mtqa.data.records import IMAGE_SUFFIXES, Record, SourceIndex, images_under, is_image
 from mtqa.data.splits import complete_splits, shown_by_presence
 
 
 def _folders(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _split_folders(root: Path) -> dict[str, Path] | None:
@@ -50,7 +46,7 @@ def looks_like_folders(root: Path) -> bool:
     """Whether `root` holds class folders of images, directly or inside split folders."""
     splits = _split_folders(root)
     parents = list(splits.values()) if splits else [root]
-    return any(_images(c) for p in parents for c in _folders(p))
+    return any(any(map(is_image, c.rglob("*"))) for p in parents for c in _folders(p))
 
 
 def load_folders(root: Path, seed: int = 0) -> SourceIndex:
@@ -70,7 +66,7 @@ def load_folders(root: Path, seed: int = 0) -> SourceIndex:
             cls = None if is_defect_free(folder.name) else classes.index(named[folder.name])
             presence = tuple(int(k == cls) for k in range(len(classes)))
             prefix = f"{split}/" if split else ""
-            for image in _images(folder):
+            for image in images_under(folder):
                 rel = image.relative_to(folder).with_suffix("").as_posix()
                 rid = f"{prefix}{folder.name}/{rel}"
                 rec = Record(id=rid, image=image, has_mask=False, presence=presence)

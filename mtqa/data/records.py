@@ -45,6 +45,16 @@ class SourceIndex:
     info: dict = field(default_factory=dict)
 
 
+def is_image(path: Path) -> bool:
+    """Whether `path` names an image file the loaders read (by its suffix)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def images_under(folder: Path) -> list[Path]:
+    """The image files anywhere under `folder`, sorted."""
+    return sorted(p for p in folder.rglob("*") if is_image(p))
+
+
 def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """Read an image file as upright uint8 HxWx3 RGB with the decoder serving uses.
 

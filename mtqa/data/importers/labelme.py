@@ -22,7 +22,7 @@ from PIL import Image
 from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import MaskArray, Polygon, Polyline, Sample, Source
 from mtqa.data.naming import split_of_folder
-from mtqa.data.records import IMAGE_SUFFIXES
+from mtqa.data.records import images_under
 
 LINE_WIDTH = 3.0  # pixels drawn for a line / linestrip shape (LabelMe lines have no width)
 POINT_RADIUS = 2.0  # pixels around a point shape
@@ -129,7 +129,7 @@ def read(src: Path) -> Source:
                 raise DatasetError(f"{where}: label {label!r} is not in {src / 'labels.txt'}")
             sample.labels.append((class_of[label], shape_geometry(shape, where)))
         source.samples.append(sample)
-    for image in sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image in images_under(src):
         if image.resolve() not in labelled:
             source.samples.append(
                 Sample(

@@ -30,13 +30,9 @@ from mtqa.data.naming import (
     is_defect_free,
     split_of_folder,
 )
-from mtqa.data.records import IMAGE_SUFFIXES
+from mtqa.data.records import images_under
 
 SINGLE_CLASS = "defect"  # the class of an images/ + masks/<id>.png layout
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _mask_base(path: Path) -> str | None:
@@ -50,11 +46,11 @@ def _mask_base(path: Path) -> str | None:
     return None
 
 
-def pair_images(folder: Path) -> tuple[dict[str, Path], dict[str, Path], list[dict]]:
+def pairimages_under(folder: Path) -> tuple[dict[str, Path], dict[str, Path], list[dict]]:
     """(image per key, mask per key, skipped) for one class folder; key = stem under folder."""
     images: dict[str, list[Path]] = {}
     masks: dict[str, Path] = {}
-    for path in _images(folder):
+    for path in images_under(folder):
         rel = path.relative_to(folder).parent
         parts = [p for p in rel.parts if p.lower() not in MASK_DIRS and p.lower() != "images"]
         base = _mask_base(path)
@@ -156,7 +152,7 @@ def _read_mvtec(src: Path, source: Source) -> Source:
             if not folder.is_dir():
                 continue
             name = kinds.get(folder.name) if group == "test" else None
-            for image in _images(folder):
+            for image in images_under(folder):
                 sample = Sample(id=f"{folder.name}_{image.stem}", image=image)
                 labels = []
                 if name is not None:
@@ -182,12 +178,12 @@ def _read_shared(src: Path, mask_root: Path, source: Source) -> Source:
         )
     masks_of: dict[str, list[tuple[str, Path]]] = {}
     for folder, path in folders.items():
-        for mask in _images(path):
+        for mask in images_under(path):
             if kinds[folder] is not None:
                 base = _mask_base(mask) or mask.stem
                 masks_of.setdefault(base, []).append((kinds[folder], mask))
     samples = []
-    for image in _images(src / "images"):
+    for image in images_under(src / "images"):
         rel = image.relative_to(src / "images")
         split = split_of_folder(rel.parts[0]) if len(rel.parts) > 1 else None
         labels = masks_of.get(image.stem, [])
@@ -202,7 +198,7 @@ def _read_class_folders(
     kinds = _classify(folders, source)
     samples = []
     for folder, path in folders.items():
-        images, masks, skipped = pair_images(path)
+        images, masks, skipped = pairimages_under(path)
         source.skipped += skipped
         for key, image in sorted(images.items()):
             name = kinds[folder]

@@ -21,7 +21,7 @@ from pathlib import Path
 from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import Polygon, Sample, Source
 from mtqa.data.naming import split_of_folder
-from mtqa.data.records import IMAGE_SUFFIXES
+from mtqa.data.records import images_under
 
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -99,7 +99,7 @@ def read(src: Path) -> Source:
     src = Path(src)
     if not src.is_dir():
         raise DatasetError(f"VOC source {src} is not a folder")
-    images = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = images_under(src)
     by_name: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
     for image in images:

@@ -18,7 +18,7 @@ import yaml
 from mtqa.data.errors import DatasetError
 from mtqa.data.importers.base import Polygon, Sample, Source
 from mtqa.data.naming import YAML_NAMES
-from mtqa.data.records import IMAGE_SUFFIXES, SPLITS
+from mtqa.data.records import SPLITS, images_under
 
 
 def find_yaml(src: Path) -> Path:
@@ -67,7 +67,7 @@ def _root(config: dict, yaml_path: Path, notes: list[str]) -> Path:
 def _images_of(entry: str, root: Path, where: Path) -> list[Path]:
     path = Path(entry) if Path(entry).is_absolute() else root / entry
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return images_under(path)
     if path.is_file() and path.suffix == ".txt":  # a list of image paths, one a line
         lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
         return [Path(ln) if Path(ln).is_absolute() else path.parent / ln for ln in lines]
